@@ -1,0 +1,336 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobhook/jobhook/models"
+)
+
+// DefaultPrefix is the default prefix of jobhook's Redis keys.
+const DefaultPrefix = "jobs:"
+
+// seqSpan is the room each priority gets in a pending score: scores are
+// (MaxPriority-priority)*seqSpan + seq, which stays below 2^53 for every
+// priority, so float64 scores are exact. seq wraps after seqSpan (about 8.6
+// billion) enqueues, the only point where FIFO order is not kept.
+const seqSpan = 1 << 33
+
+// maxArgsPerCall bounds the jobs sent in one script call.
+const maxArgsPerCall = 1000
+
+// Item is a job as the queue knows it: its id and priority.
+type Item struct {
+	ID       int64
+	Priority int
+}
+
+// Queue is the Redis priority queue. Keys, under a configurable prefix:
+//
+//   - pending: sorted set of runnable job ids. The highest priority pops
+//     first, and within one priority the first enqueued, exactly.
+//   - processing: sorted set of claimed job ids scored by lease deadline
+//     (Unix milliseconds).
+//   - delayed: sorted set of job ids waiting for a retry, scored by the
+//     time they may run (Unix milliseconds), with their priorities in the
+//     hash delayed:priority.
+//   - seq: the enqueue counter that orders jobs of equal priority.
+//
+// A job id is in at most one of the sets; every move between them is one
+// atomic script call.
+type Queue struct {
+	rdb    redis.UniversalClient
+	clock  Clock
+	prefix string
+}
+
+// NewQueue returns a queue on rdb with keys under prefix (DefaultPrefix when
+// empty). A nil clock is the system clock.
+func NewQueue(rdb redis.UniversalClient, prefix string, clock Clock) *Queue {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	return &Queue{rdb: rdb, clock: clock, prefix: prefix}
+}
+
+// Key returns the full name of one of the queue's keys.
+func (q *Queue) Key(name string) string { return q.prefix + name }
+
+// Prefix returns the queue's key prefix.
+func (q *Queue) Prefix() string { return q.prefix }
+
+// Redis returns the client the queue uses.
+func (q *Queue) Redis() redis.UniversalClient { return q.rdb }
+
+// enqueueScript adds ids to pending (NX: a job already pending keeps its
+// place). KEYS: pending, seq. ARGV: id, inverted priority, id, ...
+var enqueueScript = redis.NewScript(`
+local n = #ARGV / 2
+local last = redis.call('INCRBY', KEYS[2], n)
+local added = 0
+for i = 1, n do
+  local seq = (last - n + i) % ` + strconv.Itoa(seqSpan) + `
+  local score = tonumber(ARGV[2*i]) * ` + strconv.Itoa(seqSpan) + ` + seq
+  added = added + redis.call('ZADD', KEYS[1], 'NX', string.format('%.0f', score), ARGV[2*i-1])
+end
+return added
+`)
+
+// Enqueue makes jobs runnable now. A job already pending keeps its place.
+func (q *Queue) Enqueue(ctx context.Context, items ...Item) error {
+	for start := 0; start < len(items); start += maxArgsPerCall {
+		chunk := items[start:min(start+maxArgsPerCall, len(items))]
+		args := make([]any, 0, 2*len(chunk))
+		for _, it := range chunk {
+			if it.Priority < models.MinPriority || it.Priority > models.MaxPriority {
+				return fmt.Errorf("queue: enqueue job %d: priority %d out of range", it.ID, it.Priority)
+			}
+			args = append(args, it.ID, models.MaxPriority-it.Priority)
+		}
+		if err := enqueueScript.Run(ctx, q.rdb, []string{q.Key("pending"), q.Key("seq")}, args...).Err(); err != nil {
+			return fmt.Errorf("queue: enqueue %d jobs: %w", len(chunk), err)
+		}
+	}
+	return nil
+}
+
+// delayScript moves ids to delayed, out of pending and processing.
+// KEYS: delayed, delayed:priority, pending, processing. ARGV: runAtMs, id,
+// priority, id, priority, ...
+var delayScript = redis.NewScript(`
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('ZADD', KEYS[1], ARGV[1], id)
+  redis.call('HSET', KEYS[2], id, ARGV[i+1])
+end
+return 1
+`)
+
+// EnqueueAt makes jobs runnable at t (a retry's backoff, or a pending job
+// that is not due yet). It moves them out of pending and processing.
+func (q *Queue) EnqueueAt(ctx context.Context, t time.Time, items ...Item) error {
+	for start := 0; start < len(items); start += maxArgsPerCall {
+		chunk := items[start:min(start+maxArgsPerCall, len(items))]
+		args := make([]any, 0, 1+2*len(chunk))
+		args = append(args, t.UnixMilli())
+		for _, it := range chunk {
+			args = append(args, it.ID, it.Priority)
+		}
+		keys := []string{q.Key("delayed"), q.Key("delayed:priority"), q.Key("pending"), q.Key("processing")}
+		if err := delayScript.Run(ctx, q.rdb, keys, args...).Err(); err != nil {
+			return fmt.Errorf("queue: delay %d jobs: %w", len(chunk), err)
+		}
+	}
+	return nil
+}
+
+// promoteScript moves due ids from delayed to pending.
+// KEYS: delayed, delayed:priority, pending, seq. ARGV: nowMs, limit.
+var promoteScript = redis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local n = #ids
+if n == 0 then return 0 end
+local last = redis.call('INCRBY', KEYS[4], n)
+for i = 1, n do
+  local id = ids[i]
+  local p = tonumber(redis.call('HGET', KEYS[2], id) or '0') or 0
+  local seq = (last - n + i) % ` + strconv.Itoa(seqSpan) + `
+  local score = (` + strconv.Itoa(models.MaxPriority) + ` - p) * ` + strconv.Itoa(seqSpan) + ` + seq
+  redis.call('ZADD', KEYS[3], 'NX', string.format('%.0f', score), id)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+end
+return n
+`)
+
+// PromoteDue moves every delayed job whose time has come to pending, and
+// returns how many it moved.
+func (q *Queue) PromoteDue(ctx context.Context) (int, error) {
+	const batch = 1000
+	total := 0
+	keys := []string{q.Key("delayed"), q.Key("delayed:priority"), q.Key("pending"), q.Key("seq")}
+	for {
+		n, err := promoteScript.Run(ctx, q.rdb, keys, q.clock.Now().UnixMilli(), batch).Int()
+		if err != nil {
+			return total, fmt.Errorf("queue: promote due jobs: %w", err)
+		}
+		total += n
+		if n < batch {
+			return total, nil
+		}
+	}
+}
+
+// claimScript pops up to n ids from pending into processing with a lease
+// deadline. KEYS: pending, processing. ARGV: n, deadlineMs.
+var claimScript = redis.NewScript(`
+local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[1]))
+local ids = {}
+for i = 1, #popped, 2 do
+  redis.call('ZADD', KEYS[2], ARGV[2], popped[i])
+  ids[#ids + 1] = popped[i]
+end
+return ids
+`)
+
+// Claim atomically moves up to n of the first pending jobs to processing,
+// with a lease that ends after lease, and returns their ids in queue order.
+func (q *Queue) Claim(ctx context.Context, n int, lease time.Duration) ([]int64, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	deadline := q.clock.Now().Add(lease).UnixMilli()
+	raw, err := claimScript.Run(ctx, q.rdb, []string{q.Key("pending"), q.Key("processing")}, n, deadline).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("queue: claim %d jobs: %w", n, err)
+	}
+	ids := make([]int64, 0, len(raw))
+	for _, s := range raw {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return ids, fmt.Errorf("queue: claim: bad job id %q in %s", s, q.Key("pending"))
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// Ack drops finished jobs from processing.
+func (q *Queue) Ack(ctx context.Context, ids ...int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := q.rdb.ZRem(ctx, q.Key("processing"), int64sToAny(ids)...).Err(); err != nil {
+		return fmt.Errorf("queue: ack %d jobs: %w", len(ids), err)
+	}
+	return nil
+}
+
+// releaseScript moves ids from processing back to pending, keeping no lease.
+// KEYS: processing, pending, seq. ARGV: id, inverted priority, ...
+var releaseScript = redis.NewScript(`
+local n = #ARGV / 2
+local last = redis.call('INCRBY', KEYS[3], n)
+for i = 1, n do
+  redis.call('ZREM', KEYS[1], ARGV[2*i-1])
+  local seq = (last - n + i) % ` + strconv.Itoa(seqSpan) + `
+  local score = tonumber(ARGV[2*i]) * ` + strconv.Itoa(seqSpan) + ` + seq
+  redis.call('ZADD', KEYS[2], 'NX', string.format('%.0f', score), ARGV[2*i-1])
+end
+return n
+`)
+
+// Release gives claimed jobs back to pending, to run again as soon as a
+// worker is free.
+func (q *Queue) Release(ctx context.Context, items ...Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(items))
+	for _, it := range items {
+		args = append(args, it.ID, models.MaxPriority-it.Priority)
+	}
+	if err := releaseScript.Run(ctx, q.rdb, []string{q.Key("processing"), q.Key("pending"), q.Key("seq")}, args...).Err(); err != nil {
+		return fmt.Errorf("queue: release %d jobs: %w", len(items), err)
+	}
+	return nil
+}
+
+// Remove drops a job from every set, as when it is cancelled.
+func (q *Queue) Remove(ctx context.Context, id int64) error {
+	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRem(ctx, q.Key("pending"), id)
+		p.ZRem(ctx, q.Key("processing"), id)
+		p.ZRem(ctx, q.Key("delayed"), id)
+		p.HDel(ctx, q.Key("delayed:priority"), strconv.FormatInt(id, 10))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: remove job %d: %w", id, err)
+	}
+	return nil
+}
+
+// Depth is how many jobs each set holds.
+type Depth struct {
+	Pending    int64 `json:"pending"`
+	Processing int64 `json:"processing"`
+	Delayed    int64 `json:"delayed"`
+}
+
+// Depth counts the jobs in each set.
+func (q *Queue) Depth(ctx context.Context) (Depth, error) {
+	var p, r, d *redis.IntCmd
+	_, err := q.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		p = pl.ZCard(ctx, q.Key("pending"))
+		r = pl.ZCard(ctx, q.Key("processing"))
+		d = pl.ZCard(ctx, q.Key("delayed"))
+		return nil
+	})
+	if err != nil {
+		return Depth{}, fmt.Errorf("queue: depth: %w", err)
+	}
+	return Depth{Pending: p.Val(), Processing: r.Val(), Delayed: d.Val()}, nil
+}
+
+// Missing returns the ids, of those given, that are in none of the sets.
+func (q *Queue) Missing(ctx context.Context, ids []int64) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cmds := make([][3]*redis.FloatCmd, len(ids))
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			m := strconv.FormatInt(id, 10)
+			cmds[i] = [3]*redis.FloatCmd{
+				p.ZScore(ctx, q.Key("pending"), m),
+				p.ZScore(ctx, q.Key("processing"), m),
+				p.ZScore(ctx, q.Key("delayed"), m),
+			}
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("queue: look up %d jobs: %w", len(ids), err)
+	}
+	var missing []int64
+	for i, c := range cmds {
+		found := false
+		for _, cmd := range c {
+			if cmd.Err() == nil {
+				found = true
+			} else if cmd.Err() != redis.Nil {
+				return nil, fmt.Errorf("queue: look up job %d: %w", ids[i], cmd.Err())
+			}
+		}
+		if !found {
+			missing = append(missing, ids[i])
+		}
+	}
+	return missing, nil
+}
+
+// Ping checks that Redis answers.
+func (q *Queue) Ping(ctx context.Context) error {
+	if err := q.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("queue: ping redis: %w", err)
+	}
+	return nil
+}
+
+func int64sToAny(ids []int64) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
+}

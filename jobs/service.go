@@ -1,0 +1,329 @@
+package jobs
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+
+	"github.com/jobhook/jobhook/models"
+)
+
+// DefaultMaxPayloadBytes is the default size limit of a job's payload.
+const DefaultMaxPayloadBytes = 256 << 10
+
+// MaxIdempotencyKeyLength is the longest Idempotency-Key accepted.
+const MaxIdempotencyKeyLength = 255
+
+// List page sizes.
+const (
+	DefaultListLimit = 20
+	MaxListLimit     = 100
+)
+
+// ServiceConfig builds a Service.
+type ServiceConfig struct {
+	DB       *gorm.DB
+	Queue    *Queue
+	Registry *Registry
+	// Clock defaults to the system clock.
+	Clock Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// MaxPayloadBytes limits a payload's size. Defaults to DefaultMaxPayloadBytes.
+	MaxPayloadBytes int
+	// Notify, when set, is called after a job that is due now is enqueued,
+	// to start a worker soon (the in-process runner, or a trigger).
+	Notify func(ctx context.Context)
+}
+
+// Service creates, reads and cancels jobs. The database is the source of
+// truth; the queue only orders the jobs that can run.
+type Service struct {
+	cfg ServiceConfig
+	log *slog.Logger
+}
+
+// NewService returns a Service.
+func NewService(cfg ServiceConfig) *Service {
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxPayloadBytes <= 0 {
+		cfg.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	return &Service{cfg: cfg, log: cfg.Logger.With("component", "service")}
+}
+
+// CreateRequest asks for a new job.
+type CreateRequest struct {
+	UserID string
+	Type   string
+	// Payload must be a JSON object. Empty means {}.
+	Payload json.RawMessage
+	// Priority is 0–999999; larger runs first.
+	Priority int
+	// MaxAttempts is 1–25; 0 means models.DefaultMaxAttempts.
+	MaxAttempts int
+	// ScheduledFor, when in the future, stores the job as scheduled.
+	ScheduledFor *time.Time
+	// IdempotencyKey, when set, makes a second create with the same user and
+	// key return the first job.
+	IdempotencyKey string
+}
+
+// Validate checks a request without touching any backend.
+func (s *Service) Validate(req *CreateRequest) error {
+	if req.UserID == "" {
+		return invalid("invalid_user", "", "a user id is required")
+	}
+	if req.Type == "" {
+		return invalid("invalid_type", "type", "type is required")
+	}
+	h, ok := s.cfg.Registry.Lookup(req.Type)
+	if !ok {
+		e := invalid("unknown_job_type", "type", "unknown job type %q", req.Type)
+		return e
+	}
+	if len(req.Payload) == 0 {
+		req.Payload = json.RawMessage("{}")
+	}
+	if len(req.Payload) > s.cfg.MaxPayloadBytes {
+		return invalid("payload_too_large", "payload", "payload is %d bytes, over the limit of %d", len(req.Payload), s.cfg.MaxPayloadBytes)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(req.Payload, &obj); err != nil || obj == nil {
+		return invalid("invalid_payload", "payload", "payload must be a JSON object")
+	}
+	if req.Priority < models.MinPriority || req.Priority > models.MaxPriority {
+		return invalid("invalid_priority", "priority", "priority must be an integer from %d to %d", models.MinPriority, models.MaxPriority)
+	}
+	if req.MaxAttempts == 0 {
+		req.MaxAttempts = models.DefaultMaxAttempts
+	}
+	if req.MaxAttempts < models.MinMaxAttempts || req.MaxAttempts > models.MaxMaxAttempts {
+		return invalid("invalid_max_attempts", "maxAttempts", "maxAttempts must be an integer from %d to %d", models.MinMaxAttempts, models.MaxMaxAttempts)
+	}
+	if len(req.IdempotencyKey) > MaxIdempotencyKeyLength || !utf8.ValidString(req.IdempotencyKey) {
+		return invalid("invalid_idempotency_key", "Idempotency-Key", "Idempotency-Key must be valid UTF-8 of at most %d bytes", MaxIdempotencyKeyLength)
+	}
+	if v, ok := h.(PayloadValidator); ok {
+		if err := v.ValidatePayload(req.Payload); err != nil {
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				return ve
+			}
+			return invalid("invalid_payload", "payload", "%s", err.Error())
+		}
+	}
+	return nil
+}
+
+// Create validates and stores a job, and enqueues it when it is due now.
+// It returns the job and whether it was created (false: an earlier job with
+// the same Idempotency-Key). If the enqueue fails after the insert, the job
+// is still created: the reconciler enqueues it later.
+func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, bool, error) {
+	if err := s.Validate(&req); err != nil {
+		return nil, false, err
+	}
+	if req.IdempotencyKey != "" {
+		if job, err := s.byIdempotencyKey(ctx, req.UserID, req.IdempotencyKey); err == nil {
+			return job, false, nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, false, err
+		}
+	}
+	now := s.cfg.Clock.Now().UTC()
+	job := &models.Job{
+		UserID:      req.UserID,
+		Type:        req.Type,
+		Status:      models.StatusPending,
+		Priority:    req.Priority,
+		Payload:     models.JSON(req.Payload),
+		MaxAttempts: req.MaxAttempts,
+		NextRunAt:   now,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+	if req.ScheduledFor != nil {
+		at := req.ScheduledFor.UTC()
+		job.ScheduledFor = &at
+		if at.After(now) {
+			job.Status = models.StatusScheduled
+			job.NextRunAt = at
+		}
+	}
+	if req.IdempotencyKey != "" {
+		key := req.IdempotencyKey
+		job.IdempotencyKey = &key
+	}
+	if err := s.cfg.DB.WithContext(ctx).Create(job).Error; err != nil {
+		if errors.Is(err, gorm.ErrDuplicatedKey) && req.IdempotencyKey != "" {
+			// A concurrent create with the same key won the race.
+			existing, ferr := s.byIdempotencyKey(ctx, req.UserID, req.IdempotencyKey)
+			if ferr == nil {
+				return existing, false, nil
+			}
+		}
+		return nil, false, fmt.Errorf("create job: insert: %w: %w", ErrUnavailable, err)
+	}
+	log := s.log.With("job_id", job.ID, "type", job.Type)
+	if job.Status == models.StatusPending {
+		if err := s.cfg.Queue.Enqueue(ctx, Item{ID: job.ID, Priority: job.Priority}); err != nil {
+			// The row is the truth: the reconciler enqueues it again.
+			log.Warn("job stored but not enqueued; the reconciler will enqueue it", "err", err)
+		} else if s.cfg.Notify != nil {
+			s.cfg.Notify(ctx)
+		}
+	}
+	log.Info("job created", "status", job.Status, "priority", job.Priority)
+	return job, true, nil
+}
+
+func (s *Service) byIdempotencyKey(ctx context.Context, userID, key string) (*models.Job, error) {
+	var job models.Job
+	err := s.cfg.DB.WithContext(ctx).Where("user_id = ? AND idempotency_key = ?", userID, key).Take(&job).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find job by idempotency key: %w: %w", ErrUnavailable, err)
+	}
+	return &job, nil
+}
+
+// Get returns a user's job. Another user's job is ErrNotFound, so ids
+// cannot be probed.
+func (s *Service) Get(ctx context.Context, userID string, id int64) (*models.Job, error) {
+	var job models.Job
+	err := s.cfg.DB.WithContext(ctx).Where("id = ? AND user_id = ?", id, userID).Take(&job).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get job %d: %w: %w", id, ErrUnavailable, err)
+	}
+	return &job, nil
+}
+
+// ListRequest filters a user's jobs. Zero values do not filter.
+type ListRequest struct {
+	UserID string
+	Status models.Status
+	Type   string
+	// Cursor is the NextCursor of the previous page.
+	Cursor string
+	// Limit is 1–100; 0 means DefaultListLimit.
+	Limit int
+}
+
+// ListPage is one page of jobs, newest first.
+type ListPage struct {
+	Jobs []models.Job `json:"jobs"`
+	// NextCursor fetches the next page; empty on the last one.
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+// List returns a user's jobs, newest first, a page at a time.
+func (s *Service) List(ctx context.Context, req ListRequest) (ListPage, error) {
+	if req.Status != "" && !req.Status.Valid() {
+		return ListPage{}, invalid("invalid_status", "status", "status must be one of %v", models.Statuses)
+	}
+	if req.Limit == 0 {
+		req.Limit = DefaultListLimit
+	}
+	if req.Limit < 1 || req.Limit > MaxListLimit {
+		return ListPage{}, invalid("invalid_limit", "limit", "limit must be an integer from 1 to %d", MaxListLimit)
+	}
+	q := s.cfg.DB.WithContext(ctx).Where("user_id = ?", req.UserID)
+	if req.Status != "" {
+		q = q.Where("status = ?", string(req.Status))
+	}
+	if req.Type != "" {
+		q = q.Where("type = ?", req.Type)
+	}
+	if req.Cursor != "" {
+		before, err := decodeCursor(req.Cursor)
+		if err != nil {
+			return ListPage{}, invalid("invalid_cursor", "cursor", "cursor is not one this server returned")
+		}
+		q = q.Where("id < ?", before)
+	}
+	var rows []models.Job
+	if err := q.Order("id DESC").Limit(req.Limit + 1).Find(&rows).Error; err != nil {
+		return ListPage{}, fmt.Errorf("list jobs: %w: %w", ErrUnavailable, err)
+	}
+	page := ListPage{Jobs: rows}
+	if len(rows) > req.Limit {
+		page.Jobs = rows[:req.Limit]
+		page.NextCursor = encodeCursor(page.Jobs[req.Limit-1].ID)
+	}
+	if page.Jobs == nil {
+		page.Jobs = []models.Job{}
+	}
+	return page, nil
+}
+
+func encodeCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("id:" + strconv.FormatInt(id, 10)))
+}
+
+func decodeCursor(c string) (int64, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(raw) < 4 || string(raw[:3]) != "id:" {
+		return 0, errors.New("bad cursor")
+	}
+	id, err := strconv.ParseInt(string(raw[3:]), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errors.New("bad cursor")
+	}
+	return id, nil
+}
+
+// Cancel cancels a user's pending or scheduled job. A job in any other
+// status is ErrNotCancellable; another user's job is ErrNotFound.
+func (s *Service) Cancel(ctx context.Context, userID string, id int64) (*models.Job, error) {
+	now := s.cfg.Clock.Now().UTC()
+	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
+		Where("id = ? AND user_id = ? AND status IN ?", id, userID, []string{string(models.StatusPending), string(models.StatusScheduled)}).
+		Updates(map[string]any{"status": models.StatusCancelled, "completed_at": now, "updated_at": now})
+	if res.Error != nil {
+		return nil, fmt.Errorf("cancel job %d: %w: %w", id, ErrUnavailable, res.Error)
+	}
+	job, err := s.Get(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	if res.RowsAffected == 0 {
+		return job, ErrNotCancellable
+	}
+	if err := s.cfg.Queue.Remove(ctx, id); err != nil {
+		// Harmless: a claimed cancelled job is skipped by the worker.
+		s.log.Warn("cancelled job left in the queue", "job_id", id, "err", err)
+	}
+	s.log.Info("job cancelled", "job_id", id)
+	return job, nil
+}
+
+// Ready checks that the database and Redis answer.
+func (s *Service) Ready(ctx context.Context) map[string]error {
+	out := map[string]error{}
+	sqlDB, err := s.cfg.DB.DB()
+	if err == nil {
+		err = sqlDB.PingContext(ctx)
+	}
+	out["database"] = err
+	out["redis"] = s.cfg.Queue.Ping(ctx)
+	return out
+}

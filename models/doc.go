@@ -1,0 +1,2 @@
+// Package models holds the GORM models jobhook stores and their enums.
+package models

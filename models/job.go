@@ -1,0 +1,127 @@
+package models
+
+import (
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Status is where a job is in its lifecycle.
+//
+// scheduled → pending → processing → completed; processing → pending (retry,
+// after backoff) → failed after MaxAttempts; pending|scheduled → cancelled.
+type Status string
+
+// The job statuses.
+const (
+	StatusPending    Status = "pending"
+	StatusScheduled  Status = "scheduled"
+	StatusProcessing Status = "processing"
+	StatusCompleted  Status = "completed"
+	StatusFailed     Status = "failed"
+	StatusCancelled  Status = "cancelled"
+)
+
+// Statuses lists every status, in lifecycle order.
+var Statuses = []Status{StatusScheduled, StatusPending, StatusProcessing, StatusCompleted, StatusFailed, StatusCancelled}
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	for _, v := range Statuses {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Finished reports whether s is a final status: completed, failed or cancelled.
+func (s Status) Finished() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// Priority bounds: larger runs first.
+const (
+	MinPriority = 0
+	MaxPriority = 999999
+)
+
+// MaxAttempts bounds and default.
+const (
+	MinMaxAttempts     = 1
+	MaxMaxAttempts     = 25
+	DefaultMaxAttempts = 3
+)
+
+// Job is one unit of background work, as stored in the jobs table.
+type Job struct {
+	ID             int64      `gorm:"column:id;primaryKey;autoIncrement" json:"id"`
+	UserID         string     `gorm:"column:user_id" json:"userId"`
+	Type           string     `gorm:"column:type" json:"type"`
+	Status         Status     `gorm:"column:status" json:"status"`
+	Priority       int        `gorm:"column:priority" json:"priority"`
+	Payload        JSON       `gorm:"column:payload" json:"payload"`
+	Result         JSON       `gorm:"column:result" json:"result,omitempty"`
+	Error          string     `gorm:"column:error" json:"error,omitempty"`
+	Attempts       int        `gorm:"column:attempts" json:"attempts"`
+	MaxAttempts    int        `gorm:"column:max_attempts" json:"maxAttempts"`
+	ScheduledFor   *time.Time `gorm:"column:scheduled_for" json:"scheduledFor,omitempty"`
+	NextRunAt      time.Time  `gorm:"column:next_run_at" json:"nextRunAt"`
+	StartedAt      *time.Time `gorm:"column:started_at" json:"startedAt,omitempty"`
+	CompletedAt    *time.Time `gorm:"column:completed_at" json:"completedAt,omitempty"`
+	CreatedAt      time.Time  `gorm:"column:created_at;autoCreateTime:false" json:"createdAt"`
+	UpdatedAt      time.Time  `gorm:"column:updated_at;autoUpdateTime:false" json:"updatedAt"`
+	IdempotencyKey *string    `gorm:"column:idempotency_key" json:"idempotencyKey,omitempty"`
+}
+
+// TableName is the jobs table.
+func (Job) TableName() string { return "jobs" }
+
+// JSON is a JSON document stored as JSONB on Postgres and TEXT on SQLite.
+// A nil JSON is SQL NULL and marshals as null.
+type JSON json.RawMessage
+
+// MarshalJSON returns the document itself, or null when empty.
+func (j JSON) MarshalJSON() ([]byte, error) {
+	if len(j) == 0 {
+		return []byte("null"), nil
+	}
+	return []byte(j), nil
+}
+
+// UnmarshalJSON keeps a copy of the raw document.
+func (j *JSON) UnmarshalJSON(b []byte) error {
+	if j == nil {
+		return errors.New("models.JSON: UnmarshalJSON on nil pointer")
+	}
+	*j = append((*j)[:0], b...)
+	return nil
+}
+
+// Value stores the document as text (NULL when empty).
+func (j JSON) Value() (driver.Value, error) {
+	if len(j) == 0 {
+		return nil, nil
+	}
+	return string(j), nil
+}
+
+// Scan reads a document from a text or byte column.
+func (j *JSON) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*j = nil
+	case []byte:
+		*j = append(JSON(nil), v...)
+	case string:
+		*j = JSON(v)
+	default:
+		return fmt.Errorf("models.JSON: cannot scan %T", src)
+	}
+	return nil
+}
+
+// GormDataType tells GORM the generic type of the column.
+func (JSON) GormDataType() string { return "json" }
