@@ -784,11 +784,15 @@ func absoluteURL(base *url.URL, href string) string {
 		return ""
 	}
 	u, err := base.Parse(href)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 		return ""
 	}
 	u.Fragment, u.RawFragment = "", ""
-	return u.String()
+	abs := u.String()
+	if _, err := url.Parse(abs); err != nil { // such as "https://::0"
+		return ""
+	}
+	return abs
 }
 
 func linkText(s *goquery.Selection) string {

@@ -671,6 +671,7 @@ func FuzzExtractHTML(f *testing.F) {
 		strings.Repeat("<div>", 500) + "deep" + strings.Repeat("</div>", 500),
 		strings.Repeat("<div>", 1000) + "too deep", // the parser refuses this
 		"\xff\xfe<\x00p>",
+		`<a href="//::0">bad host</a><a href="//[::1]:x/">bad port</a>`,
 	} {
 		f.Add([]byte(seed))
 	}

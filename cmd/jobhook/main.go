@@ -1,0 +1,69 @@
+// Command jobhook runs jobhook, the job runner for serverless Go backends.
+//
+//	jobhook serve                      run the HTTP API and, by default, the in-process worker
+//	jobhook migrate up|down|status     manage the database schema
+//	jobhook token --user ID [--ttl D]  print a development API token for a user
+//
+// Settings come from the environment and an optional .env file; see the
+// README's configuration table.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `jobhook — a job runner for serverless Go backends
+
+Usage:
+  jobhook serve                       run the API (and the in-process worker unless INPROCESS_WORKER=false)
+  jobhook migrate up|down|status      apply, roll back one, or list database migrations
+  jobhook token --user ID [--ttl 24h] print an HS256 API token signed with AUTH_JWT_SECRET
+                                      (or the development default)
+
+Settings are environment variables (a .env file is read when present);
+with none at all, serve runs on SQLite, an in-process Redis and an
+in-process worker.
+`
+
+// run executes one command and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "migrate":
+		err = migrate(ctx, args[1:], stdout, stderr)
+	case "token":
+		err = token(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "jobhook: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		if err == errUsage {
+			return 2
+		}
+		fmt.Fprintf(stderr, "jobhook %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,52 @@
+package handlers
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// userKey is where requireUser stores the user id in the Echo context.
+const userKey = "jobhook.user_id"
+
+// requireUser checks "Authorization: Bearer <token>" with the configured
+// TokenVerifier and stores the user id (the token's sub) for the handler.
+// No header is missing_token; a header that is not a Bearer token, or a
+// token the verifier refuses, is invalid_token (token_expired when it has
+// only expired).
+func (s *server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		header := c.Request().Header.Get(echo.HeaderAuthorization)
+		if header == "" {
+			return apiError(http.StatusUnauthorized, CodeMissingToken, `an "Authorization: Bearer <token>" header is required`)
+		}
+		token, ok := bearerToken(header)
+		if !ok {
+			return apiError(http.StatusUnauthorized, CodeInvalidToken, `the Authorization header must be "Bearer <token>"`)
+		}
+		userID, err := s.cfg.Verifier.Verify(c.Request().Context(), token)
+		if err != nil {
+			return tokenError(err)
+		}
+		c.Set(userKey, userID)
+		return next(c)
+	}
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// header value. The scheme is case-insensitive (RFC 9110).
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// userID returns the id requireUser stored.
+func userID(c echo.Context) string {
+	id, _ := c.Get(userKey).(string)
+	return id
+}

@@ -1,0 +1,206 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/jobs"
+)
+
+// The error codes of the API; the package documentation has the table of
+// codes, statuses and causes. Codes that jobs.Service returns in a
+// *jobs.ValidationError are passed through as they are.
+const (
+	CodeInvalidJSON           = "invalid_json"
+	CodeUnknownField          = "unknown_field"
+	CodeInvalidType           = "invalid_type"
+	CodeUnknownJobType        = "unknown_job_type"
+	CodeInvalidPayload        = "invalid_payload"
+	CodeInvalidPriority       = "invalid_priority"
+	CodeInvalidMaxAttempts    = "invalid_max_attempts"
+	CodeInvalidScheduledFor   = "invalid_scheduled_for"
+	CodeInvalidIdempotencyKey = "invalid_idempotency_key"
+	CodeInvalidJobID          = "invalid_job_id"
+	CodeInvalidStatus         = "invalid_status"
+	CodeInvalidCursor         = "invalid_cursor"
+	CodeInvalidLimit          = "invalid_limit"
+	CodeInvalidBudget         = "invalid_budget"
+	CodeBadRequest            = "bad_request"
+	CodeMissingToken          = "missing_token"
+	CodeInvalidToken          = "invalid_token"
+	CodeTokenExpired          = "token_expired"
+	CodeMissingWorkerAuth     = "missing_worker_auth"
+	CodeInvalidWorkerAuth     = "invalid_worker_auth"
+	CodeNotFound              = "not_found"
+	CodeJobNotFound           = "job_not_found"
+	CodeMethodNotAllowed      = "method_not_allowed"
+	CodeJobNotCancellable     = "job_not_cancellable"
+	CodePayloadTooLarge       = "payload_too_large"
+	CodeRequestTooLarge       = "request_too_large"
+	CodeInternalError         = "internal_error"
+	CodeServiceUnavailable    = "service_unavailable"
+	CodeNotReady              = "not_ready"
+)
+
+// APIError is an error with its HTTP status and the JSON body sent for it.
+// Err, when set, is the cause: it is logged, never sent.
+type APIError struct {
+	Status  int               `json:"-"`
+	Code    string            `json:"code"`
+	Message string            `json:"message"`
+	Fields  []jobs.FieldError `json:"fields,omitempty"`
+	Err     error             `json:"-"`
+}
+
+// Error returns the code and message, and the cause when there is one.
+func (e *APIError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%d %s: %s: %v", e.Status, e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Unwrap returns the cause.
+func (e *APIError) Unwrap() error { return e.Err }
+
+// ErrorResponse is the body of every error response.
+type ErrorResponse struct {
+	Error *APIError `json:"error"`
+}
+
+func apiError(status int, code, message string) *APIError {
+	return &APIError{Status: status, Code: code, Message: message}
+}
+
+// badRequest is a 400 validation error naming one field, in the same form
+// as the ones jobs.Service returns.
+func badRequest(code, field, message string) *jobs.ValidationError {
+	ve := &jobs.ValidationError{Code: code, Message: message}
+	if field != "" {
+		ve.Fields = []jobs.FieldError{{Field: field, Message: message}}
+	}
+	return ve
+}
+
+func errRequestTooLarge(limit int64) *APIError {
+	return apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
+		fmt.Sprintf("the request body is over the limit of %d bytes", limit))
+}
+
+// toAPIError is the one mapping from errors to responses.
+func toAPIError(err error) *APIError {
+	var (
+		ae  *APIError
+		ve  *jobs.ValidationError
+		he  *echo.HTTPError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &ve):
+		status := http.StatusBadRequest
+		if ve.Code == CodePayloadTooLarge {
+			status = http.StatusRequestEntityTooLarge
+		}
+		return &APIError{Status: status, Code: ve.Code, Message: ve.Message, Fields: ve.Fields}
+	case errors.Is(err, jobs.ErrNotFound):
+		return apiError(http.StatusNotFound, CodeJobNotFound, "job not found")
+	case errors.Is(err, jobs.ErrNotCancellable):
+		return apiError(http.StatusConflict, CodeJobNotCancellable, "only a pending or scheduled job can be cancelled")
+	case errors.Is(err, jobs.ErrUnavailable):
+		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
+			Message: "a backend is unavailable; try again later", Err: err}
+	case errors.As(err, &mbe):
+		return errRequestTooLarge(mbe.Limit)
+	case errors.As(err, &he):
+		return fromHTTPError(he, err)
+	default:
+		return &APIError{Status: http.StatusInternalServerError, Code: CodeInternalError,
+			Message: "internal error", Err: err}
+	}
+}
+
+// fromHTTPError maps the errors Echo itself returns (router and
+// middleware). Their messages are never sent.
+func fromHTTPError(he *echo.HTTPError, err error) *APIError {
+	switch he.Code {
+	case http.StatusNotFound:
+		return apiError(http.StatusNotFound, CodeNotFound, "no such route")
+	case http.StatusMethodNotAllowed:
+		return apiError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method not allowed on this route")
+	case http.StatusRequestEntityTooLarge:
+		return apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "the request body is too large")
+	}
+	if he.Code >= 400 && he.Code < 500 {
+		return apiError(he.Code, CodeBadRequest, http.StatusText(he.Code))
+	}
+	return &APIError{Status: http.StatusInternalServerError, Code: CodeInternalError, Message: "internal error", Err: err}
+}
+
+// handleError is Echo's HTTPErrorHandler: it writes every error as
+// ErrorResponse and logs the cause of 5xx responses.
+func (s *server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	ae := toAPIError(err)
+	req := c.Request()
+	if ae.Status >= http.StatusInternalServerError {
+		level := slog.LevelError
+		if req.Context().Err() != nil && errors.Is(err, context.Canceled) {
+			level = slog.LevelInfo // the client went away
+		}
+		s.log.Log(req.Context(), level, "request failed",
+			"status", ae.Status,
+			"code", ae.Code,
+			"err", err,
+			"method", req.Method,
+			"path", req.URL.Path,
+			"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
+		)
+	}
+	if ae.Status == http.StatusUnauthorized {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
+	}
+	var werr error
+	if req.Method == http.MethodHead {
+		werr = c.NoContent(ae.Status)
+	} else {
+		werr = c.JSON(ae.Status, ErrorResponse{Error: ae})
+	}
+	if werr != nil {
+		s.log.Debug("write error response", "err", werr)
+	}
+}
+
+// tokenError maps a TokenVerifier error to a 401, or to 503 when the
+// verifier could not check the token at all.
+func tokenError(err error) *APIError {
+	unauthorized := func(code, msg string) *APIError {
+		return &APIError{Status: http.StatusUnauthorized, Code: code, Message: msg, Err: err}
+	}
+	switch {
+	case errors.Is(err, auth.ErrExpired):
+		return unauthorized(CodeTokenExpired, "the token has expired")
+	case errors.Is(err, auth.ErrMalformed):
+		return unauthorized(CodeInvalidToken, "the token is malformed")
+	case errors.Is(err, auth.ErrBadSignature):
+		return unauthorized(CodeInvalidToken, "the token's signature is invalid")
+	case errors.Is(err, auth.ErrNotYetValid):
+		return unauthorized(CodeInvalidToken, "the token is not valid yet")
+	case errors.Is(err, auth.ErrMissingSubject):
+		return unauthorized(CodeInvalidToken, "the token has no subject")
+	case errors.Is(err, auth.ErrRejected):
+		return unauthorized(CodeInvalidToken, "the token is invalid")
+	default:
+		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
+			Message: "the token could not be checked; try again later", Err: err}
+	}
+}

@@ -1,0 +1,299 @@
+// Package handlers is jobhook's HTTP layer on Echo v4: the routes, their
+// request and response types, bearer-token auth, the worker endpoint's
+// authentication, and the one mapping from errors to JSON responses. It
+// holds no business logic: each handler decodes a request, calls
+// jobs.Service or the worker, and encodes the answer.
+//
+// # Routes
+//
+//	GET  /                     small HTML page: "jobhook is running"
+//	GET  /healthz              200 {"status":"ok"} while the process is up
+//	GET  /readyz               200 {"status":"ready","checks":{...}} or 503 not_ready
+//	POST /api/jobs             create a job: 201 {"jobId":1,"status":"pending"}, 200 on an Idempotency-Key replay
+//	GET  /api/jobs             list own jobs: ?status=&type=&cursor=&limit= → {"jobs":[...],"nextCursor":"..."}
+//	GET  /api/jobs/:id         one own job (the bare job object)
+//	POST /api/jobs/:id/cancel  cancel a pending or scheduled job → the job
+//	POST /api/workers          run one drain (worker auth) → the drain summary
+//
+// The /api/jobs routes need "Authorization: Bearer <JWT>"; the user id is
+// the token's sub, and a user only ever sees their own jobs (another user's
+// job is 404, so ids cannot be probed).
+//
+// # Errors
+//
+// Every error response has the shape
+//
+//	{"error":{"code":"invalid_priority","message":"...","fields":[{"field":"priority","message":"..."}]}}
+//
+// where code is stable and machine-readable, message is for people, and
+// fields appears only on validation errors. The codes:
+//
+//	code                     status  when
+//	invalid_json             400     body is not a JSON object (empty, malformed, not UTF-8, trailing data)
+//	unknown_field            400     body has a top-level field other than type, payload, priority, maxAttempts, scheduledFor
+//	invalid_type             400     type missing or not a string; ?type= not printable text
+//	unknown_job_type         400     no handler is registered for type
+//	invalid_payload          400     payload not a JSON object, refused by the job type, or not storable (\u0000, lone surrogate, number out of range)
+//	invalid_priority         400     priority not an integer literal, or outside 0–999999
+//	invalid_max_attempts     400     maxAttempts not an integer literal, or outside 1–25
+//	invalid_scheduled_for    400     scheduledFor not an RFC 3339 string, or outside the years 1970–9999
+//	invalid_idempotency_key  400     Idempotency-Key longer than 255 bytes or not UTF-8
+//	invalid_job_id           400     :id is not a positive 64-bit integer
+//	invalid_status           400     ?status= is not a job status
+//	invalid_cursor           400     ?cursor= is not one this server returned
+//	invalid_limit            400     ?limit= not an integer from 1 to 100
+//	invalid_budget           400     ?budget= on /api/workers is not a positive Go duration
+//	bad_request              400     the request body could not be read
+//	missing_token            401     no Authorization header on /api/jobs*
+//	invalid_token            401     not "Bearer <token>", malformed, bad signature, not yet valid, no sub
+//	token_expired            401     the token's exp has passed
+//	missing_worker_auth      401     /api/workers without any credential
+//	invalid_worker_auth      401     /api/workers with a wrong credential
+//	not_found                404     no such route
+//	job_not_found            404     no such job, or another user's
+//	method_not_allowed       405     the route exists for other methods (see the Allow header)
+//	job_not_cancellable      409     the job is neither pending nor scheduled
+//	payload_too_large        413     payload over the size limit (256 KiB by default)
+//	request_too_large        413     request body over Config.BodyLimit (1 MiB by default)
+//	internal_error           500     anything unexpected, panics included; details are only logged
+//	service_unavailable      503     the database, Redis or the token verifier cannot be reached
+//	not_ready                503     /readyz: a dependency check failed
+//
+// A 401 carries "WWW-Authenticate: Bearer".
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/jobs"
+)
+
+// Defaults of Config.
+const (
+	// DefaultDrainBudget is how long one POST /api/workers may drain. It
+	// stays under the minute between QStash schedule ticks and under
+	// common serverless response limits.
+	DefaultDrainBudget = 50 * time.Second
+	// DefaultBodyLimit caps request bodies: 1 MiB.
+	DefaultBodyLimit = 1 << 20
+	// DefaultReadyTimeout bounds the dependency checks of /readyz.
+	DefaultReadyTimeout = 2 * time.Second
+)
+
+// Drainer runs one drain of the queue. *jobs.Worker implements it.
+type Drainer interface {
+	Drain(ctx context.Context, budget time.Duration) (jobs.DrainSummary, error)
+}
+
+var _ Drainer = (*jobs.Worker)(nil)
+
+// ReadyFunc checks the dependencies for /readyz and returns one entry per
+// dependency, nil meaning healthy. (*jobs.Service).Ready is one.
+type ReadyFunc func(ctx context.Context) map[string]error
+
+// Config wires the HTTP layer to the engine.
+type Config struct {
+	// Service serves the /api/jobs routes. Required.
+	Service *jobs.Service
+	// Worker runs the drains of POST /api/workers. Required.
+	Worker Drainer
+	// Verifier checks the bearer tokens of the /api/jobs routes. Required.
+	Verifier auth.TokenVerifier
+
+	// WorkerSecret, when set, lets POST /api/workers in with
+	// "Authorization: Bearer <WorkerSecret>" (compared in constant time).
+	WorkerSecret string
+	// WorkerAuth are further ways to authenticate POST /api/workers, tried
+	// in order before WorkerSecret; the first to accept lets the call in.
+	// This is the seam for the QStash signature check. At least one of
+	// WorkerSecret and WorkerAuth is required.
+	WorkerAuth []WorkerAuthFunc
+
+	// DrainBudget is the longest drain one call runs; ?budget= can only
+	// shorten it. Defaults to DefaultDrainBudget. The server's WriteTimeout
+	// must be longer: see Config.WriteTimeout.
+	DrainBudget time.Duration
+	// BodyLimit caps every request body, in bytes; a larger one is 413
+	// request_too_large. Defaults to DefaultBodyLimit.
+	BodyLimit int64
+
+	// Ready checks the dependencies for /readyz. Defaults to Service.Ready.
+	Ready ReadyFunc
+	// ReadyTimeout bounds Ready. Defaults to DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+
+	// Logger gets one line per request and every 5xx with its cause.
+	// Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports the first missing required field, by name.
+func (c Config) Validate() error {
+	switch {
+	case c.Service == nil:
+		return errors.New("handlers: Config.Service is required")
+	case c.Worker == nil:
+		return errors.New("handlers: Config.Worker is required")
+	case c.Verifier == nil:
+		return errors.New("handlers: Config.Verifier is required")
+	case c.WorkerSecret == "" && len(c.WorkerAuth) == 0:
+		return errors.New("handlers: Config.WorkerSecret or Config.WorkerAuth is required, or no one could call /api/workers")
+	case c.DrainBudget < 0:
+		return errors.New("handlers: Config.DrainBudget cannot be negative")
+	case c.BodyLimit < 0:
+		return errors.New("handlers: Config.BodyLimit cannot be negative")
+	}
+	return nil
+}
+
+// withDefaults fills the zero values.
+func (c Config) withDefaults() Config {
+	if c.DrainBudget == 0 {
+		c.DrainBudget = DefaultDrainBudget
+	}
+	if c.BodyLimit == 0 {
+		c.BodyLimit = DefaultBodyLimit
+	}
+	if c.Ready == nil {
+		c.Ready = c.Service.Ready
+	}
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = DefaultReadyTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// WriteTimeout is the shortest http.Server WriteTimeout that lets a drain
+// of the full budget answer: the budget plus 15 seconds.
+func (c Config) WriteTimeout() time.Duration {
+	return c.withDefaultBudget() + 15*time.Second
+}
+
+func (c Config) withDefaultBudget() time.Duration {
+	if c.DrainBudget <= 0 {
+		return DefaultDrainBudget
+	}
+	return c.DrainBudget
+}
+
+// server holds what the handlers need.
+type server struct {
+	cfg        Config
+	log        *slog.Logger
+	workerAuth []WorkerAuthFunc
+}
+
+// New returns the Echo app with every route and middleware. It panics when
+// cfg is invalid (see Config.Validate), a programming error caught at
+// start. The caller owns e.Server: set its timeouts (ReadHeaderTimeout,
+// and a WriteTimeout of at least cfg.WriteTimeout()) before starting it.
+func New(cfg Config) *echo.Echo {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	s := &server{cfg: cfg, log: cfg.Logger.With("component", "http")}
+	s.workerAuth = append(s.workerAuth, cfg.WorkerAuth...)
+	if cfg.WorkerSecret != "" {
+		s.workerAuth = append(s.workerAuth, BearerWorkerAuth(cfg.WorkerSecret))
+	}
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.HTTPErrorHandler = s.handleError
+	// http.Server's own errors (TLS handshakes, bad requests) go to slog.
+	e.StdLogger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
+
+	e.Use(
+		middleware.RequestID(),
+		s.logRequests,
+		middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: s.logPanic}),
+		s.limitBody,
+	)
+
+	e.GET("/", s.home)
+	e.HEAD("/", s.home)
+	e.GET("/healthz", s.healthz)
+	e.HEAD("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.HEAD("/readyz", s.readyz)
+
+	e.POST("/api/jobs", s.createJob, s.requireUser)
+	e.GET("/api/jobs", s.listJobs, s.requireUser)
+	e.GET("/api/jobs/:id", s.getJob, s.requireUser)
+	e.POST("/api/jobs/:id/cancel", s.cancelJob, s.requireUser)
+
+	e.POST("/api/workers", s.runWorker)
+	return e
+}
+
+// logRequests logs one line per request: method, path, route, status,
+// latency, request id, response size and client IP. It never logs headers
+// (Authorization in particular), query strings or bodies. It hands errors
+// to the error handler itself, so the status it logs is the one sent.
+func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		req, res := c.Request(), c.Response()
+		level := slog.LevelInfo
+		if res.Status >= http.StatusInternalServerError {
+			level = slog.LevelError
+		}
+		s.log.LogAttrs(req.Context(), level, "request",
+			slog.String("method", req.Method),
+			slog.String("path", req.URL.Path),
+			slog.String("route", c.Path()),
+			slog.Int("status", res.Status),
+			slog.Duration("latency", time.Since(start)),
+			slog.String("request_id", res.Header().Get(echo.HeaderXRequestID)),
+			slog.Int64("bytes", res.Size),
+			slog.String("remote_ip", c.RealIP()),
+		)
+		return nil
+	}
+}
+
+// logPanic logs a recovered panic with its stack (in the log only) and
+// passes it on as an error, which the error handler turns into 500.
+func (s *server) logPanic(c echo.Context, err error, stack []byte) error {
+	s.log.Error("panic while serving a request",
+		"err", err,
+		"method", c.Request().Method,
+		"path", c.Request().URL.Path,
+		"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
+		"stack", string(stack),
+	)
+	return err
+}
+
+// limitBody refuses a body announced as larger than BodyLimit at once and
+// caps every other one, so reading past the limit fails with
+// *http.MaxBytesError (413 request_too_large).
+func (s *server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if req.ContentLength > s.cfg.BodyLimit {
+			return errRequestTooLarge(s.cfg.BodyLimit)
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit)
+		}
+		return next(c)
+	}
+}

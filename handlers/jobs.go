@@ -1,0 +1,272 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/models"
+)
+
+// HeaderIdempotencyKey makes a second POST /api/jobs by the same user with
+// the same key return the first job (200) instead of creating another.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// CreateJobRequest documents the body of POST /api/jobs. It is decoded
+// field by field (see decodeCreateJob), not with this struct, so that each
+// bad field gets its own error code.
+//
+// Only these top-level fields are allowed, spelled exactly so; any other is
+// 400 unknown_field. Omit a field to get its default; null is accepted only
+// for scheduledFor. priority and maxAttempts must be JSON integer literals
+// (not 1.0, 1e3 or "1").
+type CreateJobRequest struct {
+	// Type names a registered job type. Required.
+	Type string `json:"type"`
+	// Payload is the job's input, a JSON object. Defaults to {}.
+	Payload json.RawMessage `json:"payload,omitempty"`
+	// Priority is 0–999999, larger runs first. Defaults to 0.
+	Priority *int `json:"priority,omitempty"`
+	// MaxAttempts is 1–25. Defaults to 3.
+	MaxAttempts *int `json:"maxAttempts,omitempty"`
+	// ScheduledFor, an RFC 3339 time in the future, stores the job as
+	// scheduled until then. Absent, null or past: the job runs now.
+	ScheduledFor *time.Time `json:"scheduledFor,omitempty"`
+}
+
+// CreateJobResponse is the body of a successful POST /api/jobs: 201 for a
+// new job, 200 with the earlier job (in its current status) when the
+// Idempotency-Key was used before.
+type CreateJobResponse struct {
+	JobID  int64         `json:"jobId"`
+	Status models.Status `json:"status"`
+}
+
+// createJob serves POST /api/jobs.
+func (s *server) createJob(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	req, err := decodeCreateJob(body)
+	if err != nil {
+		return err
+	}
+	req.UserID = userID(c)
+	req.IdempotencyKey = c.Request().Header.Get(HeaderIdempotencyKey)
+	job, created, err := s.cfg.Service.Create(c.Request().Context(), req)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/api/jobs/"+strconv.FormatInt(job.ID, 10))
+	return c.JSON(status, CreateJobResponse{JobID: job.ID, Status: job.Status})
+}
+
+// getJob serves GET /api/jobs/:id: the bare job object.
+func (s *server) getJob(c echo.Context) error {
+	id, err := jobID(c)
+	if err != nil {
+		return err
+	}
+	job, err := s.cfg.Service.Get(c.Request().Context(), userID(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, job)
+}
+
+// cancelJob serves POST /api/jobs/:id/cancel: the cancelled job. The body,
+// if any, is ignored.
+func (s *server) cancelJob(c echo.Context) error {
+	id, err := jobID(c)
+	if err != nil {
+		return err
+	}
+	job, err := s.cfg.Service.Cancel(c.Request().Context(), userID(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, job)
+}
+
+// listJobs serves GET /api/jobs?status=&type=&cursor=&limit=, newest first.
+// Empty parameters do not filter; the Service checks status, cursor and
+// the range of limit.
+func (s *server) listJobs(c echo.Context) error {
+	req := jobs.ListRequest{
+		UserID: userID(c),
+		Status: models.Status(c.QueryParam("status")),
+		Type:   c.QueryParam("type"),
+		Cursor: c.QueryParam("cursor"),
+	}
+	if !printable(req.Type) {
+		return badRequest(CodeInvalidType, "type", "type must be printable text")
+	}
+	if raw := c.QueryParam("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 {
+			return badRequest(CodeInvalidLimit, "limit", fmt.Sprintf("limit must be an integer from 1 to %d", jobs.MaxListLimit))
+		}
+		req.Limit = n
+	}
+	page, err := s.cfg.Service.List(c.Request().Context(), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+// jobID parses the :id path parameter: decimal digits only, 1 to 2^63-1.
+func jobID(c echo.Context) (int64, error) {
+	raw := c.Param("id")
+	invalid := badRequest(CodeInvalidJobID, "id", "the job id must be a positive integer")
+	if raw == "" || strings.TrimLeft(raw, "0123456789") != "" {
+		return 0, invalid
+	}
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, invalid
+	}
+	return id, nil
+}
+
+// readBody reads the whole body, capped by the limitBody middleware.
+func readBody(c echo.Context) ([]byte, error) {
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errRequestTooLarge(mbe.Limit)
+		}
+		return nil, &APIError{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: "the request body could not be read", Err: err}
+	}
+	return body, nil
+}
+
+// createFields are the top-level fields POST /api/jobs accepts.
+var createFields = []string{"type", "payload", "priority", "maxAttempts", "scheduledFor"}
+
+// decodeCreateJob turns a POST /api/jobs body into a CreateRequest without
+// the user and the idempotency key. It checks the shape of each field;
+// ranges, the job type and the payload's content are the Service's.
+func decodeCreateJob(body []byte) (jobs.CreateRequest, error) {
+	var req jobs.CreateRequest
+	if len(bytes.TrimSpace(body)) == 0 {
+		return req, badRequest(CodeInvalidJSON, "", "the request body must be a JSON object; it is empty")
+	}
+	if !utf8.Valid(body) {
+		return req, badRequest(CodeInvalidJSON, "", "the request body must be UTF-8 JSON")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		return req, badRequest(CodeInvalidJSON, "", "the request body must be a JSON object")
+	}
+
+	var unknown []string
+	for name := range fields {
+		if !slices.Contains(createFields, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		ve := &jobs.ValidationError{Code: CodeUnknownField,
+			Message: fmt.Sprintf("unknown field %q; the fields are %s", unknown[0], strings.Join(createFields, ", "))}
+		for _, name := range unknown {
+			ve.Fields = append(ve.Fields, jobs.FieldError{Field: name, Message: "unknown field"})
+		}
+		return req, ve
+	}
+
+	if raw, ok := fields["type"]; ok {
+		if err := json.Unmarshal(raw, &req.Type); err != nil || isNull(raw) {
+			return req, badRequest(CodeInvalidType, "type", "type must be a string")
+		}
+	}
+	if raw, ok := fields["payload"]; ok {
+		if err := checkStorableJSON(raw); err != nil {
+			return req, badRequest(CodeInvalidPayload, "payload", err.Error())
+		}
+		req.Payload = raw
+	}
+	if raw, ok := fields["priority"]; ok {
+		n, err := integer(raw)
+		if err != nil {
+			return req, badRequest(CodeInvalidPriority, "priority",
+				fmt.Sprintf("priority must be an integer from %d to %d", models.MinPriority, models.MaxPriority))
+		}
+		req.Priority = n
+	}
+	if raw, ok := fields["maxAttempts"]; ok {
+		n, err := integer(raw)
+		// 0 would mean "the default" to the Service; sent explicitly it
+		// is out of range.
+		if err != nil || n == 0 {
+			return req, badRequest(CodeInvalidMaxAttempts, "maxAttempts",
+				fmt.Sprintf("maxAttempts must be an integer from %d to %d", models.MinMaxAttempts, models.MaxMaxAttempts))
+		}
+		req.MaxAttempts = n
+	}
+	if raw, ok := fields["scheduledFor"]; ok && !isNull(raw) {
+		at, err := timestamp(raw)
+		if err != nil {
+			return req, badRequest(CodeInvalidScheduledFor, "scheduledFor", err.Error())
+		}
+		req.ScheduledFor = &at
+	}
+	return req, nil
+}
+
+func isNull(raw json.RawMessage) bool {
+	return string(bytes.TrimSpace(raw)) == "null"
+}
+
+// integer parses a JSON integer literal into an int: no fraction, no
+// exponent, no quotes, no overflow.
+func integer(raw json.RawMessage) (int, error) {
+	return strconv.Atoi(string(bytes.TrimSpace(raw)))
+}
+
+// Years a scheduledFor may fall in. Both databases store them; outside
+// them SQLite's text timestamps would not read back.
+const (
+	minScheduledYear = 1970
+	maxScheduledYear = 9999
+)
+
+// timestamp parses a JSON string holding an RFC 3339 time.
+func timestamp(raw json.RawMessage) (time.Time, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return time.Time{}, errors.New(`scheduledFor must be an RFC 3339 time in a string, such as "2030-01-02T15:04:05Z"`)
+	}
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("scheduledFor %q is not an RFC 3339 time, such as \"2030-01-02T15:04:05Z\"", s)
+	}
+	if y := at.UTC().Year(); y < minScheduledYear || y > maxScheduledYear {
+		return time.Time{}, fmt.Errorf("scheduledFor must fall in the years %d to %d (UTC)", minScheduledYear, maxScheduledYear)
+	}
+	return at, nil
+}
+
+// printable reports whether s is valid UTF-8 without control characters.
+func printable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexFunc(s, unicode.IsControl) < 0
+}

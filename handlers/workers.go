@@ -1,0 +1,105 @@
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// ErrNoCredentials is what a WorkerAuthFunc returns when the request
+// carries no credential of its kind, so the next one is tried.
+var ErrNoCredentials = errors.New("no credentials of this kind")
+
+// WorkerAuthFunc checks one kind of credential on a call to POST
+// /api/workers, such as a bearer secret or a QStash signature. It gets the
+// request and its whole body (already read, at most Config.BodyLimit
+// bytes), and returns:
+//
+//   - nil when the request carries a valid credential of its kind;
+//   - ErrNoCredentials when it carries none of its kind;
+//   - any other error when the credential is wrong, preferably an
+//     *APIError with status 401 (anything else is sent as 401
+//     invalid_worker_auth, its text only logged).
+type WorkerAuthFunc func(r *http.Request, body []byte) error
+
+// BearerWorkerAuth accepts "Authorization: Bearer <secret>". The
+// comparison takes the same time whatever the token, its length included:
+// both sides are hashed before a constant-time compare.
+func BearerWorkerAuth(secret string) WorkerAuthFunc {
+	want := sha256.Sum256([]byte(secret))
+	return func(r *http.Request, _ []byte) error {
+		header := r.Header.Get(echo.HeaderAuthorization)
+		if header == "" {
+			return ErrNoCredentials
+		}
+		token, ok := bearerToken(header)
+		if !ok {
+			return apiError(http.StatusUnauthorized, CodeInvalidWorkerAuth, `the Authorization header must be "Bearer <worker secret>"`)
+		}
+		got := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			return apiError(http.StatusUnauthorized, CodeInvalidWorkerAuth, "the worker secret is wrong")
+		}
+		return nil
+	}
+}
+
+// authenticateWorker runs the WorkerAuthFuncs in order: the first to
+// accept lets the call in. Otherwise the first refusal is returned, or
+// missing_worker_auth when no credential was found at all.
+func (s *server) authenticateWorker(r *http.Request, body []byte) error {
+	var refusal error
+	for _, check := range s.workerAuth {
+		err := check(r, body)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrNoCredentials):
+		case refusal == nil:
+			refusal = err
+		}
+	}
+	if refusal == nil {
+		return apiError(http.StatusUnauthorized, CodeMissingWorkerAuth, "worker credentials are required")
+	}
+	var ae *APIError
+	if errors.As(refusal, &ae) && ae.Status == http.StatusUnauthorized {
+		return ae
+	}
+	return &APIError{Status: http.StatusUnauthorized, Code: CodeInvalidWorkerAuth, Message: "the worker credentials are invalid", Err: refusal}
+}
+
+// runWorker serves POST /api/workers: after authentication, one drain of
+// at most the configured budget (?budget= can shorten it, as a Go
+// duration such as 10s), answered with the drain summary. The body is read
+// for the authenticators and otherwise ignored.
+//
+// The drain runs on a context that the client hanging up does not cancel,
+// so jobs already started are not aborted halfway; the budget bounds it.
+func (s *server) runWorker(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if err := s.authenticateWorker(c.Request(), body); err != nil {
+		return err
+	}
+	budget := s.cfg.DrainBudget
+	if raw := c.QueryParam("budget"); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d <= 0 {
+			return badRequest(CodeInvalidBudget, "budget", "budget must be a positive duration such as 10s")
+		}
+		budget = min(budget, d)
+	}
+	summary, err := s.cfg.Worker.Drain(context.WithoutCancel(c.Request().Context()), budget)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, summary)
+}

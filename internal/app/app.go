@@ -1,0 +1,192 @@
+// Package app wires jobhook together from a Config: the database, Redis,
+// the job types, the engine and the HTTP server. `jobhook serve` runs one
+// App; end-to-end tests run several.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/jobhook/jobhook/handlers"
+	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/config"
+	"github.com/jobhook/jobhook/internal/database"
+	"github.com/jobhook/jobhook/internal/redisconn"
+	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/tasks"
+)
+
+// App is a running jobhook: backends, engine and HTTP server.
+type App struct {
+	Config   *config.Config
+	DB       *database.DB
+	Redis    *redisconn.Conn
+	Queue    *jobs.Queue
+	Registry *jobs.Registry
+	Service  *jobs.Service
+	Worker   *jobs.Worker
+	Echo     *echo.Echo
+
+	log    *slog.Logger
+	runner *jobs.Runner
+	server *http.Server
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New opens the backends, migrates (unless MIGRATE_ON_START is false),
+// builds the engine, and re-enqueues pending jobs the queue lacks. It logs
+// one line per backend saying which it chose and why.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error) {
+	a := &App{Config: cfg, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeBackends()
+		}
+	}()
+
+	var err error
+	a.DB, err = database.Open(ctx, database.Options{URL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DatabaseURL == "" {
+		log.Info("database: SQLite file "+cfg.SQLitePath, "why", "DATABASE_URL not set")
+	} else {
+		log.Info("database: "+database.Describe(cfg.DatabaseURL), "why", "DATABASE_URL set")
+	}
+	if cfg.MigrateOnStart {
+		n, err := a.DB.Migrate(ctx, log.With("component", "migrate"))
+		if err != nil {
+			return nil, err
+		}
+		log.Info("migrations applied", "count", n)
+	}
+
+	a.Redis, err = redisconn.Open(ctx, cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	if a.Redis.Embedded != nil {
+		log.Info("queue: embedded Redis on "+a.Redis.Embedded.Addr(), "why", "REDIS_URL not set; pending jobs are restored from the database at start")
+	} else {
+		log.Info("queue: "+redisconn.Describe(cfg.RedisURL), "why", "REDIS_URL set")
+	}
+
+	a.Registry = jobs.NewRegistry()
+	if err := tasks.Register(a.Registry, tasks.Config{ScrapeAllowPrivate: cfg.ScrapeAllowPrivate}); err != nil {
+		return nil, err
+	}
+	if cfg.ScrapeAllowPrivate {
+		log.Warn("web_scraping may reach private, loopback and link-local addresses", "why", "SCRAPE_ALLOW_PRIVATE=true")
+	}
+
+	a.Queue = jobs.NewQueue(a.Redis.Client, cfg.RedisPrefix, nil)
+	reconciler := jobs.NewReconciler(jobs.ReconcilerConfig{DB: a.DB.Gorm, Queue: a.Queue, Logger: log})
+	a.Worker = jobs.NewWorker(jobs.WorkerConfig{
+		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
+		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, Reconciler: reconciler,
+	})
+	var notify func(context.Context)
+	if cfg.InProcessWorker {
+		a.runner = jobs.NewRunner(a.Worker, cfg.DrainBudget, cfg.InProcessInterval, log)
+		notify = a.runner.Kick
+		log.Info("worker: in-process, after each create and every "+cfg.InProcessInterval.String(), "why", "INPROCESS_WORKER=true")
+	} else {
+		log.Info("worker: POST /api/workers only", "why", "INPROCESS_WORKER=false")
+	}
+	a.Service = jobs.NewService(jobs.ServiceConfig{
+		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
+		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: notify,
+	})
+
+	// The in-process Redis starts empty, and a real one may have lost
+	// entries: the database is the truth.
+	if _, err := reconciler.Run(ctx); err != nil {
+		return nil, fmt.Errorf("restore queue from database: %w", err)
+	}
+
+	hcfg := handlers.Config{
+		Service:      a.Service,
+		Worker:       a.Worker,
+		Verifier:     auth.NewHS256Verifier([]byte(cfg.AuthJWTSecret)),
+		WorkerSecret: cfg.WorkerSecret,
+		DrainBudget:  cfg.DrainBudget,
+		BodyLimit:    cfg.BodyLimitBytes,
+		Logger:       log,
+	}
+	a.Echo = handlers.New(hcfg)
+	a.server = &http.Server{
+		Handler:           a.Echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      hcfg.WriteTimeout(),
+		IdleTimeout:       2 * time.Minute,
+	}
+	if cfg.AuthJWTSecret == auth.DevJWTSecret {
+		log.Warn("auth: development JWT secret in use; mint tokens with `jobhook token --user ID`", "why", "AUTH_JWT_SECRET not set")
+	}
+	if cfg.WorkerSecret == auth.DevWorkerSecret {
+		log.Warn("worker auth: development WORKER_SECRET in use", "why", "WORKER_SECRET not set")
+	}
+	ok = true
+	return a, nil
+}
+
+// Start serves HTTP on ln and starts the in-process worker, if enabled.
+func (a *App) Start(ln net.Listener) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	if a.runner != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.runner.Run(ctx)
+		}()
+		a.runner.Kick(ctx)
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server stopped", "err", err)
+		}
+	}()
+	a.log.Info("jobhook is serving", "addr", ln.Addr().String(), "public_url", a.Config.PublicURL)
+}
+
+// Shutdown stops taking requests, lets requests and the running drain end
+// within ctx's deadline, and closes the backends.
+func (a *App) Shutdown(ctx context.Context) error {
+	err := a.server.Shutdown(ctx)
+	if a.cancel != nil {
+		a.cancel()
+	}
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("shutdown: work still running: %w", ctx.Err()))
+	}
+	a.closeBackends()
+	return err
+}
+
+func (a *App) closeBackends() {
+	if a.Redis != nil {
+		_ = a.Redis.Close()
+	}
+	if a.DB != nil {
+		_ = a.DB.Close()
+	}
+}

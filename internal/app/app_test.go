@@ -1,0 +1,121 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jobhook/jobhook/internal/app"
+	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/config"
+	"github.com/jobhook/jobhook/internal/testenv"
+	"github.com/jobhook/jobhook/models"
+)
+
+// start builds an App from the environment and serves it on a free port.
+func start(t *testing.T) (*app.App, string) {
+	t.Helper()
+	cfg, err := config.FromEnv()
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := app.New(context.Background(), cfg, log)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	a.Start(ln)
+	return a, "http://" + ln.Addr().String()
+}
+
+func stop(t *testing.T, a *app.App) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, a.Shutdown(ctx))
+}
+
+func createJob(t *testing.T, base, token, body string) int64 {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/api/jobs", bytes.NewBufferString(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	require.Equal(t, http.StatusCreated, res.StatusCode, string(raw))
+	var out struct {
+		JobID int64 `json:"jobId"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &out))
+	return out.JobID
+}
+
+// TestEmbeddedRestartRunsJobsTheQueueLost stops an embedded server with
+// pending jobs (its in-process Redis dies with it) and starts another on the
+// same SQLite file: the jobs run.
+func TestEmbeddedRestartRunsJobsTheQueueLost(t *testing.T) {
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<html><head><title>Restart page</title></head><body><h1>Hi</h1></body></html>`)
+	}))
+	defer page.Close()
+
+	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "jobhook.db"))
+	t.Setenv("SCRAPE_ALLOW_PRIVATE", "true")
+	t.Setenv("INPROCESS_WORKER", "false")
+	a1, base := start(t)
+	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "alice", time.Hour, time.Now())
+	require.NoError(t, err)
+	var ids []int64
+	for i := 0; i < 5; i++ {
+		ids = append(ids, createJob(t, base, token, fmt.Sprintf(`{"type":"web_scraping","payload":{"url":%q}}`, page.URL+"/?n="+fmt.Sprint(i))))
+	}
+	depth, err := a1.Queue.Depth(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 5, depth.Pending)
+	stop(t, a1)
+
+	t.Setenv("INPROCESS_WORKER", "true")
+	a2, _ := start(t)
+	defer stop(t, a2)
+	for _, id := range ids {
+		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("job %d to complete after the restart", id), func() bool {
+			job, err := a2.Service.Get(context.Background(), "alice", id)
+			return err == nil && job.Status == models.StatusCompleted
+		})
+	}
+	job, err := a2.Service.Get(context.Background(), "alice", ids[0])
+	require.NoError(t, err)
+	var res struct{ Title string }
+	require.NoError(t, json.Unmarshal(job.Result, &res))
+	require.Equal(t, "Restart page", res.Title)
+}
+
+// TestEmbeddedJobCompletesRightAfterCreate: the in-process worker runs a
+// job right after its create, without waiting for the poll interval.
+func TestEmbeddedJobCompletesRightAfterCreate(t *testing.T) {
+	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "jobhook.db"))
+	t.Setenv("SCRAPE_ALLOW_PRIVATE", "true")
+	t.Setenv("INPROCESS_INTERVAL", "1h")
+	a, base := start(t)
+	defer stop(t, a)
+	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "bob", time.Hour, time.Now())
+	require.NoError(t, err)
+	id := createJob(t, base, token, fmt.Sprintf(`{"type":"web_scraping","payload":{"url":%q}}`, base+"/"))
+	testenv.WaitFor(t, 10*time.Second, "the job to complete", func() bool {
+		job, err := a.Service.Get(context.Background(), "bob", id)
+		return err == nil && job.Status == models.StatusCompleted
+	})
+}

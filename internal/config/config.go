@@ -1,0 +1,167 @@
+// Package config reads jobhook's settings from the environment and an
+// optional .env file. Every setting is optional in development.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/joho/godotenv"
+
+	"github.com/jobhook/jobhook/internal/auth"
+)
+
+// Config is every setting jobhook reads. The env tag names the variable.
+type Config struct {
+	// AppEnv is "development" (default) or "production".
+	AppEnv string `env:"APP_ENV" envDefault:"development"`
+	// Port is the HTTP port. Defaults to 8080.
+	Port int `env:"PORT" envDefault:"8080"`
+	// PublicURL is the address callers (QStash) use to reach this server.
+	// Defaults to http://localhost:PORT.
+	PublicURL string `env:"PUBLIC_URL"`
+
+	// DatabaseURL is a Postgres URL. Empty: a SQLite file at SQLitePath.
+	DatabaseURL string `env:"DATABASE_URL"`
+	// SQLitePath is the embedded default's database file.
+	SQLitePath string `env:"SQLITE_PATH" envDefault:"data/jobhook.db"`
+	// MigrateOnStart applies pending migrations when serve starts.
+	MigrateOnStart bool `env:"MIGRATE_ON_START" envDefault:"true"`
+
+	// RedisURL is redis:// or rediss:// (TLS, as Upstash). Empty: an
+	// in-process Redis.
+	RedisURL string `env:"REDIS_URL"`
+	// RedisPrefix prefixes every Redis key.
+	RedisPrefix string `env:"REDIS_PREFIX" envDefault:"jobs:"`
+
+	// WorkerSecret authenticates POST /api/workers as a bearer token.
+	WorkerSecret string `env:"WORKER_SECRET"`
+	// AuthJWTSecret verifies HS256 user tokens.
+	AuthJWTSecret string `env:"AUTH_JWT_SECRET"`
+
+	// WorkerConcurrency is how many jobs one drain runs at once.
+	WorkerConcurrency int `env:"WORKER_CONCURRENCY" envDefault:"8"`
+	// JobTimeout bounds a job whose type sets no timeout of its own.
+	JobTimeout time.Duration `env:"JOB_TIMEOUT" envDefault:"5m"`
+	// DrainBudget is how long one drain claims new jobs.
+	DrainBudget time.Duration `env:"DRAIN_BUDGET" envDefault:"50s"`
+	// MaxPayloadBytes limits a job's payload.
+	MaxPayloadBytes int `env:"MAX_PAYLOAD_BYTES" envDefault:"262144"`
+	// BodyLimitBytes limits a request body.
+	BodyLimitBytes int64 `env:"BODY_LIMIT_BYTES" envDefault:"1048576"`
+
+	// InProcessWorker runs drains inside serve: right after each create,
+	// and every InProcessInterval. Set it to false where QStash or a cron
+	// calls POST /api/workers (serverless).
+	InProcessWorker bool `env:"INPROCESS_WORKER" envDefault:"true"`
+	// InProcessInterval is how often the in-process worker drains unasked
+	// (retries and scheduled jobs that fell due).
+	InProcessInterval time.Duration `env:"INPROCESS_INTERVAL" envDefault:"1s"`
+
+	// ScrapeAllowPrivate lets web_scraping reach private, loopback and
+	// link-local addresses (tests and local use only).
+	ScrapeAllowPrivate bool `env:"SCRAPE_ALLOW_PRIVATE" envDefault:"false"`
+
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// LogFormat is text or json.
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
+	// ShutdownGrace is how long serve waits for requests and jobs on
+	// SIGTERM or SIGINT.
+	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"30s"`
+}
+
+// Load reads .env (when present; it never overrides variables already set)
+// and then the environment, applies defaults and validates.
+func Load() (*Config, error) {
+	if err := godotenv.Load(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("config: read .env: %w", err)
+	}
+	return FromEnv()
+}
+
+// FromEnv reads the environment only.
+func FromEnv() (*Config, error) {
+	cfg, err := env.ParseAs[Config]()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.finish(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func (c *Config) finish() error {
+	var problems []string
+	c.AppEnv = strings.ToLower(strings.TrimSpace(c.AppEnv))
+	if c.AppEnv != "development" && c.AppEnv != "production" {
+		problems = append(problems, fmt.Sprintf("APP_ENV must be development or production, not %q", c.AppEnv))
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		problems = append(problems, fmt.Sprintf("PORT must be 1–65535, not %d", c.Port))
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = fmt.Sprintf("http://localhost:%d", c.Port)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.WorkerSecret == "" {
+		c.WorkerSecret = auth.DevWorkerSecret
+	}
+	if c.AuthJWTSecret == "" {
+		c.AuthJWTSecret = auth.DevJWTSecret
+	}
+	if c.WorkerConcurrency < 1 || c.WorkerConcurrency > 1000 {
+		problems = append(problems, fmt.Sprintf("WORKER_CONCURRENCY must be 1–1000, not %d", c.WorkerConcurrency))
+	}
+	if c.JobTimeout <= 0 {
+		problems = append(problems, "JOB_TIMEOUT must be positive")
+	}
+	if c.DrainBudget <= 0 {
+		problems = append(problems, "DRAIN_BUDGET must be positive")
+	}
+	if c.MaxPayloadBytes < 1 {
+		problems = append(problems, "MAX_PAYLOAD_BYTES must be positive")
+	}
+	if c.BodyLimitBytes < int64(c.MaxPayloadBytes) {
+		problems = append(problems, "BODY_LIMIT_BYTES must be at least MAX_PAYLOAD_BYTES")
+	}
+	if c.InProcessInterval <= 0 {
+		problems = append(problems, "INPROCESS_INTERVAL must be positive")
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		problems = append(problems, fmt.Sprintf("LOG_FORMAT must be text or json, not %q", c.LogFormat))
+	}
+	if c.Production() {
+		if c.WorkerSecret == auth.DevWorkerSecret {
+			problems = append(problems, "WORKER_SECRET must be set in production (the development default is public)")
+		}
+		if c.AuthJWTSecret == auth.DevJWTSecret {
+			problems = append(problems, "AUTH_JWT_SECRET must be set in production (the development default is public)")
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("config: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Production reports whether APP_ENV is production.
+func (c *Config) Production() bool { return c.AppEnv == "production" }
+
+// ParseLevel reads a LOG_LEVEL.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, not %q", s)
+	}
+	return l, nil
+}
