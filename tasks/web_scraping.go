@@ -50,7 +50,7 @@ const (
 	WebScrapingMaxURLLength = 2048
 )
 
-// Limits on the extracted result, so that a huge page yields a small result.
+// Internal limits: result sizes, Retry-After cap, robots.txt handling.
 const (
 	maxHeadings      = 50
 	maxLinks         = 200
@@ -62,6 +62,9 @@ const (
 	robotsTTL        = 24 * time.Hour
 	jobTimeoutMargin = 5 * time.Second
 	maxUnknownFields = 5 // reported in a validation error
+	// maxPlainTextBytes is how much of a text/plain page the excerpt is
+	// taken from.
+	maxPlainTextBytes = 64 << 10
 )
 
 // WebScrapingConfig configures NewWebScraping. The zero value is the safe
@@ -340,7 +343,7 @@ func (h *WebScraping) fetch(ctx context.Context, raw string, target *url.URL) (*
 		FetchedAt:   h.cfg.Clock.Now().UTC(),
 	}
 	if mediaType == "text/plain" {
-		b, err := io.ReadAll(text)
+		b, err := io.ReadAll(io.LimitReader(text, maxPlainTextBytes))
 		if err != nil {
 			return nil, jobs.Permanent(fmt.Errorf("%s: decode charset: %w", what, err))
 		}

@@ -222,3 +222,12 @@ func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) 
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// RunB is Run for benchmarks.
+func RunB(b *testing.B, f func(b *testing.B, be Backend)) {
+	b.Helper()
+	b.Run("sqlite+miniredis", func(b *testing.B) { f(b, Embedded(b)) })
+	if RealConfigured() {
+		b.Run("postgres+redis", func(b *testing.B) { f(b, Real(b)) })
+	}
+}

@@ -1,0 +1,66 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jobhook/jobhook/internal/testenv"
+	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/models"
+)
+
+func benchEngine(b *testing.B, be testenv.Backend) (*jobs.Service, *jobs.Worker, *jobs.Queue) {
+	q := jobs.NewQueue(be.Redis, be.Prefix, nil)
+	reg := jobs.NewRegistry()
+	reg.MustRegister("noop", jobs.HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
+		return json.RawMessage(`{}`), nil
+	}))
+	svc := jobs.NewService(jobs.ServiceConfig{DB: be.DB.Gorm, Queue: q, Registry: reg, Logger: quiet()})
+	w := jobs.NewWorker(jobs.WorkerConfig{DB: be.DB.Gorm, Queue: q, Registry: reg, Logger: quiet(), Concurrency: 16})
+	return svc, w, q
+}
+
+// BenchmarkCreate measures POST /api/jobs minus HTTP: validate, INSERT,
+// enqueue. Reports jobs/s.
+func BenchmarkCreate(b *testing.B) {
+	testenv.RunB(b, func(b *testing.B, be testenv.Backend) {
+		svc, _, _ := benchEngine(b, be)
+		ctx := context.Background()
+		payload := json.RawMessage(`{"url":"https://example.com/"}`)
+		b.ResetTimer()
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			if _, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u", Type: "noop", Payload: payload, Priority: i % 100}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+	})
+}
+
+// BenchmarkDrain measures a drain of b.N no-op jobs: claim (Lua), the
+// processing UPDATE, the handler, the completed UPDATE and the ack.
+// Reports jobs/s.
+func BenchmarkDrain(b *testing.B) {
+	testenv.RunB(b, func(b *testing.B, be testenv.Backend) {
+		svc, w, _ := benchEngine(b, be)
+		ctx := context.Background()
+		for i := 0; i < b.N; i++ {
+			if _, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u", Type: "noop", Priority: i % 100}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		start := time.Now()
+		sum, err := w.Drain(ctx, time.Hour)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if sum.Completed != b.N {
+			b.Fatalf("completed %d of %d", sum.Completed, b.N)
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+	})
+}
