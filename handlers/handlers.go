@@ -177,14 +177,11 @@ func (c Config) withDefaults() Config {
 // WriteTimeout is the shortest http.Server WriteTimeout that lets a drain
 // of the full budget answer: the budget plus 15 seconds.
 func (c Config) WriteTimeout() time.Duration {
-	return c.withDefaultBudget() + 15*time.Second
-}
-
-func (c Config) withDefaultBudget() time.Duration {
-	if c.DrainBudget <= 0 {
-		return DefaultDrainBudget
+	budget := c.DrainBudget
+	if budget <= 0 {
+		budget = DefaultDrainBudget
 	}
-	return c.DrainBudget
+	return budget + 15*time.Second
 }
 
 // server holds what the handlers need.

@@ -200,9 +200,6 @@ func decodeCreateJob(body []byte) (jobs.CreateRequest, error) {
 		}
 	}
 	if raw, ok := fields["payload"]; ok {
-		if err := checkStorableJSON(raw); err != nil {
-			return req, badRequest(CodeInvalidPayload, "payload", err.Error())
-		}
 		req.Payload = raw
 	}
 	if raw, ok := fields["priority"]; ok {

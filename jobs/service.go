@@ -105,6 +105,9 @@ func (s *Service) Validate(req *CreateRequest) error {
 	if err := json.Unmarshal(req.Payload, &obj); err != nil || obj == nil {
 		return invalid("invalid_payload", "payload", "payload must be a JSON object")
 	}
+	if err := checkStorableJSON(req.Payload); err != nil {
+		return invalid("invalid_payload", "payload", "%s", err.Error())
+	}
 	if req.Priority < models.MinPriority || req.Priority > models.MaxPriority {
 		return invalid("invalid_priority", "priority", "priority must be an integer from %d to %d", models.MinPriority, models.MaxPriority)
 	}
@@ -315,6 +318,9 @@ func (s *Service) Cancel(ctx context.Context, userID string, id int64) (*models.
 	s.log.Info("job cancelled", "job_id", id)
 	return job, nil
 }
+
+// Registry returns the registry of job types the service accepts.
+func (s *Service) Registry() *Registry { return s.cfg.Registry }
 
 // Ready checks that the database and Redis answer.
 func (s *Service) Ready(ctx context.Context) map[string]error {

@@ -131,6 +131,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      hcfg.WriteTimeout(),
 		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if cfg.AuthJWTSecret == auth.DevJWTSecret {
 		log.Warn("auth: development JWT secret in use; mint tokens with `jobhook token --user ID`", "why", "AUTH_JWT_SECRET not set")

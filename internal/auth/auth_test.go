@@ -137,7 +137,7 @@ func TestVerifyInjectedClock(t *testing.T) {
 	if _, err := at(issued.Add(59*time.Minute)).Verify(context.Background(), tok); err != nil {
 		t.Fatalf("valid at 59m: %v", err)
 	}
-	if _, err := at(issued.Add(time.Hour + Leeway + time.Second)).Verify(context.Background(), tok); !errors.Is(err, ErrExpired) {
+	if _, err := at(issued.Add(time.Hour+Leeway+time.Second)).Verify(context.Background(), tok); !errors.Is(err, ErrExpired) {
 		t.Fatalf("at exp+leeway+1s: %v, want ErrExpired", err)
 	}
 }
