@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,8 +56,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 	srv := exec.CommandContext(ctx, bin, "serve")
 	srv.Dir = data // a fresh working folder: fresh data/jobhook.db, no .env
 	srv.Env = append(cleanEnv(), "PORT="+port, "SCRAPE_ALLOW_PRIVATE=true")
-	var logs bytes.Buffer
-	srv.Stdout, srv.Stderr = &logs, &logs
+	logs := &lockedBuffer{}
+	srv.Stdout, srv.Stderr = logs, logs
 	require.NoError(t, srv.Start())
 	defer func() {
 		_ = srv.Process.Signal(os.Interrupt)
@@ -105,6 +106,24 @@ func TestReadmeWalkthrough(t *testing.T) {
 	})
 	require.Contains(t, job.Result.Title, "jobhook")
 	require.Contains(t, logs.String(), "queue: embedded Redis", "serve logs the backend it chose")
+}
+
+// lockedBuffer collects the server's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func freePort(t *testing.T) string {
