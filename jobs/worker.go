@@ -164,6 +164,16 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 	}
 	var loopErr error
 	for ctx.Err() == nil && time.Now().Before(deadline) {
+		// Collect every job that has finished, so that one claim fills
+		// every free slot (one script call and one UPDATE per batch).
+		for collecting := true; collecting; {
+			select {
+			case <-done:
+				inflight--
+			default:
+				collecting = false
+			}
+		}
 		free := w.cfg.Concurrency - inflight
 		if free == 0 {
 			<-done

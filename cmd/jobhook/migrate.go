@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+
+	"github.com/pressly/goose/v3"
 
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/database"
@@ -50,6 +53,10 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	case "down":
 		r, err := p.Down(ctx)
+		if errors.Is(err, goose.ErrNoNextVersion) {
+			fmt.Fprintln(stdout, "nothing to roll back")
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("down: %w", err)
 		}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -89,7 +91,7 @@ func Load() (*Config, error) {
 func FromEnv() (*Config, error) {
 	cfg, err := env.ParseAs[Config]()
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %s", describeParseError(err))
 	}
 	if err := cfg.finish(); err != nil {
 		return nil, err
@@ -152,6 +154,39 @@ func (c *Config) finish() error {
 		return fmt.Errorf("config: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// describeParseError names the variable behind each value that did not
+// parse, e.g. `JOB_TIMEOUT: "soon" is not a duration such as 30s or 5m`.
+func describeParseError(err error) string {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err.Error()
+	}
+	var parts []string
+	t := reflect.TypeOf(Config{})
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if !errors.As(e, &pe) {
+			parts = append(parts, e.Error())
+			continue
+		}
+		name := pe.Name
+		if f, ok := t.FieldByName(pe.Name); ok {
+			name, _, _ = strings.Cut(f.Tag.Get("env"), ",")
+		}
+		want := "a valid " + pe.Type.String()
+		switch pe.Type.String() {
+		case "time.Duration":
+			want = "a duration such as 30s or 5m"
+		case "int", "int64":
+			want = "a whole number"
+		case "bool":
+			want = "true or false"
+		}
+		parts = append(parts, fmt.Sprintf("%s must be %s, not %q", name, want, os.Getenv(name)))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Production reports whether APP_ENV is production.
