@@ -59,6 +59,9 @@ type ReconcileResult struct {
 	Checked int
 	// Enqueued counts jobs found missing from Redis and enqueued again.
 	Enqueued int
+	// Recovered counts processing jobs whose lease was gone or expired,
+	// returned to pending (or failed, when out of attempts).
+	Recovered int
 }
 
 // RunIfDue runs a pass unless one ran, in any process, within the interval.
@@ -73,10 +76,16 @@ func (r *Reconciler) RunIfDue(ctx context.Context) (ReconcileResult, error) {
 	return r.Run(ctx)
 }
 
-// Run enqueues every pending job that is in none of the queue's sets.
+// Run recovers processing jobs whose lease is gone, then enqueues every
+// pending job that is in none of the queue's sets.
 func (r *Reconciler) Run(ctx context.Context) (ReconcileResult, error) {
 	const page = 500
 	var res ReconcileResult
+	n, err := r.recoverLost(ctx)
+	res.Recovered = n
+	if err != nil {
+		return res, err
+	}
 	var after int64
 	now := r.clock.Now()
 	for {
@@ -126,4 +135,61 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileResult, error) {
 		r.log.Info("re-enqueued pending jobs missing from redis", "count", res.Enqueued, "checked", res.Checked)
 	}
 	return res, nil
+}
+
+// recoverLost returns to pending the processing jobs whose lease in Redis
+// has expired or is missing (the worker died, or Redis lost the entry),
+// counting the attempt; a job out of attempts fails. The compare-and-set on
+// the attempt number means a worker that comes back late cannot record
+// over the newer attempt.
+func (r *Reconciler) recoverLost(ctx context.Context) (int, error) {
+	var rows []models.Job
+	if err := r.db.WithContext(ctx).Select("id", "priority", "attempts", "max_attempts").
+		Where("status = ?", models.StatusProcessing).Order("id").Limit(1000).Find(&rows).Error; err != nil {
+		return 0, fmt.Errorf("reconcile: list processing jobs: %w: %w", ErrUnavailable, err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	leases, err := r.queue.Leases(ctx, ids)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile: %w", err)
+	}
+	now := r.clock.Now().UTC()
+	recovered := 0
+	for _, row := range rows {
+		if deadline, ok := leases[row.ID]; ok && deadline.After(now) {
+			continue
+		}
+		const reason = "lease expired: worker lost"
+		updates := map[string]any{"status": models.StatusPending, "error": reason, "next_run_at": now, "updated_at": now}
+		if row.Attempts >= row.MaxAttempts {
+			updates = map[string]any{"status": models.StatusFailed, "error": reason, "completed_at": now, "updated_at": now}
+		}
+		res := r.db.WithContext(ctx).Model(&models.Job{}).
+			Where("id = ? AND status = ? AND attempts = ?", row.ID, models.StatusProcessing, row.Attempts).
+			Updates(updates)
+		if res.Error != nil {
+			return recovered, fmt.Errorf("reconcile: recover job %d: %w: %w", row.ID, ErrUnavailable, res.Error)
+		}
+		if res.RowsAffected == 0 {
+			continue // it finished meanwhile
+		}
+		it := Item{ID: row.ID, Priority: row.Priority}
+		if updates["status"] == models.StatusPending {
+			err = r.queue.Release(ctx, it)
+		} else {
+			err = r.queue.Ack(ctx, row.ID)
+		}
+		if err != nil {
+			return recovered, fmt.Errorf("reconcile: %w", err)
+		}
+		recovered++
+		r.log.Warn("recovered a job whose worker was lost", "job_id", row.ID, "attempt", row.Attempts)
+	}
+	return recovered, nil
 }

@@ -312,3 +312,45 @@ func TestBackoffBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestReconcilerRecoversJobsOfALostWorker(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		lost := x.create(t, jobs.CreateRequest{})
+		last := x.create(t, jobs.CreateRequest{MaxAttempts: 1})
+		alive := x.create(t, jobs.CreateRequest{})
+		// A worker claims all three and dies; Redis keeps the leases of
+		// two, and loses the third's.
+		ids, err := x.queue.Claim(ctx, 3, time.Minute)
+		require.NoError(t, err)
+		require.Len(t, ids, 3)
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id IN ?", ids).
+			Updates(map[string]any{"status": models.StatusProcessing, "attempts": 1}).Error)
+		require.NoError(t, b.Redis.ZRem(ctx, x.queue.Key("processing"), lost.ID).Err())
+
+		rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
+		res, err := rec.Run(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Recovered, "only the job without a lease")
+		require.Equal(t, models.StatusProcessing, x.reload(t, alive.ID).Status, "a live lease is left alone")
+
+		// The other two leases expire.
+		x.clock.Advance(2 * time.Minute)
+		res, err = rec.Run(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 2, res.Recovered)
+		got := x.reload(t, last.ID)
+		require.Equal(t, models.StatusFailed, got.Status, "out of attempts")
+		require.Equal(t, "lease expired: worker lost", got.Error)
+
+		sum, err := x.worker(jobs.WorkerConfig{}).Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, 2, sum.Completed)
+		for _, id := range []int64{lost.ID, alive.ID} {
+			row := x.reload(t, id)
+			require.Equal(t, models.StatusCompleted, row.Status)
+			require.Equal(t, 2, row.Attempts, "the lost attempt counts")
+		}
+	})
+}
