@@ -37,6 +37,7 @@ const (
 	CodeTokenExpired          = "token_expired"
 	CodeMissingWorkerAuth     = "missing_worker_auth"
 	CodeInvalidWorkerAuth     = "invalid_worker_auth"
+	CodeInvalidSignature      = "invalid_signature"
 	CodeNotFound              = "not_found"
 	CodeJobNotFound           = "job_not_found"
 	CodeMethodNotAllowed      = "method_not_allowed"

@@ -49,6 +49,7 @@
 //	token_expired            401     the token's exp has passed
 //	missing_worker_auth      401     /api/workers without any credential
 //	invalid_worker_auth      401     /api/workers with a wrong credential
+//	invalid_signature        401     /api/workers with an Upstash-Signature that does not verify
 //	not_found                404     no such route
 //	job_not_found            404     no such job, or another user's
 //	method_not_allowed       405     the route exists for other methods (see the Allow header)

@@ -124,6 +124,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		BodyLimit:    cfg.BodyLimitBytes,
 		Logger:       log,
 	}
+	if cfg.QStashCurrentSigningKey != "" || cfg.QStashNextSigningKey != "" {
+		check, err := handlers.QStashSignatureAuth(handlers.QStashSignatureConfig{
+			CurrentSigningKey: cfg.QStashCurrentSigningKey,
+			NextSigningKey:    cfg.QStashNextSigningKey,
+			URL:               cfg.WorkerURL,
+		})
+		if err != nil {
+			return nil, err
+		}
+		hcfg.WorkerAuth = append(hcfg.WorkerAuth, check)
+		log.Info("worker auth: QStash signatures for "+cfg.WorkerURL+", or the bearer WORKER_SECRET", "why", "QStash signing keys set")
+	}
 	a.Echo = handlers.New(hcfg)
 	a.server = &http.Server{
 		Handler:           a.Echo,

@@ -3,6 +3,8 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobhook/jobhook/internal/app"
@@ -118,4 +121,35 @@ func TestEmbeddedJobCompletesRightAfterCreate(t *testing.T) {
 		job, err := a.Service.Get(context.Background(), "bob", id)
 		return err == nil && job.Status == models.StatusCompleted
 	})
+}
+
+// TestQStashSignedWorkerCall: with signing keys configured, a call signed
+// for QSTASH_WORKER_URL drains, and one signed for another URL is refused.
+func TestQStashSignedWorkerCall(t *testing.T) {
+	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "jobhook.db"))
+	t.Setenv("INPROCESS_WORKER", "false")
+	t.Setenv("QSTASH_CURRENT_SIGNING_KEY", "sig_current_app_test")
+	t.Setenv("QSTASH_NEXT_SIGNING_KEY", "sig_next_app_test")
+	t.Setenv("QSTASH_WORKER_URL", "https://public.example.com/api/workers")
+	a, base := start(t)
+	defer stop(t, a)
+
+	call := func(sub string) *http.Response {
+		body := `{}`
+		sum := sha256.Sum256([]byte(body))
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"iss": "Upstash", "sub": sub, "exp": time.Now().Add(time.Minute).Unix(), "nbf": time.Now().Unix(),
+			"body": base64.URLEncoding.EncodeToString(sum[:]),
+		}).SignedString([]byte("sig_next_app_test"))
+		require.NoError(t, err)
+		req, err := http.NewRequest(http.MethodPost, base+"/api/workers", bytes.NewBufferString(body))
+		require.NoError(t, err)
+		req.Header.Set("Upstash-Signature", tok)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { res.Body.Close() })
+		return res
+	}
+	require.Equal(t, http.StatusOK, call("https://public.example.com/api/workers").StatusCode)
+	require.Equal(t, http.StatusUnauthorized, call(base+"/api/workers").StatusCode, "sub must be the configured public URL")
 }

@@ -41,6 +41,15 @@ type Config struct {
 	// RedisPrefix prefixes every Redis key.
 	RedisPrefix string `env:"REDIS_PREFIX" envDefault:"jobs:"`
 
+	// QStashCurrentSigningKey and QStashNextSigningKey verify the
+	// Upstash-Signature of calls to POST /api/workers. With neither set,
+	// only the bearer WORKER_SECRET is accepted.
+	QStashCurrentSigningKey string `env:"QSTASH_CURRENT_SIGNING_KEY"`
+	QStashNextSigningKey    string `env:"QSTASH_NEXT_SIGNING_KEY"`
+	// WorkerURL is the exact URL QStash calls, compared with the token's
+	// sub. Defaults to PUBLIC_URL + "/api/workers".
+	WorkerURL string `env:"QSTASH_WORKER_URL"`
+
 	// WorkerSecret authenticates POST /api/workers as a bearer token.
 	WorkerSecret string `env:"WORKER_SECRET"`
 	// AuthJWTSecret verifies HS256 user tokens.
@@ -112,6 +121,9 @@ func (c *Config) finish() error {
 		c.PublicURL = fmt.Sprintf("http://localhost:%d", c.Port)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.WorkerURL == "" {
+		c.WorkerURL = c.PublicURL + "/api/workers"
+	}
 	if c.WorkerSecret == "" {
 		c.WorkerSecret = auth.DevWorkerSecret
 	}
