@@ -42,6 +42,7 @@ const (
 	CodeJobNotFound           = "job_not_found"
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeJobNotCancellable     = "job_not_cancellable"
+	CodeJobNotReschedulable   = "job_not_reschedulable"
 	CodePayloadTooLarge       = "payload_too_large"
 	CodeRequestTooLarge       = "request_too_large"
 	CodeInternalError         = "internal_error"
@@ -115,6 +116,8 @@ func toAPIError(err error) *APIError {
 		return apiError(http.StatusNotFound, CodeJobNotFound, "job not found")
 	case errors.Is(err, jobs.ErrNotCancellable):
 		return apiError(http.StatusConflict, CodeJobNotCancellable, "only a pending or scheduled job can be cancelled")
+	case errors.Is(err, jobs.ErrNotReschedulable):
+		return apiError(http.StatusConflict, CodeJobNotReschedulable, "only a pending or scheduled job can be rescheduled")
 	case errors.Is(err, jobs.ErrUnavailable):
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
 			Message: "a backend is unavailable; try again later", Err: err}

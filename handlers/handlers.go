@@ -13,7 +13,10 @@
 //	GET  /api/jobs             list own jobs: ?status=&type=&cursor=&limit= → {"jobs":[...],"nextCursor":"..."}
 //	GET  /api/jobs/:id         one own job (the bare job object)
 //	POST /api/jobs/:id/cancel  cancel a pending or scheduled job → the job
-//	POST /api/workers          run one drain (worker auth) → the drain summary
+//	POST /api/jobs/:id/reschedule  {"scheduledFor":"RFC 3339"} → the moved job
+//	POST /api/workers          run one drain (worker auth) → the drain summary; a body
+//	                           {"jobId":N} (a QStash delayed delivery) first starts that
+//	                           scheduled job when it is due
 //
 // The /api/jobs routes need "Authorization: Bearer <JWT>"; the user id is
 // the token's sub, and a user only ever sees their own jobs (another user's
@@ -54,6 +57,7 @@
 //	job_not_found            404     no such job, or another user's
 //	method_not_allowed       405     the route exists for other methods (see the Allow header)
 //	job_not_cancellable      409     the job is neither pending nor scheduled
+//	job_not_reschedulable    409     the job is neither pending nor scheduled
 //	payload_too_large        413     payload over the size limit (256 KiB by default)
 //	request_too_large        413     request body over Config.BodyLimit (1 MiB by default)
 //	internal_error           500     anything unexpected, panics included; details are only logged
@@ -233,6 +237,7 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/api/jobs", s.listJobs, s.requireUser)
 	e.GET("/api/jobs/:id", s.getJob, s.requireUser)
 	e.POST("/api/jobs/:id/cancel", s.cancelJob, s.requireUser)
+	e.POST("/api/jobs/:id/reschedule", s.rescheduleJob, s.requireUser)
 
 	e.POST("/api/workers", s.runWorker)
 	return e

@@ -105,6 +105,37 @@ func (s *server) cancelJob(c echo.Context) error {
 	return c.JSON(http.StatusOK, job)
 }
 
+// rescheduleJob serves POST /api/jobs/:id/reschedule with the body
+// {"scheduledFor":"RFC 3339"}: the moved job, scheduled when the time is
+// in the future, pending otherwise.
+func (s *server) rescheduleJob(c echo.Context) error {
+	id, err := jobID(c)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req map[string]json.RawMessage
+	if err := json.Unmarshal(body, &req); err != nil || req == nil {
+		return badRequest(CodeInvalidJSON, "", `the body must be a JSON object such as {"scheduledFor":"2030-01-02T15:04:05Z"}`)
+	}
+	raw, ok := req["scheduledFor"]
+	if !ok || isNull(raw) {
+		return badRequest(CodeInvalidScheduledFor, "scheduledFor", "scheduledFor is required")
+	}
+	at, err := timestamp(raw)
+	if err != nil {
+		return badRequest(CodeInvalidScheduledFor, "scheduledFor", err.Error())
+	}
+	job, err := s.cfg.Service.Reschedule(c.Request().Context(), userID(c), id, at)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, job)
+}
+
 // listJobs serves GET /api/jobs?status=&type=&cursor=&limit=, newest first.
 // Empty parameters do not filter; the Service checks status, cursor and
 // the range of limit.

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/jobhook/jobhook/jobs"
 )
 
 // ErrNoCredentials is what a WorkerAuthFunc returns when the request
@@ -97,9 +100,46 @@ func (s *server) runWorker(c echo.Context) error {
 		}
 		budget = min(budget, d)
 	}
-	summary, err := s.cfg.Worker.Drain(context.WithoutCancel(c.Request().Context()), budget)
+	ctx := context.WithoutCancel(c.Request().Context())
+	resp := WorkerResponse{}
+	if id, ok := deliveredJobID(body); ok {
+		started, err := s.cfg.Service.Deliver(ctx, id)
+		if err != nil {
+			return err
+		}
+		resp.Delivered = &DeliveryResult{JobID: id, Started: started}
+	}
+	summary, err := s.cfg.Worker.Drain(ctx, budget)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, summary)
+	resp.DrainSummary = summary
+	return c.JSON(http.StatusOK, resp)
+}
+
+// WorkerResponse is the answer of POST /api/workers: the drain summary,
+// and for a scheduled job's delivery what became of it.
+type WorkerResponse struct {
+	jobs.DrainSummary
+	Delivered *DeliveryResult `json:"delivered,omitempty"`
+}
+
+// DeliveryResult says whether a delivered scheduled job was started; false
+// when it was cancelled, already running or finished, or moved to a later
+// time.
+type DeliveryResult struct {
+	JobID   int64 `json:"jobId"`
+	Started bool  `json:"started"`
+}
+
+// deliveredJobID reads {"jobId":N} from a worker call's body. Any other
+// body (a schedule's or trigger's, or none) is not a delivery.
+func deliveredJobID(body []byte) (int64, bool) {
+	var d struct {
+		JobID int64 `json:"jobId"`
+	}
+	if len(body) == 0 || json.Unmarshal(body, &d) != nil || d.JobID <= 0 {
+		return 0, false
+	}
+	return d.JobID, true
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/jobhook/jobhook/models"
 )
@@ -42,7 +43,16 @@ type ServiceConfig struct {
 	// Notify, when set, is called after a job that is due now is enqueued,
 	// to start a worker soon (the in-process runner, or a trigger).
 	Notify func(ctx context.Context)
+	// Publisher, when set, delivers scheduled jobs at their time (a QStash
+	// delayed message). Without one, or when a publish fails, the drain
+	// promotes due scheduled jobs.
+	Publisher Publisher
 }
+
+// DeliveryTolerance is how early a scheduled job's delivery may arrive and
+// still start it (clocks differ). An earlier delivery — one for a time the
+// job was since moved from — is ignored.
+const DeliveryTolerance = 5 * time.Second
 
 // Service creates, reads and cancels jobs. The database is the source of
 // truth; the queue only orders the jobs that can run.
@@ -182,6 +192,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, b
 		return nil, false, fmt.Errorf("create job: insert: %w: %w", ErrUnavailable, err)
 	}
 	log := s.log.With("job_id", job.ID, "type", job.Type)
+	if job.Status == models.StatusScheduled {
+		s.publishScheduled(ctx, log, job)
+	}
 	if job.Status == models.StatusPending {
 		if err := s.cfg.Queue.Enqueue(ctx, Item{ID: job.ID, Priority: job.Priority}); err != nil {
 			// The row is the truth: the reconciler enqueues it again.
@@ -192,6 +205,129 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, b
 	}
 	log.Info("job created", "status", job.Status, "priority", job.Priority)
 	return job, true, nil
+}
+
+// publishScheduled asks the Publisher to deliver a scheduled job at its
+// time and stores the message id. A failure is logged only: the drain
+// promotes the job when it falls due.
+func (s *Service) publishScheduled(ctx context.Context, log *slog.Logger, job *models.Job) {
+	if s.cfg.Publisher == nil || job.ScheduledFor == nil {
+		return
+	}
+	id, err := s.cfg.Publisher.PublishAt(ctx, job.ID, *job.ScheduledFor)
+	if err != nil {
+		log.Warn("delayed delivery not published; the per-minute drain will start the job", "err", err)
+		return
+	}
+	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
+		Where("id = ? AND status = ? AND scheduled_for = ?", job.ID, models.StatusScheduled, *job.ScheduledFor).
+		Update("qstash_message_id", id)
+	if res.Error != nil || res.RowsAffected == 0 {
+		// Moved or cancelled meanwhile: the message is stale.
+		if cerr := s.cfg.Publisher.Cancel(ctx, id); cerr != nil {
+			log.Warn("stale delayed delivery not cancelled; it will be ignored when it arrives", "message_id", id, "err", cerr)
+		}
+		return
+	}
+	job.QStashMessageID = &id
+}
+
+func (s *Service) cancelMessage(ctx context.Context, job *models.Job) {
+	if s.cfg.Publisher == nil || job.QStashMessageID == nil || *job.QStashMessageID == "" {
+		return
+	}
+	if err := s.cfg.Publisher.Cancel(ctx, *job.QStashMessageID); err != nil {
+		// Harmless: a delivery for a job no longer scheduled at that time
+		// does nothing.
+		s.log.Warn("delayed delivery not cancelled", "job_id", job.ID, "message_id", *job.QStashMessageID, "err", err)
+	}
+}
+
+// ErrNotReschedulable is returned when moving a job that is neither
+// pending nor scheduled.
+var ErrNotReschedulable = errors.New("job cannot be rescheduled in its current status")
+
+// Reschedule moves a user's pending or scheduled job to run at at: in the
+// future it becomes scheduled (a new delayed delivery replaces the old
+// one), otherwise pending and enqueued now.
+func (s *Service) Reschedule(ctx context.Context, userID string, id int64, at time.Time) (*models.Job, error) {
+	before, err := s.Get(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	if before.Status != models.StatusPending && before.Status != models.StatusScheduled {
+		return before, ErrNotReschedulable
+	}
+	now := s.cfg.Clock.Now().UTC()
+	at = at.UTC()
+	status := models.StatusScheduled
+	next := at
+	if !at.After(now) {
+		status, next = models.StatusPending, now
+	}
+	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
+		Where("id = ? AND user_id = ? AND status = ? AND updated_at = ?", id, userID, before.Status, before.UpdatedAt).
+		Updates(map[string]any{"status": status, "scheduled_for": at, "next_run_at": next, "qstash_message_id": nil, "updated_at": now})
+	if res.Error != nil {
+		return nil, fmt.Errorf("reschedule job %d: %w: %w", id, ErrUnavailable, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		// It changed under us (claimed, cancelled, moved): report its state.
+		cur, err := s.Get(ctx, userID, id)
+		if err != nil {
+			return nil, err
+		}
+		return cur, ErrNotReschedulable
+	}
+	s.cancelMessage(ctx, before)
+	job, err := s.Get(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	log := s.log.With("job_id", id, "type", job.Type)
+	item := Item{ID: id, Priority: job.Priority}
+	if status == models.StatusScheduled {
+		if err := s.cfg.Queue.Remove(ctx, id); err != nil {
+			log.Warn("rescheduled job left in the queue; the worker will delay it", "err", err)
+		}
+		s.publishScheduled(ctx, log, job)
+	} else {
+		if err := s.cfg.Queue.Remove(ctx, id); err == nil {
+			err = s.cfg.Queue.Enqueue(ctx, item)
+			if err == nil && s.cfg.Notify != nil {
+				s.cfg.Notify(ctx)
+			}
+		} else {
+			log.Warn("rescheduled job not enqueued; the reconciler will enqueue it", "err", err)
+		}
+	}
+	log.Info("job rescheduled", "status", status, "scheduled_for", at)
+	return job, nil
+}
+
+// Deliver handles the delayed delivery of a scheduled job: if the job is
+// still scheduled for about now, it becomes pending and is enqueued. A
+// delivery for a job that is cancelled, running, finished, moved to a later
+// time or unknown does nothing. It reports whether the job was started.
+func (s *Service) Deliver(ctx context.Context, id int64) (bool, error) {
+	now := s.cfg.Clock.Now().UTC()
+	var rows []models.Job
+	err := s.cfg.DB.WithContext(ctx).Model(&rows).
+		Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "priority"}}}).
+		Where("id = ? AND status = ? AND scheduled_for <= ?", id, models.StatusScheduled, now.Add(DeliveryTolerance)).
+		Updates(map[string]any{"status": models.StatusPending, "next_run_at": now, "updated_at": now}).Error
+	if err != nil {
+		return false, fmt.Errorf("deliver job %d: %w: %w", id, ErrUnavailable, err)
+	}
+	if len(rows) == 0 {
+		s.log.Info("delivery ignored: job not scheduled for now", "job_id", id)
+		return false, nil
+	}
+	if err := s.cfg.Queue.Enqueue(ctx, Item{ID: rows[0].ID, Priority: rows[0].Priority}); err != nil {
+		s.log.Warn("delivered job not enqueued; the reconciler will enqueue it", "job_id", id, "err", err)
+	}
+	s.log.Info("scheduled job delivered", "job_id", id)
+	return true, nil
 }
 
 func (s *Service) byIdempotencyKey(ctx context.Context, userID, key string) (*models.Job, error) {
@@ -311,6 +447,7 @@ func (s *Service) Cancel(ctx context.Context, userID string, id int64) (*models.
 	if res.RowsAffected == 0 {
 		return job, ErrNotCancellable
 	}
+	s.cancelMessage(ctx, job)
 	if err := s.cfg.Queue.Remove(ctx, id); err != nil {
 		// Harmless: a claimed cancelled job is skipped by the worker.
 		s.log.Warn("cancelled job left in the queue", "job_id", id, "err", err)

@@ -74,6 +74,8 @@ type Job struct {
 	CreatedAt      time.Time  `gorm:"column:created_at;autoCreateTime:false" json:"createdAt"`
 	UpdatedAt      time.Time  `gorm:"column:updated_at;autoUpdateTime:false" json:"updatedAt"`
 	IdempotencyKey *string    `gorm:"column:idempotency_key" json:"idempotencyKey,omitempty"`
+	// QStashMessageID is the delayed message that delivers a scheduled job.
+	QStashMessageID *string `gorm:"column:qstash_message_id" json:"-"`
 }
 
 // TableName is the jobs table.
