@@ -35,7 +35,7 @@ func TestMigrateCommand(t *testing.T) {
 
 	code, out, _ = runCmd(t, "migrate", "down")
 	require.Equal(t, 0, code)
-	require.Contains(t, out, "rolled back 00001_create_jobs.sql")
+	require.Contains(t, out, "rolled back 00002_job_qstash_message.sql")
 
 	code, _, errOut := runCmd(t, "migrate", "sideways")
 	require.Equal(t, 2, code)

@@ -3,6 +3,9 @@
 //	jobhook serve                      run the HTTP API and, by default, the in-process worker
 //	jobhook migrate up|down|status     manage the database schema
 //	jobhook token --user ID [--ttl D]  print a development API token for a user
+//	jobhook schedules sync|list        manage QStash schedules from qstash.schedules.json
+//	jobhook trigger [--wait ID]        call the worker endpoint, optionally wait for a job
+//	jobhook qstash-dev [--addr A]      run the in-process QStash on its own
 //
 // Settings come from the environment and an optional .env file; see the
 // README's configuration table.
@@ -31,6 +34,13 @@ Usage:
   jobhook migrate up|down|status      apply, roll back one, or list database migrations
   jobhook token --user ID [--ttl 24h] print an HS256 API token signed with AUTH_JWT_SECRET
                                       (or the development default)
+  jobhook schedules sync [--dry-run]  make QStash's schedules match qstash.schedules.json
+  jobhook schedules list              list QStash's schedules (jobhook's and others')
+  jobhook trigger [--wait ID] [--timeout 2m]
+                                      call POST /api/workers; with --wait, until the job is
+                                      finished (exit 0 completed, 1 failed or timed out)
+  jobhook qstash-dev [--addr 127.0.0.1:8080]
+                                      run the in-process QStash on its own, for any client
 
 Settings are environment variables (a .env file is read when present);
 with none at all, serve runs on SQLite, an in-process Redis and an
@@ -51,6 +61,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = migrate(ctx, args[1:], stdout, stderr)
 	case "token":
 		err = token(args[1:], stdout, stderr)
+	case "schedules":
+		err = schedulesCmd(ctx, args[1:], stdout, stderr)
+	case "trigger":
+		err = triggerCmd(ctx, args[1:], stdout, stderr)
+	case "qstash-dev":
+		err = qstashDevCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,11 +16,15 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/jobhook/jobhook"
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/database"
+	"github.com/jobhook/jobhook/internal/qstashclient"
+	"github.com/jobhook/jobhook/internal/qstashdev"
 	"github.com/jobhook/jobhook/internal/redisconn"
+	"github.com/jobhook/jobhook/internal/schedules"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/tasks"
 )
@@ -34,12 +39,17 @@ type App struct {
 	Service  *jobs.Service
 	Worker   *jobs.Worker
 	Echo     *echo.Echo
+	// QStash is the in-process QStash in the embedded mode, else nil.
+	QStash *qstashdev.Server
+	// QStashClient publishes to QStash (remote or embedded), else nil.
+	QStashClient *qstashclient.Client
 
-	log    *slog.Logger
-	runner *jobs.Runner
-	server *http.Server
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	log       *slog.Logger
+	runner    *jobs.Runner
+	schedules *schedules.File
+	server    *http.Server
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // New opens the backends, migrates (unless MIGRATE_ON_START is false),
@@ -97,16 +107,63 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, Reconciler: reconciler,
 	})
 	var notify func(context.Context)
+	var publisher jobs.Publisher
+	signingCurrent, signingNext := cfg.QStashCurrentSigningKey, cfg.QStashNextSigningKey
+	switch cfg.QStashMode() {
+	case "remote":
+		a.QStashClient, err = qstashclient.New(qstashclient.Config{BaseURL: cfg.QStashURL, Token: cfg.QStashToken, WorkerURL: cfg.WorkerURL})
+		if err != nil {
+			return nil, err
+		}
+		log.Info("qstash: "+cfg.QStashURL+", calling "+cfg.WorkerURL, "why", "QSTASH_TOKEN set")
+	case "embedded":
+		dev, generated, err := qstashdev.ConfigFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		dev.Logger = log.With("component", "qstashdev")
+		a.QStash, err = qstashdev.New(dev)
+		if err != nil {
+			return nil, err
+		}
+		signingCurrent, signingNext = a.QStash.SigningKeys()
+		a.QStashClient, err = qstashclient.New(qstashclient.Config{
+			BaseURL: "http://qstash.embedded", Token: a.QStash.Token(), WorkerURL: cfg.WorkerURL,
+			HTTPClient: &http.Client{Transport: a.QStash.Transport(), Timeout: qstashclient.DefaultTimeout},
+		})
+		if err != nil {
+			return nil, err
+		}
+		why := "QSTASH_TOKEN not set; signing keys from the environment"
+		if generated {
+			why = "QSTASH_TOKEN not set; signing keys generated for this run"
+		}
+		log.Info("qstash: embedded, calling "+cfg.WorkerURL+" with signed requests", "why", why)
+		f, err := loadSchedules(cfg.SchedulesFile)
+		if err != nil {
+			return nil, err
+		}
+		a.schedules = f
+	default:
+		log.Info("qstash: off; POST /api/workers runs only when called", "why", "QSTASH_TOKEN not set and EMBEDDED_QSTASH=false")
+	}
+	if a.QStashClient != nil {
+		publisher = a.QStashClient
+		notify = jobs.NewTriggerer(a.Queue, a.QStashClient, cfg.TriggerWindow, log).Notify
+	}
 	if cfg.InProcessWorker {
 		a.runner = jobs.NewRunner(a.Worker, cfg.DrainBudget, cfg.InProcessInterval, log)
-		notify = a.runner.Kick
-		log.Info("worker: in-process, after each create and every "+cfg.InProcessInterval.String(), "why", "INPROCESS_WORKER=true")
-	} else {
-		log.Info("worker: POST /api/workers only", "why", "INPROCESS_WORKER=false")
+		kick := a.runner.Kick
+		if trigger := notify; trigger != nil {
+			notify = func(ctx context.Context) { kick(ctx); trigger(ctx) }
+		} else {
+			notify = kick
+		}
+		log.Info("worker: in-process too, after each create and every "+cfg.InProcessInterval.String(), "why", "INPROCESS_WORKER=true")
 	}
 	a.Service = jobs.NewService(jobs.ServiceConfig{
 		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
-		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: notify,
+		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: notify, Publisher: publisher,
 	})
 
 	// The in-process Redis starts empty, and a real one may have lost
@@ -124,10 +181,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		BodyLimit:    cfg.BodyLimitBytes,
 		Logger:       log,
 	}
-	if cfg.QStashCurrentSigningKey != "" || cfg.QStashNextSigningKey != "" {
+	if signingCurrent != "" || signingNext != "" {
 		check, err := handlers.QStashSignatureAuth(handlers.QStashSignatureConfig{
-			CurrentSigningKey: cfg.QStashCurrentSigningKey,
-			NextSigningKey:    cfg.QStashNextSigningKey,
+			CurrentSigningKey: signingCurrent,
+			NextSigningKey:    signingNext,
 			URL:               cfg.WorkerURL,
 		})
 		if err != nil {
@@ -175,11 +232,31 @@ func (a *App) Start(ln net.Listener) {
 		}
 	}()
 	a.log.Info("jobhook is serving", "addr", ln.Addr().String(), "public_url", a.Config.PublicURL)
+	if a.QStash != nil {
+		if err := a.QStash.Start(ctx); err != nil {
+			a.log.Error("embedded qstash did not start", "err", err)
+		} else if changes, err := schedules.Sync(ctx, a.QStashClient, a.schedules, a.Config.PublicURL, false); err != nil {
+			a.log.Error("embedded qstash: schedules not loaded", "err", err)
+		} else {
+			for _, c := range changes {
+				a.log.Info("embedded qstash: schedule "+c.Spec.ID, "cron", c.Spec.Cron, "destination", c.Spec.Destination)
+			}
+		}
+	}
+	if a.QStashClient != nil {
+		// Jobs restored from the database run now, not at the next tick.
+		if err := a.QStashClient.Trigger(ctx, 0); err != nil {
+			a.log.Warn("start-up trigger not published; the next scheduled drain will run waiting jobs", "err", err)
+		}
+	}
 }
 
 // Shutdown stops taking requests, lets requests and the running drain end
 // within ctx's deadline, and closes the backends.
 func (a *App) Shutdown(ctx context.Context) error {
+	if a.QStash != nil {
+		_ = a.QStash.Close()
+	}
 	err := a.server.Shutdown(ctx)
 	if a.cancel != nil {
 		a.cancel()
@@ -193,6 +270,16 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.closeBackends()
 	return err
+}
+
+// loadSchedules reads the schedules file, or the committed default when
+// the working folder has none.
+func loadSchedules(path string) (*schedules.File, error) {
+	f, err := schedules.Load(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return schedules.Parse(jobhook.DefaultSchedules)
+	}
+	return f, err
 }
 
 func (a *App) closeBackends() {

@@ -27,14 +27,20 @@ import (
 )
 
 // start builds an App from the environment and serves it on a free port.
+// The port is set in PORT before the config is read, so that PUBLIC_URL,
+// which the embedded QStash calls, is this server.
 func start(t *testing.T) (*app.App, string) {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Setenv("PORT", fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
 	cfg, err := config.FromEnv()
 	require.NoError(t, err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := app.New(context.Background(), cfg, log)
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+	}
 	require.NoError(t, err)
 	a.Start(ln)
 	return a, "http://" + ln.Addr().String()
@@ -78,6 +84,7 @@ func TestEmbeddedRestartRunsJobsTheQueueLost(t *testing.T) {
 	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "jobhook.db"))
 	t.Setenv("SCRAPE_ALLOW_PRIVATE", "true")
 	t.Setenv("INPROCESS_WORKER", "false")
+	t.Setenv("EMBEDDED_QSTASH", "false")
 	a1, base := start(t)
 	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "alice", time.Hour, time.Now())
 	require.NoError(t, err)
@@ -90,7 +97,9 @@ func TestEmbeddedRestartRunsJobsTheQueueLost(t *testing.T) {
 	require.EqualValues(t, 5, depth.Pending)
 	stop(t, a1)
 
-	t.Setenv("INPROCESS_WORKER", "true")
+	// The second run has the defaults: the embedded QStash's start-up
+	// trigger drains what the reconciler restored.
+	t.Setenv("EMBEDDED_QSTASH", "true")
 	a2, _ := start(t)
 	defer stop(t, a2)
 	for _, id := range ids {
@@ -106,12 +115,35 @@ func TestEmbeddedRestartRunsJobsTheQueueLost(t *testing.T) {
 	require.Equal(t, "Restart page", res.Title)
 }
 
-// TestEmbeddedJobCompletesRightAfterCreate: the in-process worker runs a
-// job right after its create, without waiting for the poll interval.
+// TestEmbeddedJobCompletesRightAfterCreate: with the defaults, the trigger
+// published after the create reaches /api/workers through the embedded
+// QStash (a signed HTTP call) and the job runs at once.
 func TestEmbeddedJobCompletesRightAfterCreate(t *testing.T) {
 	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "jobhook.db"))
 	t.Setenv("SCRAPE_ALLOW_PRIVATE", "true")
-	t.Setenv("INPROCESS_INTERVAL", "1h")
+	a, base := start(t)
+	defer stop(t, a)
+	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "bob", time.Hour, time.Now())
+	require.NoError(t, err)
+	id := createJob(t, base, token, fmt.Sprintf(`{"type":"web_scraping","payload":{"url":%q}}`, base+"/"))
+	testenv.WaitFor(t, 10*time.Second, "the job to complete", func() bool {
+		job, err := a.Service.Get(context.Background(), "bob", id)
+		return err == nil && job.Status == models.StatusCompleted
+	})
+	var signed bool
+	for _, d := range a.QStash.Deliveries() {
+		signed = signed || (d.Header.Get("Upstash-Signature") != "" && d.Status == http.StatusOK)
+	}
+	require.True(t, signed, "the drain came through a signed QStash delivery")
+}
+
+// TestInProcessWorkerStillAvailable: INPROCESS_WORKER=true with QStash off
+// runs jobs without any worker call.
+func TestInProcessWorkerStillAvailable(t *testing.T) {
+	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "jobhook.db"))
+	t.Setenv("SCRAPE_ALLOW_PRIVATE", "true")
+	t.Setenv("EMBEDDED_QSTASH", "false")
+	t.Setenv("INPROCESS_WORKER", "true")
 	a, base := start(t)
 	defer stop(t, a)
 	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "bob", time.Hour, time.Now())

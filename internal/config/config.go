@@ -41,6 +41,24 @@ type Config struct {
 	// RedisPrefix prefixes every Redis key.
 	RedisPrefix string `env:"REDIS_PREFIX" envDefault:"jobs:"`
 
+	// QStashToken is the QStash API token. When set, jobhook publishes to
+	// the QStash at QStashURL; when not, to the in-process QStash (unless
+	// EmbeddedQStash is false).
+	QStashToken string `env:"QSTASH_TOKEN"`
+	// QStashURL is the QStash API. Defaults to https://qstash.upstash.io.
+	QStashURL string `env:"QSTASH_URL" envDefault:"https://qstash.upstash.io"`
+	// EmbeddedQStash runs the in-process QStash when QSTASH_TOKEN is not
+	// set: it delivers schedules, delayed messages and triggers to this
+	// server's /api/workers with signed HTTP calls.
+	EmbeddedQStash bool `env:"EMBEDDED_QSTASH" envDefault:"true"`
+	// SchedulesFile is the schedules file; the embedded QStash runs it
+	// (the committed default when the file is missing) and
+	// `jobhook schedules sync` makes QStash match it.
+	SchedulesFile string `env:"SCHEDULES_FILE" envDefault:"qstash.schedules.json"`
+	// TriggerWindow is the debounce window of the trigger published after
+	// each create of a job that is due now.
+	TriggerWindow time.Duration `env:"TRIGGER_WINDOW" envDefault:"1s"`
+
 	// QStashCurrentSigningKey and QStashNextSigningKey verify the
 	// Upstash-Signature of calls to POST /api/workers. With neither set,
 	// only the bearer WORKER_SECRET is accepted.
@@ -66,10 +84,11 @@ type Config struct {
 	// BodyLimitBytes limits a request body.
 	BodyLimitBytes int64 `env:"BODY_LIMIT_BYTES" envDefault:"1048576"`
 
-	// InProcessWorker runs drains inside serve: right after each create,
-	// and every InProcessInterval. Set it to false where QStash or a cron
-	// calls POST /api/workers (serverless).
-	InProcessWorker bool `env:"INPROCESS_WORKER" envDefault:"true"`
+	// InProcessWorker also runs drains inside serve: right after each
+	// create, and every InProcessInterval, for deployments that are not
+	// serverless. Off by default: QStash (real or embedded) calls
+	// POST /api/workers.
+	InProcessWorker bool `env:"INPROCESS_WORKER" envDefault:"false"`
 	// InProcessInterval is how often the in-process worker drains unasked
 	// (retries and scheduled jobs that fell due).
 	InProcessInterval time.Duration `env:"INPROCESS_INTERVAL" envDefault:"1s"`
@@ -145,6 +164,12 @@ func (c *Config) finish() error {
 	if c.BodyLimitBytes < int64(c.MaxPayloadBytes) {
 		problems = append(problems, "BODY_LIMIT_BYTES must be at least MAX_PAYLOAD_BYTES")
 	}
+	if c.TriggerWindow < time.Second {
+		problems = append(problems, "TRIGGER_WINDOW must be at least 1s")
+	}
+	if c.QStashToken != "" && c.QStashCurrentSigningKey == "" && c.QStashNextSigningKey == "" {
+		problems = append(problems, "QSTASH_TOKEN is set but QSTASH_CURRENT_SIGNING_KEY and QSTASH_NEXT_SIGNING_KEY are not: QStash's calls could not be verified")
+	}
 	if c.InProcessInterval <= 0 {
 		problems = append(problems, "INPROCESS_INTERVAL must be positive")
 	}
@@ -199,6 +224,19 @@ func describeParseError(err error) string {
 		parts = append(parts, fmt.Sprintf("%s must be %s, not %q", name, want, os.Getenv(name)))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// QStashMode says where QStash messages go: "remote" (QSTASH_TOKEN set),
+// "embedded" (the in-process QStash) or "off".
+func (c *Config) QStashMode() string {
+	switch {
+	case c.QStashToken != "":
+		return "remote"
+	case c.EmbeddedQStash:
+		return "embedded"
+	default:
+		return "off"
+	}
 }
 
 // Production reports whether APP_ENV is production.

@@ -15,7 +15,9 @@ func TestDefaultsNeedNoEnvironment(t *testing.T) {
 	require.Equal(t, 8080, cfg.Port)
 	require.Equal(t, "http://localhost:8080", cfg.PublicURL)
 	require.Empty(t, cfg.DatabaseURL)
-	require.True(t, cfg.InProcessWorker)
+	require.False(t, cfg.InProcessWorker)
+	require.Equal(t, "embedded", cfg.QStashMode())
+	require.Equal(t, "http://localhost:8080/api/workers", cfg.WorkerURL)
 	require.False(t, cfg.ScrapeAllowPrivate)
 }
 
@@ -33,6 +35,8 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{map[string]string{"MAX_PAYLOAD_BYTES": "2000000"}, "BODY_LIMIT_BYTES must be at least MAX_PAYLOAD_BYTES"},
 		{map[string]string{"APP_ENV": "production"}, "WORKER_SECRET must be set in production"},
 		{map[string]string{"APP_ENV": "production", "WORKER_SECRET": "x"}, "AUTH_JWT_SECRET must be set in production"},
+		{map[string]string{"QSTASH_TOKEN": "t"}, "QSTASH_TOKEN is set but QSTASH_CURRENT_SIGNING_KEY"},
+		{map[string]string{"TRIGGER_WINDOW": "10ms"}, "TRIGGER_WINDOW must be at least 1s"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			for k, v := range tc.env {
