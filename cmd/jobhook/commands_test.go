@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/qstashdev"
 )
 
 func runCmd(t *testing.T, args ...string) (int, string, string) {
@@ -65,4 +68,48 @@ func TestUnknownCommand(t *testing.T) {
 	code, _, errOut := runCmd(t, "frobnicate")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, `unknown command "frobnicate"`)
+}
+
+// TestSchedulesCommands runs `schedules sync` and `schedules list` against
+// an in-process QStash reached over HTTP, as any QStash is.
+func TestSchedulesCommands(t *testing.T) {
+	keys, err := qstashdev.GenerateKeys()
+	require.NoError(t, err)
+	dev, err := qstashdev.New(qstashdev.Config{Token: keys.Token, CurrentSigningKey: keys.CurrentSigningKey, NextSigningKey: keys.NextSigningKey})
+	require.NoError(t, err)
+	srv := httptest.NewServer(dev)
+	defer srv.Close()
+	t.Setenv("QSTASH_URL", srv.URL)
+	t.Setenv("QSTASH_TOKEN", keys.Token)
+	t.Setenv("QSTASH_CURRENT_SIGNING_KEY", keys.CurrentSigningKey)
+	t.Setenv("PUBLIC_URL", "https://jobs.example.com")
+	file := filepath.Join("..", "..", "qstash.schedules.json")
+
+	code, out, errOut := runCmd(t, "schedules", "sync", "--dry-run", "--file", file)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "would create   jobhook-drain  * * * * * https://jobs.example.com/api/workers")
+	require.Empty(t, dev.Schedules())
+
+	code, out, _ = runCmd(t, "schedules", "sync", "--file", file)
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "created        jobhook-drain")
+	code, out, _ = runCmd(t, "schedules", "sync", "--file", file)
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "unchanged      jobhook-drain")
+
+	code, out, _ = runCmd(t, "schedules", "list")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "jobhook-drain")
+	require.Contains(t, out, "(jobhook)")
+
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"schedules":[{"name":"x","cron":"99 * * * *","path":"/api/workers"}]}`), 0o600))
+	code, _, errOut = runCmd(t, "schedules", "sync", "--file", bad)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, `schedules[0] ("x"): cron "99 * * * *"`)
+
+	t.Setenv("QSTASH_TOKEN", "")
+	code, _, errOut = runCmd(t, "schedules", "list")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "QSTASH_TOKEN is not set")
 }
