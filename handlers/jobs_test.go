@@ -268,3 +268,39 @@ func TestListJobs(t *testing.T) {
 		require.Empty(t, bb.list(t, "nobody", nil).Jobs)
 	})
 }
+
+func TestRescheduleJob(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		bb := setup(t, b)
+		future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		job := bb.createJob(t, "u1", `{"type":"echo","payload":{"text":"x"},"scheduledFor":"`+future+`"}`, http.StatusCreated)
+		require.EqualValues(t, "scheduled", job.Status)
+		path := fmt.Sprintf("/api/jobs/%d/reschedule", job.JobID)
+
+		later := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)
+		rec := bb.asUser(t, "u1", http.MethodPost, path, `{"scheduledFor":"`+later.Format(time.RFC3339)+`"}`)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		var got struct {
+			Status       string    `json:"status"`
+			ScheduledFor time.Time `json:"scheduledFor"`
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+		require.Equal(t, "scheduled", got.Status)
+		require.True(t, later.Equal(got.ScheduledFor))
+
+		requireError(t, bb.asUser(t, "u2", http.MethodPost, path, `{"scheduledFor":"`+future+`"}`), http.StatusNotFound, "job_not_found")
+		requireError(t, bb.asUser(t, "u1", http.MethodPost, path, `{"scheduledFor":"tomorrow"}`), http.StatusBadRequest, "invalid_scheduled_for")
+		requireError(t, bb.asUser(t, "u1", http.MethodPost, path, `{}`), http.StatusBadRequest, "invalid_scheduled_for")
+		requireError(t, bb.asUser(t, "u1", http.MethodPost, path, `[`), http.StatusBadRequest, "invalid_json")
+
+		// Now: it becomes pending and is enqueued.
+		rec = bb.asUser(t, "u1", http.MethodPost, path, `{"scheduledFor":"`+time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)+`"}`)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+		require.Equal(t, "pending", got.Status)
+		require.EqualValues(t, 1, bb.counts(t).queue.Pending)
+
+		bb.asUser(t, "u1", http.MethodPost, fmt.Sprintf("/api/jobs/%d/cancel", job.JobID), "")
+		requireError(t, bb.asUser(t, "u1", http.MethodPost, path, `{"scheduledFor":"`+future+`"}`), http.StatusConflict, "job_not_reschedulable")
+	})
+}
