@@ -115,6 +115,19 @@ func TestEmbeddedRestartRunsJobsTheQueueLost(t *testing.T) {
 	require.Equal(t, "Restart page", res.Title)
 }
 
+// scrapeOwnHomePage creates a web_scraping job of the app's own home page
+// and waits for it to complete.
+func scrapeOwnHomePage(t *testing.T, a *app.App, base string) {
+	t.Helper()
+	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "bob", time.Hour, time.Now())
+	require.NoError(t, err)
+	id := createJob(t, base, token, fmt.Sprintf(`{"type":"web_scraping","payload":{"url":%q}}`, base+"/"))
+	testenv.WaitFor(t, 10*time.Second, "the job to complete", func() bool {
+		job, err := a.Service.Get(context.Background(), "bob", id)
+		return err == nil && job.Status == models.StatusCompleted
+	})
+}
+
 // TestEmbeddedJobCompletesRightAfterCreate: with the defaults, the trigger
 // published after the create reaches /api/workers through the embedded
 // QStash (a signed HTTP call) and the job runs at once.
@@ -123,13 +136,7 @@ func TestEmbeddedJobCompletesRightAfterCreate(t *testing.T) {
 	t.Setenv("SCRAPE_ALLOW_PRIVATE", "true")
 	a, base := start(t)
 	defer stop(t, a)
-	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "bob", time.Hour, time.Now())
-	require.NoError(t, err)
-	id := createJob(t, base, token, fmt.Sprintf(`{"type":"web_scraping","payload":{"url":%q}}`, base+"/"))
-	testenv.WaitFor(t, 10*time.Second, "the job to complete", func() bool {
-		job, err := a.Service.Get(context.Background(), "bob", id)
-		return err == nil && job.Status == models.StatusCompleted
-	})
+	scrapeOwnHomePage(t, a, base)
 	var signed bool
 	for _, d := range a.QStash.Deliveries() {
 		signed = signed || (d.Header.Get("Upstash-Signature") != "" && d.Status == http.StatusOK)
@@ -146,13 +153,7 @@ func TestInProcessWorkerStillAvailable(t *testing.T) {
 	t.Setenv("INPROCESS_WORKER", "true")
 	a, base := start(t)
 	defer stop(t, a)
-	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "bob", time.Hour, time.Now())
-	require.NoError(t, err)
-	id := createJob(t, base, token, fmt.Sprintf(`{"type":"web_scraping","payload":{"url":%q}}`, base+"/"))
-	testenv.WaitFor(t, 10*time.Second, "the job to complete", func() bool {
-		job, err := a.Service.Get(context.Background(), "bob", id)
-		return err == nil && job.Status == models.StatusCompleted
-	})
+	scrapeOwnHomePage(t, a, base)
 }
 
 // TestQStashSignedWorkerCall: with signing keys configured, a call signed
