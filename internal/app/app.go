@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		if err != nil {
 			return nil, err
 		}
-		dev.Logger = log.With("component", "qstashdev")
+		dev.Logger = log
 		a.QStash, err = qstashdev.New(dev)
 		if err != nil {
 			return nil, err
