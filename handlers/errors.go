@@ -43,6 +43,7 @@ const (
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeJobNotCancellable     = "job_not_cancellable"
 	CodeJobNotReschedulable   = "job_not_reschedulable"
+	CodeJobNotRetryable       = "job_not_retryable"
 	CodePayloadTooLarge       = "payload_too_large"
 	CodeRequestTooLarge       = "request_too_large"
 	CodeInternalError         = "internal_error"
@@ -118,6 +119,8 @@ func toAPIError(err error) *APIError {
 		return apiError(http.StatusConflict, CodeJobNotCancellable, "only a pending or scheduled job can be cancelled")
 	case errors.Is(err, jobs.ErrNotReschedulable):
 		return apiError(http.StatusConflict, CodeJobNotReschedulable, "only a pending or scheduled job can be rescheduled")
+	case errors.Is(err, jobs.ErrNotRetryable):
+		return apiError(http.StatusConflict, CodeJobNotRetryable, "only a failed job can be retried")
 	case errors.Is(err, jobs.ErrUnavailable):
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
 			Message: "a backend is unavailable; try again later", Err: err}

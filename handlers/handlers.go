@@ -11,9 +11,10 @@
 //	GET  /readyz               200 {"status":"ready","checks":{...}} or 503 not_ready
 //	POST /api/jobs             create a job: 201 {"jobId":1,"status":"pending"}, 200 on an Idempotency-Key replay
 //	GET  /api/jobs             list own jobs: ?status=&type=&cursor=&limit= → {"jobs":[...],"nextCursor":"..."}
-//	GET  /api/jobs/:id         one own job (the bare job object)
+//	GET  /api/jobs/:id         one own job: the bare job object plus "history", its finished attempts
 //	POST /api/jobs/:id/cancel  cancel a pending or scheduled job → the job
 //	POST /api/jobs/:id/reschedule  {"scheduledFor":"RFC 3339"} → the moved job
+//	POST /api/jobs/:id/retry   re-queue a failed job with a fresh attempt budget → the job
 //	POST /api/workers          run one drain (worker auth) → the drain summary; a body
 //	                           {"jobId":N} (a QStash delayed delivery) first starts that
 //	                           scheduled job when it is due
@@ -58,6 +59,7 @@
 //	method_not_allowed       405     the route exists for other methods (see the Allow header)
 //	job_not_cancellable      409     the job is neither pending nor scheduled
 //	job_not_reschedulable    409     the job is neither pending nor scheduled
+//	job_not_retryable        409     the job has not failed
 //	payload_too_large        413     payload over the size limit (256 KiB by default)
 //	request_too_large        413     request body over Config.BodyLimit (1 MiB by default)
 //	internal_error           500     anything unexpected, panics included; details are only logged
@@ -238,6 +240,7 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/api/jobs/:id", s.getJob, s.requireUser)
 	e.POST("/api/jobs/:id/cancel", s.cancelJob, s.requireUser)
 	e.POST("/api/jobs/:id/reschedule", s.rescheduleJob, s.requireUser)
+	e.POST("/api/jobs/:id/retry", s.retryJob, s.requireUser)
 
 	e.POST("/api/workers", s.runWorker)
 	return e

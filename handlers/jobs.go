@@ -78,17 +78,31 @@ func (s *server) createJob(c echo.Context) error {
 	return c.JSON(status, CreateJobResponse{JobID: job.ID, Status: job.Status})
 }
 
-// getJob serves GET /api/jobs/:id: the bare job object.
+// JobResponse is the body of GET /api/jobs/:id: the bare job object plus
+// its history, one entry per finished attempt, oldest first (an empty list
+// before the first attempt ends). After a retry the attempt numbers start
+// again at 1; earlier entries stay.
+type JobResponse struct {
+	models.Job
+	History []models.JobAttempt `json:"history"`
+}
+
+// getJob serves GET /api/jobs/:id: the job with its attempt history.
 func (s *server) getJob(c echo.Context) error {
 	id, err := jobID(c)
 	if err != nil {
 		return err
 	}
-	job, err := s.cfg.Service.Get(c.Request().Context(), userID(c), id)
+	ctx, user := c.Request().Context(), userID(c)
+	job, err := s.cfg.Service.Get(ctx, user, id)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, job)
+	history, err := s.cfg.Service.Attempts(ctx, user, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, JobResponse{Job: *job, History: history})
 }
 
 // cancelJob serves POST /api/jobs/:id/cancel: the cancelled job. The body,
@@ -99,6 +113,20 @@ func (s *server) cancelJob(c echo.Context) error {
 		return err
 	}
 	job, err := s.cfg.Service.Cancel(c.Request().Context(), userID(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, job)
+}
+
+// retryJob serves POST /api/jobs/:id/retry: the failed job, pending again
+// with a fresh attempt budget. The body, if any, is ignored.
+func (s *server) retryJob(c echo.Context) error {
+	id, err := jobID(c)
+	if err != nil {
+		return err
+	}
+	job, err := s.cfg.Service.Retry(c.Request().Context(), userID(c), id)
 	if err != nil {
 		return err
 	}

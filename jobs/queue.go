@@ -341,6 +341,36 @@ func (q *Queue) Leases(ctx context.Context, ids []int64) (map[int64]time.Time, e
 	return out, nil
 }
 
+// Renew moves a processing job's lease deadline (only if it is still in
+// processing).
+func (q *Queue) Renew(ctx context.Context, id int64, deadline time.Time) error {
+	err := q.rdb.ZAddXX(ctx, q.Key("processing"), redis.Z{Score: float64(deadline.UnixMilli()), Member: id}).Err()
+	if err != nil {
+		return fmt.Errorf("queue: renew lease of job %d: %w", id, err)
+	}
+	return nil
+}
+
+// Members returns every job id in the pending, delayed or processing set,
+// with the set it is in.
+func (q *Queue) Members(ctx context.Context) (map[int64]string, error) {
+	out := map[int64]string{}
+	for _, set := range []string{"pending", "delayed", "processing"} {
+		ids, err := q.rdb.ZRange(ctx, q.Key(set), 0, -1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("queue: list %s: %w", set, err)
+		}
+		for _, m := range ids {
+			id, err := strconv.ParseInt(m, 10, 64)
+			if err != nil {
+				continue
+			}
+			out[id] = set
+		}
+	}
+	return out, nil
+}
+
 // Ping checks that Redis answers.
 func (q *Queue) Ping(ctx context.Context) error {
 	if err := q.rdb.Ping(ctx).Err(); err != nil {

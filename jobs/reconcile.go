@@ -59,9 +59,11 @@ type ReconcileResult struct {
 	Checked int
 	// Enqueued counts jobs found missing from Redis and enqueued again.
 	Enqueued int
-	// Recovered counts processing jobs whose lease was gone or expired,
-	// returned to pending (or failed, when out of attempts).
+	// Recovered counts processing jobs whose lease had expired, returned to
+	// pending (or failed, when out of attempts).
 	Recovered int
+	// Dropped counts Redis entries of finished, cancelled or missing jobs.
+	Dropped int
 }
 
 // RunIfDue runs a pass unless one ran, in any process, within the interval.
@@ -76,13 +78,19 @@ func (r *Reconciler) RunIfDue(ctx context.Context) (ReconcileResult, error) {
 	return r.Run(ctx)
 }
 
-// Run recovers processing jobs whose lease is gone, then enqueues every
-// pending job that is in none of the queue's sets.
+// Run reaps expired leases, drops Redis entries of finished, cancelled or
+// missing jobs, then enqueues every pending job that is in none of the
+// queue's sets.
 func (r *Reconciler) Run(ctx context.Context) (ReconcileResult, error) {
 	const page = 500
 	var res ReconcileResult
-	n, err := r.recoverLost(ctx)
+	n, err := r.Reap(ctx)
 	res.Recovered = n
+	if err != nil {
+		return res, err
+	}
+	dropped, err := r.dropStale(ctx)
+	res.Dropped = dropped
 	if err != nil {
 		return res, err
 	}
@@ -137,59 +145,103 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileResult, error) {
 	return res, nil
 }
 
-// recoverLost returns to pending the processing jobs whose lease in Redis
-// has expired or is missing (the worker died, or Redis lost the entry),
-// counting the attempt; a job out of attempts fails. The compare-and-set on
-// the attempt number means a worker that comes back late cannot record
-// over the newer attempt.
-func (r *Reconciler) recoverLost(ctx context.Context) (int, error) {
-	var rows []models.Job
-	if err := r.db.WithContext(ctx).Select("id", "priority", "attempts", "max_attempts").
-		Where("status = ?", models.StatusProcessing).Order("id").Limit(1000).Find(&rows).Error; err != nil {
-		return 0, fmt.Errorf("reconcile: list processing jobs: %w: %w", ErrUnavailable, err)
-	}
-	if len(rows) == 0 {
-		return 0, nil
-	}
-	ids := make([]int64, len(rows))
-	for i, row := range rows {
-		ids[i] = row.ID
-	}
-	leases, err := r.queue.Leases(ctx, ids)
-	if err != nil {
-		return 0, fmt.Errorf("reconcile: %w", err)
-	}
+// Reap returns to the queue the processing jobs whose lease has expired:
+// their worker died, stalled or lost its connection, since a live worker's
+// heartbeat keeps renewing the lease. The lost attempt counts ("lease
+// expired: worker lost"); a job out of attempts fails. The compare-and-set
+// on the attempt number fences the old worker: if it comes back, it can no
+// longer record anything for this job. Reap runs at the start of every
+// drain and periodically inside serve.
+func (r *Reconciler) Reap(ctx context.Context) (int, error) {
 	now := r.clock.Now().UTC()
-	recovered := 0
+	var rows []models.Job
+	if err := r.db.WithContext(ctx).Select("id", "priority", "attempts", "max_attempts", "started_at", "lease_id").
+		Where("status = ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)", models.StatusProcessing, now).
+		Order("id").Limit(1000).Find(&rows).Error; err != nil {
+		return 0, fmt.Errorf("reap: list expired leases: %w: %w", ErrUnavailable, err)
+	}
+	reaped := 0
 	for _, row := range rows {
-		if deadline, ok := leases[row.ID]; ok && deadline.After(now) {
-			continue
-		}
 		const reason = "lease expired: worker lost"
-		updates := map[string]any{"status": models.StatusPending, "error": reason, "next_run_at": now, "updated_at": now}
-		if row.Attempts >= row.MaxAttempts {
-			updates = map[string]any{"status": models.StatusFailed, "error": reason, "completed_at": now, "updated_at": now}
+		updates := map[string]any{"status": models.StatusPending, "error": reason, "next_run_at": now, "lease_expires_at": nil, "lease_id": nil, "updated_at": now}
+		failed := row.Attempts >= row.MaxAttempts
+		if failed {
+			updates = map[string]any{"status": models.StatusFailed, "error": reason, "completed_at": now, "lease_expires_at": nil, "lease_id": nil, "updated_at": now}
 		}
-		res := r.db.WithContext(ctx).Model(&models.Job{}).
-			Where("id = ? AND status = ? AND attempts = ?", row.ID, models.StatusProcessing, row.Attempts).
+		res := leased(r.db.WithContext(ctx), &row).
+			Where("lease_expires_at IS NULL OR lease_expires_at < ?", now).
 			Updates(updates)
 		if res.Error != nil {
-			return recovered, fmt.Errorf("reconcile: recover job %d: %w: %w", row.ID, ErrUnavailable, res.Error)
+			return reaped, fmt.Errorf("reap job %d: %w: %w", row.ID, ErrUnavailable, res.Error)
 		}
 		if res.RowsAffected == 0 {
-			continue // it finished meanwhile
+			continue // renewed or finished meanwhile
 		}
-		it := Item{ID: row.ID, Priority: row.Priority}
-		if updates["status"] == models.StatusPending {
-			err = r.queue.Release(ctx, it)
-		} else {
+		started := now
+		if row.StartedAt != nil {
+			started = *row.StartedAt
+		}
+		recordAttempt(ctx, r.db, r.log, attemptRecord{JobID: row.ID, Attempt: row.Attempts, StartedAt: started, FinishedAt: now, Outcome: AttemptLost, Error: reason})
+		var err error
+		if failed {
 			err = r.queue.Ack(ctx, row.ID)
+		} else {
+			err = r.queue.Release(ctx, Item{ID: row.ID, Priority: row.Priority})
 		}
 		if err != nil {
-			return recovered, fmt.Errorf("reconcile: %w", err)
+			r.log.Warn("reaped job not re-enqueued; the reconciler will enqueue it", "job_id", row.ID, "err", err)
 		}
-		recovered++
-		r.log.Warn("recovered a job whose worker was lost", "job_id", row.ID, "attempt", row.Attempts)
+		reaped++
+		r.log.Warn("reaped a job whose worker was lost", "job_id", row.ID, "attempt", row.Attempts, "failed", failed)
 	}
-	return recovered, nil
+	return reaped, nil
+}
+
+// dropStale removes from Redis the ids whose row is finished, cancelled or
+// missing, and processing entries whose row is no longer processing.
+func (r *Reconciler) dropStale(ctx context.Context) (int, error) {
+	members, err := r.queue.Members(ctx)
+	if err != nil || len(members) == 0 {
+		return 0, err
+	}
+	ids := make([]int64, 0, len(members))
+	for id := range members {
+		ids = append(ids, id)
+	}
+	status := map[int64]models.Status{}
+	for start := 0; start < len(ids); start += 1000 {
+		var rows []models.Job
+		chunk := ids[start:min(start+1000, len(ids))]
+		if err := r.db.WithContext(ctx).Select("id", "status").Where("id IN ?", chunk).Find(&rows).Error; err != nil {
+			return 0, fmt.Errorf("reconcile: look up queued jobs: %w: %w", ErrUnavailable, err)
+		}
+		for _, row := range rows {
+			status[row.ID] = row.Status
+		}
+	}
+	var stale []int64
+	for id, set := range members {
+		st, ok := status[id]
+		switch {
+		case !ok, st.Finished(), st == models.StatusScheduled:
+			stale = append(stale, id)
+		case set == "processing" && st != models.StatusProcessing:
+			stale = append(stale, id)
+		}
+	}
+	for _, id := range stale {
+		if members[id] == "processing" {
+			if err := r.queue.Ack(ctx, id); err != nil {
+				return 0, fmt.Errorf("reconcile: %w", err)
+			}
+			continue
+		}
+		if err := r.queue.Remove(ctx, id); err != nil {
+			return 0, fmt.Errorf("reconcile: %w", err)
+		}
+	}
+	if len(stale) > 0 {
+		r.log.Info("dropped redis entries of finished, cancelled or missing jobs", "count", len(stale))
+	}
+	return len(stale), nil
 }

@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,9 +23,10 @@ import (
 // Worker defaults.
 const (
 	DefaultConcurrency = 8
-	DefaultJobTimeout  = 5 * time.Minute
-	// DefaultLeaseMargin is added to a job's timeout to make its lease.
-	DefaultLeaseMargin = 30 * time.Second
+	DefaultJobTimeout  = time.Minute
+	// DefaultLeaseDuration is the lease of a claimed job, renewed by the
+	// heartbeat while its handler runs.
+	DefaultLeaseDuration = 30 * time.Second
 	// maxErrorLength caps the error text stored on a job.
 	maxErrorLength = 2000
 )
@@ -44,15 +47,20 @@ type WorkerConfig struct {
 	// JobTimeout bounds a handler that does not set its own. Defaults to
 	// DefaultJobTimeout.
 	JobTimeout time.Duration
-	// LeaseMargin is added to the job timeout for its lease. Defaults to
-	// DefaultLeaseMargin.
-	LeaseMargin time.Duration
+	// LeaseDuration is how long a claimed job's lease lasts; a heartbeat
+	// renews it every third of it while the handler runs, so a dead
+	// worker's jobs are back in the queue within one lease. Defaults to
+	// DefaultLeaseDuration.
+	LeaseDuration time.Duration
 	// Backoff spaces retries. Defaults to
 	// ExponentialBackoff(DefaultBackoffBase, DefaultBackoffMax, nil).
 	Backoff BackoffFunc
-	// Reconciler, when set, runs at the start of a drain at most once per
-	// its interval.
+	// Reconciler, when set, reaps expired leases at the start of every
+	// drain and reconciles Redis at most once per its interval.
 	Reconciler *Reconciler
+	// Notify, when set, is called when a drain ends with work left, to
+	// start another worker call (a debounced trigger).
+	Notify func(ctx context.Context)
 }
 
 // Worker drains the queue: it claims jobs, runs their handlers and records
@@ -60,6 +68,15 @@ type WorkerConfig struct {
 type Worker struct {
 	cfg WorkerConfig
 	log *slog.Logger
+
+	// stop closes when Shutdown begins: drains stop claiming.
+	stop     chan struct{}
+	stopOnce sync.Once
+	// abort cancels the handlers still running when the grace period ends.
+	abortCtx context.Context
+	abort    context.CancelFunc
+	// running counts jobs in handlers, across drains.
+	running sync.WaitGroup
 }
 
 // NewWorker returns a Worker.
@@ -76,13 +93,54 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = DefaultJobTimeout
 	}
-	if cfg.LeaseMargin <= 0 {
-		cfg.LeaseMargin = DefaultLeaseMargin
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = DefaultLeaseDuration
 	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = ExponentialBackoff(DefaultBackoffBase, DefaultBackoffMax, nil)
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker")}
+	abortCtx, abort := context.WithCancel(context.Background())
+	return &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), abortCtx: abortCtx, abort: abort}
+}
+
+// Shutdown stops every drain from claiming, lets the running handlers
+// finish until ctx is done, then cancels the rest and gives their jobs back
+// to the queue (their attempt does not count) so they run again soon. It
+// returns when every handler has returned.
+func (w *Worker) Shutdown(ctx context.Context) {
+	w.stopOnce.Do(func() { close(w.stop) })
+	done := make(chan struct{})
+	go func() { w.running.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	w.log.Warn("grace period over: releasing the jobs still running")
+	w.abort()
+	<-done
+}
+
+func (w *Worker) stopping() bool {
+	select {
+	case <-w.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// maxTimeout is the longest timeout of any registered job type.
+func (w *Worker) maxTimeout() time.Duration {
+	longest := w.cfg.JobTimeout
+	for _, typ := range w.cfg.Registry.Types() {
+		if h, ok := w.cfg.Registry.Lookup(typ); ok {
+			if th, ok := h.(TimeoutHandler); ok && th.Timeout() > longest {
+				longest = th.Timeout()
+			}
+		}
+	}
+	return longest
 }
 
 // DrainSummary says what one drain did.
@@ -91,6 +149,9 @@ type DrainSummary struct {
 	Promoted int `json:"promoted"`
 	// Reenqueued counts pending jobs the reconciler found missing from Redis.
 	Reenqueued int `json:"reenqueued"`
+	// Reaped counts processing jobs whose lease had expired, returned to
+	// the queue.
+	Reaped int `json:"reaped"`
 	// Claimed counts jobs this drain ran.
 	Claimed   int `json:"claimed"`
 	Completed int `json:"completed"`
@@ -99,6 +160,8 @@ type DrainSummary struct {
 	// Skipped counts claimed ids whose job was already finished, cancelled,
 	// not yet due or running elsewhere.
 	Skipped int `json:"skipped"`
+	// Released counts jobs given back unfinished at shutdown.
+	Released int `json:"released"`
 	// Remaining is how many jobs were pending when the drain ended.
 	Remaining  int64 `json:"remaining"`
 	DurationMs int64 `json:"durationMs"`
@@ -111,12 +174,16 @@ const (
 	outcomeCompleted outcome = iota
 	outcomeRetried
 	outcomeFailed
-	outcomeLost // the job's row had moved on: nothing recorded
+	outcomeLost     // the job's row had moved on: nothing recorded
+	outcomeReleased // given back at shutdown
 )
 
-// Drain promotes due jobs, then claims and runs jobs, up to Concurrency at a
-// time, until the queue is empty or budget has passed. Jobs already running
-// when the budget ends run to their end (each is bounded by its timeout).
+// Drain reaps expired leases, promotes due jobs, then claims and runs jobs,
+// up to Concurrency at a time, until the queue is empty, Shutdown begins,
+// or the remaining budget cannot fit another job's timeout (the first batch
+// is always claimed). Jobs already running run to their end (each is
+// bounded by its timeout), so a drain returns within about its budget. When
+// it ends with work left it calls Notify, so a backlog drains continuously.
 // Cancelling ctx stops claiming and cancels the running handlers; their
 // attempts are recorded as failures to retry.
 func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary, error) {
@@ -126,11 +193,22 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 	defer func() { sum.DurationMs = time.Since(start).Milliseconds() }()
 
 	if w.cfg.Reconciler != nil {
+		reaped, err := w.cfg.Reconciler.Reap(ctx)
+		if err != nil {
+			w.log.Warn("reap failed", "err", err)
+		}
+		sum.Reaped = reaped
 		res, err := w.cfg.Reconciler.RunIfDue(ctx)
 		if err != nil {
 			w.log.Warn("reconcile failed", "err", err)
 		}
 		sum.Reenqueued = res.Enqueued
+	}
+	// Claim only jobs that can finish within the budget; when even the
+	// longest timeout exceeds the whole budget, claim until its end.
+	reserve := w.maxTimeout()
+	if reserve >= budget {
+		reserve = 0
 	}
 	promoted, err := w.promoteScheduled(ctx)
 	if err != nil {
@@ -160,10 +238,15 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 			sum.Failed++
 		case outcomeLost:
 			sum.Skipped++
+		case outcomeReleased:
+			sum.Released++
 		}
 	}
 	var loopErr error
-	for ctx.Err() == nil && time.Now().Before(deadline) {
+	for first := true; ctx.Err() == nil && !w.stopping(); first = false {
+		if !first && time.Until(deadline) < reserve {
+			break
+		}
 		// Collect every job that has finished, so that one claim fills
 		// every free slot (one script call and one UPDATE per batch).
 		for collecting := true; collecting; {
@@ -204,8 +287,10 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 		for i := range rows {
 			inflight++
 			wg.Add(1)
+			w.running.Add(1)
 			go func(job models.Job) {
 				defer wg.Done()
+				defer w.running.Done()
 				record(w.run(ctx, &job))
 				done <- struct{}{}
 			}(rows[i])
@@ -214,6 +299,9 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 	wg.Wait()
 	if d, err := w.cfg.Queue.Depth(ctx); err == nil {
 		sum.Remaining = d.Pending
+	}
+	if sum.Remaining > 0 && w.cfg.Notify != nil && !w.stopping() && ctx.Err() == nil {
+		w.cfg.Notify(ctx)
 	}
 	if loopErr != nil {
 		return sum, loopErr
@@ -257,7 +345,7 @@ func (w *Worker) promoteScheduled(ctx context.Context) (int, error) {
 // are dropped from the queue (or, if pending but not due, delayed) and
 // counted as skipped.
 func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
-	lease := w.cfg.JobTimeout + w.cfg.LeaseMargin
+	lease := w.cfg.LeaseDuration
 	ids, err := w.cfg.Queue.Claim(ctx, n, lease)
 	if err != nil || len(ids) == 0 {
 		return nil, 0, err
@@ -267,10 +355,12 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 	err = w.cfg.DB.WithContext(ctx).Model(&rows).Clauses(clause.Returning{}).
 		Where("id IN ? AND status = ? AND next_run_at <= ?", ids, models.StatusPending, now).
 		Updates(map[string]any{
-			"status":     models.StatusProcessing,
-			"attempts":   gorm.Expr("attempts + 1"),
-			"started_at": now,
-			"updated_at": now,
+			"status":           models.StatusProcessing,
+			"attempts":         gorm.Expr("attempts + 1"),
+			"started_at":       now,
+			"lease_expires_at": now.Add(lease),
+			"lease_id":         newLeaseID(),
+			"updated_at":       now,
 		}).Error
 	if err != nil {
 		// The rows are unchanged: hand the ids back so nothing is lost.
@@ -330,29 +420,131 @@ func (w *Worker) settleSkipped(ctx context.Context, ids []int64) error {
 	return w.cfg.Queue.Ack(ctx, drop...)
 }
 
-// run runs one claimed job and records its outcome.
+// run runs one claimed job and records its outcome. A heartbeat renews the
+// job's lease while the handler runs; if the lease is lost (the job was
+// reaped and maybe claimed again elsewhere) the handler's context is
+// cancelled and nothing is recorded.
 func (w *Worker) run(ctx context.Context, job *models.Job) outcome {
 	log := w.log.With("job_id", job.ID, "type", job.Type, "attempt", job.Attempts)
+	started := w.cfg.Clock.Now().UTC()
 	h, ok := w.cfg.Registry.Lookup(job.Type)
 	if !ok {
-		return w.finish(ctx, log, job, nil, Permanent(fmt.Errorf("no handler registered for job type %q", job.Type)))
+		return w.finish(ctx, log, job, started, nil, Permanent(fmt.Errorf("no handler registered for job type %q", job.Type)))
 	}
 	timeout := w.cfg.JobTimeout
 	if th, ok := h.(TimeoutHandler); ok && th.Timeout() > 0 {
 		timeout = th.Timeout()
 	}
-	jctx, cancel := context.WithTimeout(ctx, timeout)
-	started := time.Now()
-	result, err := w.safeHandle(jctx, log, h, job)
+	jctx, cancel := context.WithTimeoutCause(ctx, timeout, errJobTimeout)
+	defer cancel()
+	stopAbort := context.AfterFunc(w.abortCtx, func() { cancel() })
+	defer stopAbort()
+	lost := make(chan struct{})
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		if !w.heartbeat(jctx, log, job) {
+			close(lost)
+			cancel()
+		}
+	}()
+	hctx := withJobContext(jctx, &jobContext{w: w, job: job})
+	result, err := w.safeHandle(hctx, log, h, job)
 	cancel()
+	<-hbDone
+	select {
+	case <-lost:
+		log.Warn("lease lost while running; the outcome is dropped (the job runs again elsewhere)")
+		return outcomeLost
+	default:
+	}
+	if err != nil && w.abortCtx.Err() != nil && ctx.Err() == nil {
+		return w.release(log, job, started)
+	}
 	if err == nil && len(result) > 0 && !json.Valid(result) {
 		err = Permanent(errors.New("handler returned a result that is not valid JSON"))
 	}
-	if err != nil && errors.Is(err, context.DeadlineExceeded) && jctx.Err() != nil && ctx.Err() == nil {
+	if err != nil && context.Cause(jctx) == errJobTimeout && ctx.Err() == nil {
 		err = fmt.Errorf("job timed out after %s: %w", timeout, err)
 	}
-	log.Debug("handler returned", "duration", time.Since(started), "err", err)
-	return w.finish(ctx, log, job, result, err)
+	return w.finish(ctx, log, job, started, result, err)
+}
+
+var errJobTimeout = errors.New("job timeout")
+
+// leased scopes a write to the claim that holds the job's lease: its
+// status, attempt and lease id must all be the ones this worker claimed.
+func leased(db *gorm.DB, job *models.Job) *gorm.DB {
+	q := db.Model(&models.Job{}).Where("id = ? AND status = ? AND attempts = ?", job.ID, models.StatusProcessing, job.Attempts)
+	if job.LeaseID != nil {
+		q = q.Where("lease_id = ?", *job.LeaseID)
+	}
+	return q
+}
+
+// newLeaseID returns a random claim id.
+func newLeaseID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// heartbeat renews the job's lease every third of LeaseDuration until ctx
+// ends. It returns false when the lease is lost: the row moved on (reaped,
+// cancelled), or renewals kept failing until the lease ran out, after
+// which the reaper may give the job to another worker.
+func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, job *models.Job) bool {
+	lease := w.cfg.LeaseDuration
+	every := lease / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	validUntil := time.Now().Add(lease)
+	for {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-t.C:
+		}
+		now := w.cfg.Clock.Now().UTC()
+		res := leased(w.cfg.DB.WithContext(ctx), job).Update("lease_expires_at", now.Add(lease))
+		switch {
+		case res.Error == nil && res.RowsAffected == 1:
+			validUntil = time.Now().Add(lease)
+			if err := w.cfg.Queue.Renew(ctx, job.ID, now.Add(lease)); err != nil {
+				log.Debug("lease renewed in the database but not in redis", "err", err)
+			}
+		case res.Error == nil:
+			return false
+		case ctx.Err() != nil:
+			return true
+		default:
+			log.Warn("lease not renewed", "err", res.Error)
+			// Stop before the lease runs out, so that two workers never
+			// run the job at the same time.
+			if time.Until(validUntil) < every {
+				return false
+			}
+		}
+	}
+}
+
+// release gives an unfinished job back at shutdown: pending again, now, and
+// the interrupted attempt does not count.
+func (w *Worker) release(log *slog.Logger, job *models.Job, started time.Time) outcome {
+	ctx := context.Background()
+	now := w.cfg.Clock.Now().UTC()
+	res := leased(w.cfg.DB.WithContext(ctx), job).
+		Updates(map[string]any{"status": models.StatusPending, "attempts": gorm.Expr("attempts - 1"), "lease_expires_at": nil, "lease_id": nil, "next_run_at": now, "updated_at": now})
+	if res.Error != nil || res.RowsAffected == 0 {
+		log.Warn("job not released; its lease expiry brings it back", "err", res.Error)
+		return outcomeLost
+	}
+	if err := w.cfg.Queue.Release(ctx, Item{ID: job.ID, Priority: job.Priority}); err != nil {
+		log.Warn("released job not re-enqueued; the reconciler will enqueue it", "err", err)
+	}
+	recordAttempt(ctx, w.cfg.DB, log, attemptRecord{JobID: job.ID, Attempt: job.Attempts, StartedAt: started, FinishedAt: now, Outcome: AttemptReleased, Error: "released at shutdown"})
+	log.Info("job released at shutdown")
+	return outcomeReleased
 }
 
 func (w *Worker) safeHandle(ctx context.Context, log *slog.Logger, h Handler, job *models.Job) (res json.RawMessage, err error) {
@@ -367,35 +559,38 @@ func (w *Worker) safeHandle(ctx context.Context, log *slog.Logger, h Handler, jo
 }
 
 // finish records a job's outcome with a compare-and-set on its status and
-// attempt, then updates the queue.
-func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, result json.RawMessage, herr error) outcome {
+// attempt (the lease fence), then updates the queue.
+func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, started time.Time, result json.RawMessage, herr error) outcome {
 	// Record even when the drain's context is cancelled: the outcome is known.
 	wctx := context.WithoutCancel(ctx)
 	now := w.cfg.Clock.Now().UTC()
-	guard := w.cfg.DB.WithContext(wctx).Model(&models.Job{}).
-		Where("id = ? AND status = ? AND attempts = ?", job.ID, models.StatusProcessing, job.Attempts)
+	guard := leased(w.cfg.DB.WithContext(wctx), job)
 
 	var (
 		o       outcome
+		ao      AttemptOutcome
 		updates map[string]any
 		retryAt time.Time
 	)
 	switch {
 	case herr == nil:
-		o = outcomeCompleted
-		updates = map[string]any{"status": models.StatusCompleted, "result": models.JSON(result), "error": "", "completed_at": now, "updated_at": now}
+		o, ao = outcomeCompleted, AttemptCompleted
+		updates = map[string]any{"status": models.StatusCompleted, "result": models.JSON(result), "error": "", "checkpoint": nil, "completed_at": now}
 	case IsPermanent(herr) || job.Attempts >= job.MaxAttempts:
-		o = outcomeFailed
-		updates = map[string]any{"status": models.StatusFailed, "error": truncate(herr.Error()), "completed_at": now, "updated_at": now}
+		o, ao = outcomeFailed, AttemptFailed
+		updates = map[string]any{"status": models.StatusFailed, "error": truncate(herr.Error()), "completed_at": now}
 	default:
-		o = outcomeRetried
+		o, ao = outcomeRetried, AttemptRetried
 		delay := w.cfg.Backoff(job.Attempts)
 		if d, ok := retryAfterDelay(herr); ok && d > delay {
 			delay = d
 		}
 		retryAt = now.Add(delay)
-		updates = map[string]any{"status": models.StatusPending, "error": truncate(herr.Error()), "next_run_at": retryAt, "updated_at": now}
+		updates = map[string]any{"status": models.StatusPending, "error": truncate(herr.Error()), "next_run_at": retryAt}
 	}
+	updates["lease_expires_at"] = nil
+	updates["lease_id"] = nil
+	updates["updated_at"] = now
 	res := guard.Updates(updates)
 	if res.Error != nil {
 		// The row stays processing; its lease expiry brings it back.
@@ -406,6 +601,11 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, 
 		log.Warn("job moved on while running (cancelled, or its lease was taken over); outcome dropped")
 		return outcomeLost
 	}
+	errText := ""
+	if herr != nil {
+		errText = truncate(herr.Error())
+	}
+	recordAttempt(wctx, w.cfg.DB, log, attemptRecord{JobID: job.ID, Attempt: job.Attempts, StartedAt: started, FinishedAt: now, Outcome: ao, Error: errText})
 	var qerr error
 	switch o {
 	case outcomeRetried:

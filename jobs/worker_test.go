@@ -119,6 +119,15 @@ func TestRetryThenSuccessWithGrowingBackoff(t *testing.T) {
 		require.JSONEq(t, `{"done":true}`, string(row.Result))
 		require.Empty(t, row.Error)
 		require.NotNil(t, row.CompletedAt)
+
+		history, err := x.service.Attempts(ctx, "user-1", job.ID)
+		require.NoError(t, err)
+		require.Len(t, history, 3, "each attempt is kept")
+		for i, want := range []jobs.AttemptOutcome{jobs.AttemptRetried, jobs.AttemptRetried, jobs.AttemptCompleted} {
+			require.Equal(t, i+1, history[i].Attempt)
+			require.EqualValues(t, want, history[i].Outcome)
+		}
+		require.Contains(t, history[0].Error, "flaky provider, call 1")
 	})
 }
 
@@ -313,44 +322,240 @@ func TestBackoffBounds(t *testing.T) {
 	}
 }
 
-func TestReconcilerRecoversJobsOfALostWorker(t *testing.T) {
+func TestReaperRecoversJobsOfALostWorker(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
 		x := setup(t, b)
 		lost := x.create(t, jobs.CreateRequest{})
 		last := x.create(t, jobs.CreateRequest{MaxAttempts: 1})
 		alive := x.create(t, jobs.CreateRequest{})
-		// A worker claims all three and dies; Redis keeps the leases of
-		// two, and loses the third's.
+		// A worker claims all three and dies; one lease is still running.
 		ids, err := x.queue.Claim(ctx, 3, time.Minute)
 		require.NoError(t, err)
 		require.Len(t, ids, 3)
+		now := x.clock.Now().UTC()
 		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id IN ?", ids).
-			Updates(map[string]any{"status": models.StatusProcessing, "attempts": 1}).Error)
-		require.NoError(t, b.Redis.ZRem(ctx, x.queue.Key("processing"), lost.ID).Err())
+			Updates(map[string]any{"status": models.StatusProcessing, "attempts": 1, "started_at": now, "lease_expires_at": now.Add(-time.Second)}).Error)
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", alive.ID).Update("lease_expires_at", now.Add(30*time.Second)).Error)
 
 		rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
-		res, err := rec.Run(ctx)
+		n, err := rec.Reap(ctx)
 		require.NoError(t, err)
-		require.Equal(t, 1, res.Recovered, "only the job without a lease")
+		require.Equal(t, 2, n, "only the expired leases")
 		require.Equal(t, models.StatusProcessing, x.reload(t, alive.ID).Status, "a live lease is left alone")
-
-		// The other two leases expire.
-		x.clock.Advance(2 * time.Minute)
-		res, err = rec.Run(ctx)
-		require.NoError(t, err)
-		require.Equal(t, 2, res.Recovered)
 		got := x.reload(t, last.ID)
 		require.Equal(t, models.StatusFailed, got.Status, "out of attempts")
 		require.Equal(t, "lease expired: worker lost", got.Error)
-
-		sum, err := x.worker(jobs.WorkerConfig{}).Drain(ctx, time.Minute)
+		require.Equal(t, models.StatusPending, x.reload(t, lost.ID).Status)
+		history, err := x.service.Attempts(ctx, "user-1", lost.ID)
 		require.NoError(t, err)
+		require.Len(t, history, 1)
+		require.EqualValues(t, jobs.AttemptLost, history[0].Outcome)
+
+		// The live one's worker dies too: its lease runs out.
+		x.clock.Advance(31 * time.Second)
+		sum, err := x.worker(jobs.WorkerConfig{Reconciler: rec}).Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, 1, sum.Reaped, "reaped at the start of the drain")
 		require.Equal(t, 2, sum.Completed)
 		for _, id := range []int64{lost.ID, alive.ID} {
 			row := x.reload(t, id)
 			require.Equal(t, models.StatusCompleted, row.Status)
 			require.Equal(t, 2, row.Attempts, "the lost attempt counts")
 		}
+	})
+}
+
+func TestHeartbeatKeepsALongJobsLease(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		release := make(chan struct{})
+		x.registry.MustRegister("long", jobs.HandlerFunc(func(ctx context.Context, job *models.Job) (json.RawMessage, error) {
+			<-release
+			return json.RawMessage(`{}`), nil
+		}))
+		job := x.create(t, jobs.CreateRequest{Type: "long"})
+		w := x.worker(jobs.WorkerConfig{LeaseDuration: 90 * time.Millisecond})
+		done := make(chan jobs.DrainSummary)
+		go func() {
+			s, _ := w.Drain(ctx, time.Minute)
+			done <- s
+		}()
+		testenv.WaitFor(t, 5*time.Second, "the job to start", func() bool {
+			return x.reload(t, job.ID).LeaseExpiresAt != nil
+		})
+		first := *x.reload(t, job.ID).LeaseExpiresAt
+		// An hour passes: without a heartbeat the lease would be long gone.
+		x.clock.Advance(time.Hour)
+		testenv.WaitFor(t, 5*time.Second, "the heartbeat to renew the lease", func() bool {
+			row := x.reload(t, job.ID)
+			return row.LeaseExpiresAt != nil && row.LeaseExpiresAt.After(first.Add(30*time.Minute))
+		})
+		rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
+		n, err := rec.Reap(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n, "a renewed lease is not reaped")
+		close(release)
+		sum := <-done
+		require.Equal(t, 1, sum.Completed)
+		require.Nil(t, x.reload(t, job.ID).LeaseExpiresAt, "the lease is cleared when the job finishes")
+	})
+}
+
+func TestLostLeaseCancelsTheHandlerAndDropsItsOutcome(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		started := make(chan struct{})
+		x.registry.MustRegister("stalls", jobs.HandlerFunc(func(ctx context.Context, job *models.Job) (json.RawMessage, error) {
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}))
+		job := x.create(t, jobs.CreateRequest{Type: "stalls"})
+		w := x.worker(jobs.WorkerConfig{LeaseDuration: 60 * time.Millisecond})
+		done := make(chan jobs.DrainSummary)
+		go func() {
+			s, _ := w.Drain(ctx, time.Minute)
+			done <- s
+		}()
+		<-started
+		// Another process reaps the job and a new attempt takes it.
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", job.ID).Update("attempts", 2).Error)
+		sum := <-done
+		require.Equal(t, 1, sum.Skipped, "the lost attempt records nothing")
+		row := x.reload(t, job.ID)
+		require.Equal(t, models.StatusProcessing, row.Status, "the newer attempt's state is untouched")
+		require.Equal(t, 2, row.Attempts)
+	})
+}
+
+func TestShutdownReleasesRunningJobs(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		started := make(chan struct{}, 2)
+		x.registry.MustRegister("quick", jobs.HandlerFunc(func(ctx context.Context, job *models.Job) (json.RawMessage, error) {
+			return json.RawMessage(`{}`), nil
+		}))
+		x.registry.MustRegister("endless", jobs.HandlerFunc(func(ctx context.Context, job *models.Job) (json.RawMessage, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}))
+		endless := x.create(t, jobs.CreateRequest{Type: "endless", Priority: 10})
+		waiting := x.create(t, jobs.CreateRequest{Type: "quick"})
+		w := x.worker(jobs.WorkerConfig{Concurrency: 1})
+		done := make(chan jobs.DrainSummary)
+		go func() {
+			s, _ := w.Drain(ctx, time.Minute)
+			done <- s
+		}()
+		<-started
+		graceCtx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		w.Shutdown(graceCtx)
+		sum := <-done
+		require.Equal(t, 1, sum.Released)
+		require.Equal(t, 0, sum.Completed, "no claim after Shutdown began")
+		row := x.reload(t, endless.ID)
+		require.Equal(t, models.StatusPending, row.Status)
+		require.Equal(t, 0, row.Attempts, "the interrupted attempt does not count")
+		require.Equal(t, models.StatusPending, x.reload(t, waiting.ID).Status)
+
+		// Another worker (after the restart) runs both.
+		sum, err := x.worker(jobs.WorkerConfig{JobTimeout: 20 * time.Millisecond}).Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, 2, sum.Claimed)
+	})
+}
+
+func TestCheckpointIsHandedToTheNextAttempt(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		type progress struct{ Done int }
+		var seen []int
+		x.registry.MustRegister("resumable", jobs.HandlerFunc(func(ctx context.Context, job *models.Job) (json.RawMessage, error) {
+			var p progress
+			if _, err := jobs.LoadCheckpoint(job, &p); err != nil {
+				return nil, err
+			}
+			seen = append(seen, p.Done)
+			for p.Done < 10 {
+				p.Done++
+				if err := jobs.SaveCheckpoint(ctx, p); err != nil {
+					return nil, err
+				}
+				if p.Done == 4 && job.Attempts == 1 {
+					return nil, errors.New("crashed at step 4")
+				}
+			}
+			return json.RawMessage(`{"steps":10}`), nil
+		}))
+		job := x.create(t, jobs.CreateRequest{Type: "resumable"})
+		w := x.worker(jobs.WorkerConfig{})
+		_, err := w.Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		x.clock.Advance(time.Hour)
+		_, err = w.Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, []int{0, 4}, seen, "the second attempt resumed from step 4")
+		row := x.reload(t, job.ID)
+		require.Equal(t, models.StatusCompleted, row.Status)
+		require.Empty(t, row.Checkpoint, "cleared on completion")
+		require.ErrorIs(t, jobs.SaveCheckpoint(ctx, 1), jobs.ErrNoJob)
+	})
+}
+
+func TestDrainFansOutWhenWorkRemains(t *testing.T) {
+	b := testenv.Embedded(t)
+	x := setup(t, b)
+	x.seed(t, 20, nil)
+	// Each job works for 60ms; after the first, 200ms-60ms of budget
+	// cannot fit another job's 150ms timeout.
+	x.rec.script = func(*models.Job, int) (json.RawMessage, error) {
+		time.Sleep(60 * time.Millisecond)
+		return json.RawMessage(`{}`), nil
+	}
+	notified := 0
+	w := x.worker(jobs.WorkerConfig{Concurrency: 1, JobTimeout: 150 * time.Millisecond, Notify: func(context.Context) { notified++ }})
+	sum, err := w.Drain(context.Background(), 200*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Claimed, "the rest of the budget cannot fit another job")
+	require.EqualValues(t, 19, sum.Remaining)
+	require.Equal(t, 1, notified, "work left: another worker call is asked for")
+}
+
+// A worker that stalled past its lease must not record over a newer claim
+// of the same attempt number (a manual retry resets the count).
+func TestStaleWorkerCannotOverwriteANewerClaim(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		started, proceed := make(chan struct{}), make(chan struct{})
+		x.registry.MustRegister("stale", jobs.HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
+			close(started)
+			<-proceed
+			return json.RawMessage(`{"from":"stale worker"}`), nil
+		}))
+		job := x.create(t, jobs.CreateRequest{Type: "stale", MaxAttempts: 1})
+		done := make(chan jobs.DrainSummary)
+		go func() {
+			s, _ := x.worker(jobs.WorkerConfig{LeaseDuration: time.Hour}).Drain(ctx, time.Minute)
+			done <- s
+		}()
+		<-started
+		// Reaped, failed, retried by its owner and claimed again as attempt 1.
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", job.ID).
+			Updates(map[string]any{"status": models.StatusProcessing, "attempts": 1, "lease_id": "newer-claim"}).Error)
+		close(proceed)
+		sum := <-done
+		require.Equal(t, 1, sum.Skipped)
+		require.Zero(t, sum.Completed)
+		row := x.reload(t, job.ID)
+		require.Equal(t, models.StatusProcessing, row.Status)
+		require.Empty(t, row.Result, "the stale result was not written")
 	})
 }

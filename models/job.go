@@ -76,6 +76,17 @@ type Job struct {
 	IdempotencyKey *string    `gorm:"column:idempotency_key" json:"idempotencyKey,omitempty"`
 	// QStashMessageID is the delayed message that delivers a scheduled job.
 	QStashMessageID *string `gorm:"column:qstash_message_id" json:"-"`
+	// LeaseExpiresAt is when a processing job's worker counts as lost,
+	// unless its heartbeat renews the lease first.
+	LeaseExpiresAt *time.Time `gorm:"column:lease_expires_at" json:"leaseExpiresAt,omitempty"`
+	// LeaseID identifies the claim that holds the lease; with Attempts it
+	// fences every write after the claim, so a worker that lost its lease
+	// can never write over a newer claim (even after a manual retry reset
+	// the attempt count).
+	LeaseID *string `gorm:"column:lease_id" json:"-"`
+	// Checkpoint is the progress a handler saved with jobs.SaveCheckpoint,
+	// handed back on the next attempt.
+	Checkpoint JSON `gorm:"column:checkpoint" json:"checkpoint,omitempty"`
 }
 
 // TableName is the jobs table.

@@ -44,12 +44,13 @@ type App struct {
 	// QStashClient publishes to QStash (remote or embedded), else nil.
 	QStashClient *qstashclient.Client
 
-	log       *slog.Logger
-	runner    *jobs.Runner
-	schedules *schedules.File
-	server    *http.Server
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	log        *slog.Logger
+	runner     *jobs.Runner
+	reconciler *jobs.Reconciler
+	schedules  *schedules.File
+	server     *http.Server
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 // New opens the backends, migrates (unless MIGRATE_ON_START is false),
@@ -102,10 +103,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 
 	a.Queue = jobs.NewQueue(a.Redis.Client, cfg.RedisPrefix, nil)
 	reconciler := jobs.NewReconciler(jobs.ReconcilerConfig{DB: a.DB.Gorm, Queue: a.Queue, Logger: log})
-	a.Worker = jobs.NewWorker(jobs.WorkerConfig{
+	a.reconciler = reconciler
+	workerCfg := jobs.WorkerConfig{
 		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
-		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, Reconciler: reconciler,
-	})
+		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration,
+		Reconciler: reconciler,
+	}
 	var notify func(context.Context)
 	var publisher jobs.Publisher
 	signingCurrent, signingNext := cfg.QStashCurrentSigningKey, cfg.QStashNextSigningKey
@@ -151,6 +154,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		publisher = a.QStashClient
 		notify = jobs.NewTriggerer(a.Queue, a.QStashClient, cfg.TriggerWindow, log).Notify
 	}
+	// Fan-out: a drain that ends with work left asks for another call.
+	workerCfg.Notify = notify
+	a.Worker = jobs.NewWorker(workerCfg)
 	if cfg.InProcessWorker {
 		a.runner = jobs.NewRunner(a.Worker, cfg.DrainBudget, cfg.InProcessInterval, log)
 		kick := a.runner.Kick
@@ -224,6 +230,24 @@ func (a *App) Start(ln net.Listener) {
 		}()
 		a.runner.Kick(ctx)
 	}
+	// The reaper returns the jobs of dead workers within a lease, even
+	// when no drain runs.
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		t := time.NewTicker(a.Config.LeaseDuration / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if _, err := a.reconciler.Reap(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("reap failed", "err", err)
+			}
+		}
+	}()
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -251,22 +275,35 @@ func (a *App) Start(ln net.Listener) {
 	}
 }
 
-// Shutdown stops taking requests, lets requests and the running drain end
-// within ctx's deadline, and closes the backends.
+// Shutdown stops the embedded QStash and the HTTP listener, stops every
+// drain from claiming, lets running jobs finish until ctx's deadline (the
+// grace period), releases the jobs still running so they run again soon,
+// lets drain calls in flight answer with what they did, and closes the
+// backends.
 func (a *App) Shutdown(ctx context.Context) error {
 	if a.QStash != nil {
 		_ = a.QStash.Close()
 	}
-	err := a.server.Shutdown(ctx)
+	// Requests get a little longer than the jobs: a drain answers after
+	// its jobs are finished or released.
+	httpCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if deadline, ok := ctx.Deadline(); ok {
+		httpCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(5*time.Second))
+	}
+	defer cancel()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- a.server.Shutdown(httpCtx) }()
+	a.Worker.Shutdown(ctx)
 	if a.cancel != nil {
 		a.cancel()
 	}
+	err := <-httpDone
 	done := make(chan struct{})
 	go func() { a.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-ctx.Done():
-		err = errors.Join(err, fmt.Errorf("shutdown: work still running: %w", ctx.Err()))
+	case <-httpCtx.Done():
+		err = errors.Join(err, fmt.Errorf("shutdown: work still running: %w", httpCtx.Err()))
 	}
 	a.closeBackends()
 	return err

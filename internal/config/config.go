@@ -76,9 +76,14 @@ type Config struct {
 	// WorkerConcurrency is how many jobs one drain runs at once.
 	WorkerConcurrency int `env:"WORKER_CONCURRENCY" envDefault:"8"`
 	// JobTimeout bounds a job whose type sets no timeout of its own.
-	JobTimeout time.Duration `env:"JOB_TIMEOUT" envDefault:"5m"`
-	// DrainBudget is how long one drain claims new jobs.
-	DrainBudget time.Duration `env:"DRAIN_BUDGET" envDefault:"50s"`
+	JobTimeout time.Duration `env:"JOB_TIMEOUT" envDefault:"1m"`
+	// DrainBudget bounds one drain: it claims jobs only while the rest of
+	// the budget can fit the longest job timeout. Keep it under the
+	// platform's limit on one request.
+	DrainBudget time.Duration `env:"DRAIN_BUDGET" envDefault:"2m"`
+	// LeaseDuration is a claimed job's lease, renewed by a heartbeat while
+	// it runs: a dead worker's jobs are back in the queue within it.
+	LeaseDuration time.Duration `env:"LEASE_DURATION" envDefault:"30s"`
 	// MaxPayloadBytes limits a job's payload.
 	MaxPayloadBytes int `env:"MAX_PAYLOAD_BYTES" envDefault:"262144"`
 	// BodyLimitBytes limits a request body.
@@ -101,7 +106,7 @@ type Config struct {
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// LogFormat is text or json.
 	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
-	// ShutdownGrace is how long serve waits for requests and jobs on
+	// ShutdownGrace is how long serve lets running jobs finish on
 	// SIGTERM or SIGINT.
 	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"30s"`
 }
@@ -154,6 +159,9 @@ func (c *Config) finish() error {
 	}
 	if c.JobTimeout <= 0 {
 		problems = append(problems, "JOB_TIMEOUT must be positive")
+	}
+	if c.LeaseDuration < 300*time.Millisecond {
+		problems = append(problems, "LEASE_DURATION must be at least 300ms")
 	}
 	if c.DrainBudget <= 0 {
 		problems = append(problems, "DRAIN_BUDGET must be positive")

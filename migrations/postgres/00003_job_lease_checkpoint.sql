@@ -1,0 +1,13 @@
+-- +goose Up
+-- The lease of a processing job (renewed by its worker's heartbeat) and the
+-- progress a handler saved for its next attempt.
+ALTER TABLE jobs ADD COLUMN lease_expires_at TIMESTAMPTZ;
+ALTER TABLE jobs ADD COLUMN lease_id TEXT;
+ALTER TABLE jobs ADD COLUMN checkpoint JSONB;
+CREATE INDEX jobs_processing_lease ON jobs (lease_expires_at) WHERE status = 'processing';
+
+-- +goose Down
+DROP INDEX jobs_processing_lease;
+ALTER TABLE jobs DROP COLUMN checkpoint;
+ALTER TABLE jobs DROP COLUMN lease_id;
+ALTER TABLE jobs DROP COLUMN lease_expires_at;
