@@ -91,6 +91,8 @@ const (
 	DefaultDrainBudget = 50 * time.Second
 	// DefaultBodyLimit caps request bodies: 1 MiB.
 	DefaultBodyLimit = 1 << 20
+	// DefaultRequestTimeout bounds each /api/jobs request.
+	DefaultRequestTimeout = 10 * time.Second
 	// DefaultReadyTimeout bounds the dependency checks of /readyz.
 	DefaultReadyTimeout = 2 * time.Second
 )
@@ -136,6 +138,10 @@ type Config struct {
 	Ready ReadyFunc
 	// ReadyTimeout bounds Ready. Defaults to DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// RequestTimeout bounds each /api/jobs request: a database or Redis
+	// that does not answer gives 503 service_unavailable, never a hang.
+	// Defaults to DefaultRequestTimeout.
+	RequestTimeout time.Duration
 
 	// Logger gets one line per request and every 5xx with its cause.
 	// Defaults to slog.Default().
@@ -171,6 +177,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Ready == nil {
 		c.Ready = c.Service.Ready
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = DefaultReadyTimeout
@@ -235,15 +244,26 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/readyz", s.readyz)
 	e.HEAD("/readyz", s.readyz)
 
-	e.POST("/api/jobs", s.createJob, s.requireUser)
-	e.GET("/api/jobs", s.listJobs, s.requireUser)
-	e.GET("/api/jobs/:id", s.getJob, s.requireUser)
-	e.POST("/api/jobs/:id/cancel", s.cancelJob, s.requireUser)
-	e.POST("/api/jobs/:id/reschedule", s.rescheduleJob, s.requireUser)
-	e.POST("/api/jobs/:id/retry", s.retryJob, s.requireUser)
+	e.POST("/api/jobs", s.createJob, s.requireUser, s.timeout)
+	e.GET("/api/jobs", s.listJobs, s.requireUser, s.timeout)
+	e.GET("/api/jobs/:id", s.getJob, s.requireUser, s.timeout)
+	e.POST("/api/jobs/:id/cancel", s.cancelJob, s.requireUser, s.timeout)
+	e.POST("/api/jobs/:id/reschedule", s.rescheduleJob, s.requireUser, s.timeout)
+	e.POST("/api/jobs/:id/retry", s.retryJob, s.requireUser, s.timeout)
 
 	e.POST("/api/workers", s.runWorker)
 	return e
+}
+
+// timeout gives the request's context the RequestTimeout deadline; the
+// backends honour it, and their deadline errors map to 503.
+func (s *server) timeout(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
 }
 
 // logRequests logs one line per request: method, path, route, status,
