@@ -215,22 +215,23 @@ func (q *Queue) Ack(ctx context.Context, ids ...int64) error {
 	return nil
 }
 
-// releaseScript moves ids from processing back to pending, keeping no lease.
-// KEYS: processing, pending, seq. ARGV: id, inverted priority, ...
+// releaseScript moves ids from processing back to the front of their
+// priority in pending (sequence 0: they were claimed before anything still
+// waiting), keeping no lease. KEYS: processing, pending. ARGV: id, inverted
+// priority, ...
 var releaseScript = redis.NewScript(`
 local n = #ARGV / 2
-local last = redis.call('INCRBY', KEYS[3], n)
 for i = 1, n do
   redis.call('ZREM', KEYS[1], ARGV[2*i-1])
-  local seq = (last - n + i) % ` + strconv.Itoa(seqSpan) + `
-  local score = tonumber(ARGV[2*i]) * ` + strconv.Itoa(seqSpan) + ` + seq
-  redis.call('ZADD', KEYS[2], 'NX', string.format('%.0f', score), ARGV[2*i-1])
+  local score = tonumber(ARGV[2*i]) * ` + strconv.Itoa(seqSpan) + `
+  redis.call('ZADD', KEYS[2], string.format('%.0f', score), ARGV[2*i-1])
 end
 return n
 `)
 
-// Release gives claimed jobs back to pending, to run again as soon as a
-// worker is free.
+// Release gives claimed jobs back to pending, at the front of their
+// priority: a job whose worker was lost or shut down runs again before the
+// jobs that were queued after it.
 func (q *Queue) Release(ctx context.Context, items ...Item) error {
 	if len(items) == 0 {
 		return nil
@@ -239,7 +240,7 @@ func (q *Queue) Release(ctx context.Context, items ...Item) error {
 	for _, it := range items {
 		args = append(args, it.ID, models.MaxPriority-it.Priority)
 	}
-	if err := releaseScript.Run(ctx, q.rdb, []string{q.Key("processing"), q.Key("pending"), q.Key("seq")}, args...).Err(); err != nil {
+	if err := releaseScript.Run(ctx, q.rdb, []string{q.Key("processing"), q.Key("pending")}, args...).Err(); err != nil {
 		return fmt.Errorf("queue: release %d jobs: %w", len(items), err)
 	}
 	return nil

@@ -114,7 +114,7 @@ func TestQueueReleaseRemoveAndMissing(t *testing.T) {
 		require.Equal(t, []int64{2, 4}, missing)
 		ids, err = q.Claim(ctx, 5, time.Minute)
 		require.NoError(t, err)
-		require.Equal(t, []int64{3, 1}, ids, "a released job goes to the back of its priority")
+		require.Equal(t, []int64{1, 3}, ids, "a released job goes back to the front of its priority")
 		require.NoError(t, q.Ack(ctx, 3, 1))
 		d, err := q.Depth(ctx)
 		require.NoError(t, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/jobhook/jobhook"
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/chaostask"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/database"
 	"github.com/jobhook/jobhook/internal/qstashclient"
@@ -96,6 +97,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	a.Registry = jobs.NewRegistry()
 	if err := tasks.Register(a.Registry, tasks.Config{ScrapeAllowPrivate: cfg.ScrapeAllowPrivate}); err != nil {
 		return nil, err
+	}
+	if cfg.ChaosTasks {
+		a.Registry.MustRegister(chaostask.Type, chaostask.New(a.DB.Gorm))
+		log.Warn("test job type "+chaostask.Type+" registered", "why", "JOBHOOK_CHAOS_TASKS=true")
 	}
 	if cfg.ScrapeAllowPrivate {
 		log.Warn("web_scraping may reach private, loopback and link-local addresses", "why", "SCRAPE_ALLOW_PRIVATE=true")

@@ -102,6 +102,10 @@ type Config struct {
 	// link-local addresses (tests and local use only).
 	ScrapeAllowPrivate bool `env:"SCRAPE_ALLOW_PRIVATE" envDefault:"false"`
 
+	// ChaosTasks registers the test-only job type chaos_record, which the
+	// chaos suite uses to record every handler call. Never in production.
+	ChaosTasks bool `env:"JOBHOOK_CHAOS_TASKS" envDefault:"false"`
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// LogFormat is text or json.
@@ -190,6 +194,9 @@ func (c *Config) finish() error {
 	if c.Production() {
 		if c.WorkerSecret == auth.DevWorkerSecret {
 			problems = append(problems, "WORKER_SECRET must be set in production (the development default is public)")
+		}
+		if c.ChaosTasks {
+			problems = append(problems, "JOBHOOK_CHAOS_TASKS is a test setting and cannot be used in production")
 		}
 		if c.AuthJWTSecret == auth.DevJWTSecret {
 			problems = append(problems, "AUTH_JWT_SECRET must be set in production (the development default is public)")

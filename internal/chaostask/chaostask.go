@@ -1,0 +1,212 @@
+// Package chaostask is the job type of the chaos suite (internal/chaos):
+// "chaos_record" sleeps for a while and records every call of its handler
+// in the table chaos_calls of the app's own database, so that a test can
+// tell, after killing processes and servers, how often and when each job's
+// handler ran: which attempts were interrupted, whether two calls for one
+// job ever overlapped, which process ran what.
+//
+// It is registered only when JOBHOOK_CHAOS_TASKS=true; it does nothing
+// useful in production.
+package chaostask
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/models"
+)
+
+// Type is the job type's name.
+const Type = "chaos_record"
+
+// MaxSleepMs is the largest sleepMs a payload may ask for.
+const MaxSleepMs = 10000
+
+// Table is the table every call is recorded in.
+const Table = "chaos_calls"
+
+// Payload is a chaos_record job's payload: {"sleepMs": N}, N from 0 to
+// MaxSleepMs (0 when absent).
+type Payload struct {
+	SleepMs int `json:"sleepMs"`
+}
+
+// Handler runs chaos_record jobs. It implements jobs.Handler and
+// jobs.PayloadValidator; it sets no timeout of its own, so JOB_TIMEOUT
+// bounds it.
+type Handler struct {
+	db *gorm.DB
+
+	mu    sync.Mutex
+	ready bool
+}
+
+// New returns the handler, recording into db (Postgres or SQLite). The
+// table is created on first use.
+func New(db *gorm.DB) *Handler {
+	return &Handler{db: db}
+}
+
+var _ jobs.Handler = (*Handler)(nil)
+var _ jobs.PayloadValidator = (*Handler)(nil)
+
+// ValidatePayload refuses anything but {"sleepMs": 0–10000} with a
+// *jobs.ValidationError (code invalid_payload).
+func (h *Handler) ValidatePayload(payload json.RawMessage) error {
+	_, err := ParsePayload(payload)
+	return err
+}
+
+// ParsePayload decodes and checks a payload.
+func ParsePayload(payload []byte) (Payload, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &fields); err != nil || fields == nil {
+		return Payload{}, &jobs.ValidationError{Code: "invalid_payload", Message: `chaos_record payload must be a JSON object such as {"sleepMs": 10}`}
+	}
+	var p Payload
+	var problems []jobs.FieldError
+	for name, raw := range fields {
+		if name != "sleepMs" {
+			problems = append(problems, jobs.FieldError{Field: name, Message: "unknown field"})
+			continue
+		}
+		if string(raw) == "null" || json.Unmarshal(raw, &p.SleepMs) != nil {
+			problems = append(problems, jobs.FieldError{Field: "sleepMs", Message: fmt.Sprintf("must be a whole number from 0 to %d", MaxSleepMs)})
+		} else if p.SleepMs < 0 || p.SleepMs > MaxSleepMs {
+			problems = append(problems, jobs.FieldError{Field: "sleepMs", Message: fmt.Sprintf("must be from 0 to %d, not %d", MaxSleepMs, p.SleepMs)})
+		}
+	}
+	if len(problems) > 0 {
+		slices.SortFunc(problems, func(a, b jobs.FieldError) int { return strings.Compare(a.Field, b.Field) })
+		return Payload{}, &jobs.ValidationError{Code: "invalid_payload", Message: "invalid chaos_record payload", Fields: problems}
+	}
+	return p, nil
+}
+
+// Handle records the call (job id, attempt, this process's pid, start
+// time), sleeps sleepMs, records the end and returns {"ok":true}. When ctx
+// ends first it returns ctx.Err() and the call keeps a NULL finished_at.
+func (h *Handler) Handle(ctx context.Context, job *models.Job) (json.RawMessage, error) {
+	if job == nil {
+		return nil, jobs.Permanent(errors.New("chaos_record: nil job"))
+	}
+	p, err := ParsePayload(job.Payload)
+	if err != nil {
+		return nil, jobs.Permanent(err)
+	}
+	if err := h.ensureTable(ctx); err != nil {
+		return nil, err
+	}
+	var id int64
+	err = h.db.WithContext(ctx).Raw("INSERT INTO "+Table+" (job_id, attempt, pid, started_at) VALUES (?, ?, ?, ?) RETURNING id",
+		job.ID, job.Attempts, os.Getpid(), time.Now().UTC()).Scan(&id).Error
+	if err != nil {
+		return nil, fmt.Errorf("chaos_record: record start: %w", err)
+	}
+	if p.SleepMs > 0 {
+		timer := time.NewTimer(time.Duration(p.SleepMs) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+	}
+	finished := time.Now().UTC()
+	// A connection killed under this write (the chaos suite does that) must
+	// not turn a finished call into an interrupted one: try a few times.
+	for try := 0; ; try++ {
+		err = h.db.WithContext(ctx).Exec("UPDATE "+Table+" SET finished_at = ? WHERE id = ?", finished, id).Error
+		if err == nil || try == 2 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chaos_record: record end: %w", err)
+	}
+	return json.RawMessage(`{"ok":true}`), nil
+}
+
+// ensureTable creates chaos_calls once per handler; a failure is retried
+// on the next call.
+func (h *Handler) ensureTable(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ready {
+		return nil
+	}
+	if err := EnsureTable(ctx, h.db); err != nil {
+		return err
+	}
+	h.ready = true
+	return nil
+}
+
+// EnsureTable creates chaos_calls when it does not exist. Two processes
+// creating it at once on Postgres can collide (a unique violation in the
+// catalog); the statement is then tried again.
+func EnsureTable(ctx context.Context, db *gorm.DB) error {
+	ddl := `CREATE TABLE IF NOT EXISTS ` + Table + ` (
+    id          BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    job_id      BIGINT      NOT NULL,
+    attempt     INTEGER     NOT NULL,
+    pid         INTEGER     NOT NULL,
+    started_at  TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ
+)`
+	if db.Dialector.Name() != "postgres" {
+		ddl = `CREATE TABLE IF NOT EXISTS ` + Table + ` (
+    id          INTEGER  PRIMARY KEY AUTOINCREMENT,
+    job_id      INTEGER  NOT NULL,
+    attempt     INTEGER  NOT NULL,
+    pid         INTEGER  NOT NULL,
+    started_at  DATETIME NOT NULL,
+    finished_at DATETIME
+)`
+	}
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = db.WithContext(ctx).Exec(ddl).Error; err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("chaos_record: create table %s: %w", Table, err)
+}
+
+// Call is one recorded handler call.
+type Call struct {
+	ID      int64 `gorm:"column:id"`
+	JobID   int64 `gorm:"column:job_id"`
+	Attempt int   `gorm:"column:attempt"`
+	PID     int   `gorm:"column:pid"`
+	// StartedAt is when the handler started; FinishedAt when it finished
+	// its sleep and recorded it, nil when it never did (interrupted: the
+	// process died, or the context ended).
+	StartedAt  time.Time  `gorm:"column:started_at"`
+	FinishedAt *time.Time `gorm:"column:finished_at"`
+}
+
+// Calls returns every recorded call, by id.
+func Calls(ctx context.Context, db *gorm.DB) ([]Call, error) {
+	var out []Call
+	err := db.WithContext(ctx).Raw("SELECT id, job_id, attempt, pid, started_at, finished_at FROM " + Table + " ORDER BY id").Scan(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("chaos_record: read %s: %w", Table, err)
+	}
+	return out, nil
+}
