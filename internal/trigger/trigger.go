@@ -103,6 +103,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			}
 			return res, nil
 		}
+		// A drain ended without finishing the job (a retry in backoff, or
+		// claimed elsewhere): call again while it waits, judging from a
+		// fresh read of the job.
+		if !draining && job != nil && job.Status == models.StatusPending {
+			draining = true
+			drain()
+		}
 		select {
 		case <-ctx.Done():
 			if draining {
@@ -117,12 +124,6 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			draining = false
 			if err != nil {
 				return res, err
-			}
-			// The drain ended without finishing the job (a retry in
-			// backoff, or claimed elsewhere): keep calling while waiting.
-			if job != nil && job.Status == models.StatusPending {
-				draining = true
-				drain()
 			}
 		case <-tick.C:
 		}
