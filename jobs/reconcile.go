@@ -222,23 +222,21 @@ func (r *Reconciler) dropStale(ctx context.Context) (int, error) {
 	var stale []int64
 	for id, set := range members {
 		st, ok := status[id]
+		var err error
 		switch {
 		case !ok, st.Finished(), st == models.StatusScheduled:
-			stale = append(stale, id)
+			// Not runnable from Redis at all: out of every set.
+			err = r.queue.Remove(ctx, id)
 		case set == "processing" && st != models.StatusProcessing:
-			stale = append(stale, id)
-		}
-	}
-	for _, id := range stale {
-		if members[id] == "processing" {
-			if err := r.queue.Ack(ctx, id); err != nil {
-				return 0, fmt.Errorf("reconcile: %w", err)
-			}
+			// A lease entry left behind: the row is pending again.
+			err = r.queue.Ack(ctx, id)
+		default:
 			continue
 		}
-		if err := r.queue.Remove(ctx, id); err != nil {
-			return 0, fmt.Errorf("reconcile: %w", err)
+		if err != nil {
+			return len(stale), fmt.Errorf("reconcile: %w", err)
 		}
+		stale = append(stale, id)
 	}
 	if len(stale) > 0 {
 		r.log.Info("dropped redis entries of finished, cancelled or missing jobs", "count", len(stale))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -557,5 +558,28 @@ func TestStaleWorkerCannotOverwriteANewerClaim(t *testing.T) {
 		row := x.reload(t, job.ID)
 		require.Equal(t, models.StatusProcessing, row.Status)
 		require.Empty(t, row.Result, "the stale result was not written")
+	})
+}
+
+func TestReconcilerDropsStaleRedisEntries(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		done := x.create(t, jobs.CreateRequest{})
+		cancelled := x.create(t, jobs.CreateRequest{})
+		live := x.create(t, jobs.CreateRequest{})
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", done.ID).Update("status", models.StatusCompleted).Error)
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", cancelled.ID).Update("status", models.StatusCancelled).Error)
+		// Entries for a deleted job, and a processing entry whose row is done.
+		require.NoError(t, x.queue.Enqueue(ctx, jobs.Item{ID: 999999}))
+		require.NoError(t, b.Redis.ZAdd(ctx, x.queue.Key("processing"), redis.Z{Score: 1, Member: done.ID}).Err())
+
+		rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
+		res, err := rec.Run(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 3, res.Dropped)
+		members, err := x.queue.Members(ctx)
+		require.NoError(t, err)
+		require.Equal(t, map[int64]string{live.ID: "pending"}, members)
 	})
 }

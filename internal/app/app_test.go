@@ -186,3 +186,54 @@ func TestQStashSignedWorkerCall(t *testing.T) {
 	require.Equal(t, http.StatusOK, call("https://public.example.com/api/workers").StatusCode)
 	require.Equal(t, http.StatusUnauthorized, call(base+"/api/workers").StatusCode, "sub must be the configured public URL")
 }
+
+// TestDrainCallInFlightAnswersAtShutdown: a POST /api/workers running a
+// long job when shutdown begins answers 200 with what it did (the job
+// released), and the job is pending again with its attempt not counted.
+func TestDrainCallInFlightAnswersAtShutdown(t *testing.T) {
+	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "jobhook.db"))
+	t.Setenv("EMBEDDED_QSTASH", "false")
+	t.Setenv("JOBHOOK_CHAOS_TASKS", "true")
+	a, base := start(t)
+	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "carol", time.Hour, time.Now())
+	require.NoError(t, err)
+	id := createJob(t, base, token, `{"type":"chaos_record","payload":{"sleepMs":10000}}`)
+
+	type answer struct {
+		status int
+		body   string
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/workers", nil)
+		req.Header.Set("Authorization", "Bearer "+auth.DevWorkerSecret)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- answer{body: err.Error()}
+			return
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		answered <- answer{res.StatusCode, string(raw)}
+	}()
+	testenv.WaitFor(t, 10*time.Second, "the job to be running", func() bool {
+		job, err := a.Service.Get(context.Background(), "carol", id)
+		return err == nil && job.Status == models.StatusProcessing
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	require.NoError(t, a.Shutdown(ctx))
+	got := <-answered
+	require.Equal(t, http.StatusOK, got.status, got.body)
+	require.Contains(t, got.body, `"released":1`)
+
+	// The database outlives the process: reopen it to look.
+	t.Setenv("JOBHOOK_CHAOS_TASKS", "true")
+	t.Setenv("INPROCESS_WORKER", "false")
+	b, _ := start(t)
+	defer stop(t, b)
+	job, err := b.Service.Get(context.Background(), "carol", id)
+	require.NoError(t, err)
+	require.Equal(t, models.StatusPending, job.Status)
+	require.Equal(t, 0, job.Attempts, "the interrupted attempt does not count")
+}
