@@ -48,6 +48,8 @@ const (
 	CodeRequestTooLarge       = "request_too_large"
 	CodeInternalError         = "internal_error"
 	CodeServiceUnavailable    = "service_unavailable"
+	CodeRateLimited           = "rate_limited"
+	CodeTooManyAuthFailures   = "too_many_auth_failures"
 	CodeNotReady              = "not_ready"
 )
 

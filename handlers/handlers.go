@@ -74,6 +74,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -96,6 +97,12 @@ const (
 	// DefaultReadyTimeout bounds the dependency checks of /readyz.
 	DefaultReadyTimeout = 2 * time.Second
 )
+
+// WorkerAuthLimiter counts failed worker authentications per client.
+type WorkerAuthLimiter interface {
+	Blocked(ctx context.Context, client string) (bool, time.Duration, error)
+	Fail(ctx context.Context, client string) error
+}
 
 // Drainer runs one drain of the queue. *jobs.Worker implements it.
 type Drainer interface {
@@ -138,6 +145,17 @@ type Config struct {
 	Ready ReadyFunc
 	// ReadyTimeout bounds Ready. Defaults to DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// CreateLimit, when set, is asked before each job creation; a refusal
+	// is 429 rate_limited with Retry-After. An error lets the request
+	// through (logged): a limiter outage must not stop the API.
+	CreateLimit func(ctx context.Context, userID string) (allowed bool, retryAfter time.Duration, err error)
+	// WorkerAuthLimit, when set, counts failed POST /api/workers
+	// authentications per client address; once blocked, calls get 429
+	// too_many_auth_failures without being checked.
+	WorkerAuthLimit WorkerAuthLimiter
+	// HSTS adds Strict-Transport-Security (production behind TLS).
+	HSTS bool
+
 	// RequestTimeout bounds each /api/jobs request: a database or Redis
 	// that does not answer gives 503 service_unavailable, never a hang.
 	// Defaults to DefaultRequestTimeout.
@@ -232,6 +250,7 @@ func New(cfg Config) *echo.Echo {
 
 	e.Use(
 		middleware.RequestID(),
+		s.securityHeaders,
 		s.logRequests,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: s.logPanic}),
 		s.limitBody,
@@ -253,6 +272,29 @@ func New(cfg Config) *echo.Echo {
 
 	e.POST("/api/workers", s.runWorker)
 	return e
+}
+
+// securityHeaders sets the headers every response carries: no sniffing,
+// no framing, no referrer, a strict content security policy (the only page
+// is the small home page, styled inline), no caching of API answers, and
+// HSTS when configured.
+func (s *server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			h.Set("Cache-Control", "no-store")
+		}
+		if s.cfg.HSTS {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		return next(c)
+	}
 }
 
 // timeout gives the request's context the RequestTimeout deadline; the

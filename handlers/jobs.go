@@ -66,6 +66,9 @@ func (s *server) createJob(c echo.Context) error {
 	}
 	req.UserID = userID(c)
 	req.IdempotencyKey = c.Request().Header.Get(HeaderIdempotencyKey)
+	if err := s.checkCreateLimit(c, req.UserID); err != nil {
+		return err
+	}
 	job, created, err := s.cfg.Service.Create(c.Request().Context(), req)
 	if err != nil {
 		return err
@@ -85,6 +88,32 @@ func (s *server) createJob(c echo.Context) error {
 type JobResponse struct {
 	models.Job
 	History []models.JobAttempt `json:"history"`
+}
+
+// checkCreateLimit applies the per-user creation rate.
+func (s *server) checkCreateLimit(c echo.Context, user string) error {
+	if s.cfg.CreateLimit == nil {
+		return nil
+	}
+	ok, wait, err := s.cfg.CreateLimit(c.Request().Context(), user)
+	if err != nil {
+		s.log.Warn("rate limiter unavailable; request let through", "err", err)
+		return nil
+	}
+	if ok {
+		return nil
+	}
+	return retryLater(c, CodeRateLimited, "too many jobs created; slow down", wait)
+}
+
+// retryLater answers 429 with a Retry-After in whole seconds.
+func retryLater(c echo.Context, code, message string, wait time.Duration) error {
+	secs := int64((wait + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	c.Response().Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	return apiError(http.StatusTooManyRequests, code, fmt.Sprintf("%s (retry after %ds)", message, secs))
 }
 
 // getJob serves GET /api/jobs/:id: the job with its attempt history.

@@ -89,7 +89,20 @@ func (s *server) runWorker(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	client := c.RealIP()
+	if l := s.cfg.WorkerAuthLimit; l != nil {
+		if blocked, wait, err := l.Blocked(c.Request().Context(), client); err != nil {
+			s.log.Warn("worker auth limiter unavailable", "err", err)
+		} else if blocked {
+			return retryLater(c, CodeTooManyAuthFailures, "too many failed worker authentications from this address", wait)
+		}
+	}
 	if err := s.authenticateWorker(c.Request(), body); err != nil {
+		if l := s.cfg.WorkerAuthLimit; l != nil {
+			if ferr := l.Fail(c.Request().Context(), client); ferr != nil {
+				s.log.Warn("worker auth failure not counted", "err", ferr)
+			}
+		}
 		return err
 	}
 	budget := s.cfg.DrainBudget

@@ -24,6 +24,7 @@ import (
 	"github.com/jobhook/jobhook/internal/database"
 	"github.com/jobhook/jobhook/internal/qstashclient"
 	"github.com/jobhook/jobhook/internal/qstashdev"
+	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/redisconn"
 	"github.com/jobhook/jobhook/internal/schedules"
 	"github.com/jobhook/jobhook/jobs"
@@ -67,6 +68,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}()
 
 	var err error
+	for _, w := range cfg.Warnings {
+		log.Warn("not ready for production: " + w)
+	}
 	a.DB, err = database.Open(ctx, database.Options{URL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath})
 	if err != nil {
 		return nil, err
@@ -183,14 +187,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		return nil, fmt.Errorf("restore queue from database: %w", err)
 	}
 
+	limiter := ratelimit.New(a.Redis.Client, cfg.RedisPrefix+"ratelimit:", nil)
+	createRate := ratelimit.Rate{PerMinute: cfg.CreateRatePerMinute, Burst: cfg.CreateBurst}
+	authFailures := ratelimit.Failures{Limit: cfg.WorkerAuthFailuresPerMinute, Window: time.Minute}
 	hcfg := handlers.Config{
-		Service:      a.Service,
-		Worker:       a.Worker,
-		Verifier:     auth.NewHS256Verifier([]byte(cfg.AuthJWTSecret)),
-		WorkerSecret: cfg.WorkerSecret,
-		DrainBudget:  cfg.DrainBudget,
-		BodyLimit:    cfg.BodyLimitBytes,
-		Logger:       log,
+		CreateLimit: func(ctx context.Context, user string) (bool, time.Duration, error) {
+			return limiter.Allow(ctx, "create:"+user, createRate)
+		},
+		WorkerAuthLimit: workerAuthLimit{limiter, authFailures},
+		HSTS:            cfg.Production(),
+		Service:         a.Service,
+		Worker:          a.Worker,
+		Verifier:        auth.NewHS256Verifier([]byte(cfg.AuthJWTSecret)),
+		WorkerSecret:    cfg.WorkerSecret,
+		DrainBudget:     cfg.DrainBudget,
+		BodyLimit:       cfg.BodyLimitBytes,
+		Logger:          log,
 	}
 	if signingCurrent != "" || signingNext != "" {
 		check, err := handlers.QStashSignatureAuth(handlers.QStashSignatureConfig{
@@ -312,6 +324,20 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.closeBackends()
 	return err
+}
+
+// workerAuthLimit adapts the limiter to the handlers' interface.
+type workerAuthLimit struct {
+	l *ratelimit.Limiter
+	f ratelimit.Failures
+}
+
+func (w workerAuthLimit) Blocked(ctx context.Context, client string) (bool, time.Duration, error) {
+	return w.l.Blocked(ctx, "worker-auth:"+client, w.f)
+}
+
+func (w workerAuthLimit) Fail(ctx context.Context, client string) error {
+	return w.l.Fail(ctx, "worker-auth:"+client, w.f)
 }
 
 // loadSchedules reads the schedules file, or the committed default when

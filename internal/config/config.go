@@ -70,8 +70,39 @@ type Config struct {
 
 	// WorkerSecret authenticates POST /api/workers as a bearer token.
 	WorkerSecret string `env:"WORKER_SECRET"`
-	// AuthJWTSecret verifies HS256 user tokens.
+	// AuthJWTSecret verifies HS256 user tokens (development, or apps that
+	// mint their own). Defaults, in development only, to a public secret.
 	AuthJWTSecret string `env:"AUTH_JWT_SECRET"`
+	// AuthJWKSURL verifies RS256/ES256 user tokens against a JWKS, such as
+	// Clerk's https://<frontend-api>/.well-known/jwks.json.
+	AuthJWKSURL string `env:"AUTH_JWKS_URL"`
+	// AuthIssuer, when set, must equal the token's iss.
+	AuthIssuer string `env:"AUTH_ISSUER"`
+	// AuthAudience, when set, must contain one of the token's aud values.
+	AuthAudience []string `env:"AUTH_AUDIENCE" envSeparator:","`
+	// AuthAuthorizedParties, when set, must contain a token's azp when it
+	// has one (Clerk's check for the requesting origin).
+	AuthAuthorizedParties []string `env:"AUTH_AUTHORIZED_PARTIES" envSeparator:","`
+	// AdminToken, when set, is a bearer token for operators, who may see
+	// and act on every user's jobs. At least 32 bytes.
+	AdminToken string `env:"ADMIN_TOKEN"`
+	// JobsEncryptionKey encrypts secret payload fields at rest:
+	// comma-separated kid:base64key entries, the first encrypts.
+	JobsEncryptionKey string `env:"JOBS_ENCRYPTION_KEY"`
+
+	// CreateRatePerMinute and CreateBurst limit job creation per user
+	// (a token bucket in Redis, shared by every instance).
+	CreateRatePerMinute int `env:"CREATE_RATE_PER_MINUTE" envDefault:"120"`
+	CreateBurst         int `env:"CREATE_BURST" envDefault:"60"`
+	// WorkerAuthFailuresPerMinute limits failed POST /api/workers
+	// authentications per client address.
+	WorkerAuthFailuresPerMinute int `env:"WORKER_AUTH_FAILURES_PER_MINUTE" envDefault:"20"`
+
+	// Warnings lists the settings that production would refuse, for serve
+	// to log in development.
+	Warnings []string `env:"-"`
+	// authJWTSecretSet records whether AUTH_JWT_SECRET was given.
+	authJWTSecretSet bool
 
 	// WorkerConcurrency is how many jobs one drain runs at once.
 	WorkerConcurrency int `env:"WORKER_CONCURRENCY" envDefault:"8"`
@@ -155,8 +186,18 @@ func (c *Config) finish() error {
 	if c.WorkerSecret == "" {
 		c.WorkerSecret = auth.DevWorkerSecret
 	}
-	if c.AuthJWTSecret == "" {
+	c.authJWTSecretSet = c.AuthJWTSecret != ""
+	if c.AuthJWTSecret == "" && c.AuthJWKSURL == "" {
 		c.AuthJWTSecret = auth.DevJWTSecret
+	}
+	if c.CreateRatePerMinute < 1 || c.CreateBurst < 1 {
+		problems = append(problems, "CREATE_RATE_PER_MINUTE and CREATE_BURST must be at least 1")
+	}
+	if c.WorkerAuthFailuresPerMinute < 1 {
+		problems = append(problems, "WORKER_AUTH_FAILURES_PER_MINUTE must be at least 1")
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 32 {
+		problems = append(problems, "ADMIN_TOKEN must be at least 32 bytes")
 	}
 	if c.WorkerConcurrency < 1 || c.WorkerConcurrency > 1000 {
 		problems = append(problems, fmt.Sprintf("WORKER_CONCURRENCY must be 1–1000, not %d", c.WorkerConcurrency))
@@ -191,21 +232,51 @@ func (c *Config) finish() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		problems = append(problems, fmt.Sprintf("LOG_FORMAT must be text or json, not %q", c.LogFormat))
 	}
+	guards := c.productionProblems()
 	if c.Production() {
-		if c.WorkerSecret == auth.DevWorkerSecret {
-			problems = append(problems, "WORKER_SECRET must be set in production (the development default is public)")
-		}
-		if c.ChaosTasks {
-			problems = append(problems, "JOBHOOK_CHAOS_TASKS is a test setting and cannot be used in production")
-		}
-		if c.AuthJWTSecret == auth.DevJWTSecret {
-			problems = append(problems, "AUTH_JWT_SECRET must be set in production (the development default is public)")
-		}
+		problems = append(problems, guards...)
+	} else {
+		c.Warnings = guards
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("config: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// productionProblems lists what production refuses: public development
+// secrets, weak secrets, no way to verify QStash or users, the embedded
+// backends, test settings.
+func (c *Config) productionProblems() []string {
+	var p []string
+	switch {
+	case c.WorkerSecret == auth.DevWorkerSecret:
+		p = append(p, "WORKER_SECRET is the public development default; set a random secret of at least 32 bytes")
+	case len(c.WorkerSecret) < 32:
+		p = append(p, "WORKER_SECRET is shorter than 32 bytes")
+	}
+	if c.QStashCurrentSigningKey == "" && c.QStashNextSigningKey == "" {
+		p = append(p, "no QStash signing keys: set QSTASH_CURRENT_SIGNING_KEY and QSTASH_NEXT_SIGNING_KEY")
+	}
+	switch {
+	case c.AuthJWKSURL == "" && !c.authJWTSecretSet:
+		p = append(p, "no user authentication configured: set AUTH_JWKS_URL (or AUTH_JWT_SECRET); the development secret is public")
+	case c.authJWTSecretSet && len(c.AuthJWTSecret) < 32:
+		p = append(p, "AUTH_JWT_SECRET is shorter than 32 bytes")
+	}
+	if c.DatabaseURL == "" {
+		p = append(p, "DATABASE_URL is not set: the SQLite file is for development")
+	}
+	if c.RedisURL == "" {
+		p = append(p, "REDIS_URL is not set: the in-process Redis is for development")
+	}
+	if c.QStashToken == "" {
+		p = append(p, "QSTASH_TOKEN is not set: the in-process QStash is for development")
+	}
+	if c.ChaosTasks {
+		p = append(p, "JOBHOOK_CHAOS_TASKS is a test setting")
+	}
+	return p
 }
 
 // describeParseError names the variable behind each value that did not
