@@ -17,40 +17,41 @@ import (
 // codes, statuses and causes. Codes that jobs.Service returns in a
 // *jobs.ValidationError are passed through as they are.
 const (
-	CodeInvalidJSON           = "invalid_json"
-	CodeUnknownField          = "unknown_field"
-	CodeInvalidType           = "invalid_type"
-	CodeUnknownJobType        = "unknown_job_type"
-	CodeInvalidPayload        = "invalid_payload"
-	CodeInvalidPriority       = "invalid_priority"
-	CodeInvalidMaxAttempts    = "invalid_max_attempts"
-	CodeInvalidScheduledFor   = "invalid_scheduled_for"
-	CodeInvalidIdempotencyKey = "invalid_idempotency_key"
-	CodeInvalidJobID          = "invalid_job_id"
-	CodeInvalidStatus         = "invalid_status"
-	CodeInvalidCursor         = "invalid_cursor"
-	CodeInvalidLimit          = "invalid_limit"
-	CodeInvalidBudget         = "invalid_budget"
-	CodeBadRequest            = "bad_request"
-	CodeMissingToken          = "missing_token"
-	CodeInvalidToken          = "invalid_token"
-	CodeTokenExpired          = "token_expired"
-	CodeMissingWorkerAuth     = "missing_worker_auth"
-	CodeInvalidWorkerAuth     = "invalid_worker_auth"
-	CodeInvalidSignature      = "invalid_signature"
-	CodeNotFound              = "not_found"
-	CodeJobNotFound           = "job_not_found"
-	CodeMethodNotAllowed      = "method_not_allowed"
-	CodeJobNotCancellable     = "job_not_cancellable"
-	CodeJobNotReschedulable   = "job_not_reschedulable"
-	CodeJobNotRetryable       = "job_not_retryable"
-	CodePayloadTooLarge       = "payload_too_large"
-	CodeRequestTooLarge       = "request_too_large"
-	CodeInternalError         = "internal_error"
-	CodeServiceUnavailable    = "service_unavailable"
-	CodeRateLimited           = "rate_limited"
-	CodeTooManyAuthFailures   = "too_many_auth_failures"
-	CodeNotReady              = "not_ready"
+	CodeInvalidJSON            = "invalid_json"
+	CodeUnknownField           = "unknown_field"
+	CodeInvalidType            = "invalid_type"
+	CodeUnknownJobType         = "unknown_job_type"
+	CodeInvalidPayload         = "invalid_payload"
+	CodeInvalidPriority        = "invalid_priority"
+	CodeInvalidMaxAttempts     = "invalid_max_attempts"
+	CodeInvalidScheduledFor    = "invalid_scheduled_for"
+	CodeInvalidIdempotencyKey  = "invalid_idempotency_key"
+	CodeInvalidJobID           = "invalid_job_id"
+	CodeInvalidStatus          = "invalid_status"
+	CodeInvalidCursor          = "invalid_cursor"
+	CodeInvalidLimit           = "invalid_limit"
+	CodeInvalidBudget          = "invalid_budget"
+	CodeBadRequest             = "bad_request"
+	CodeMissingToken           = "missing_token"
+	CodeInvalidToken           = "invalid_token"
+	CodeTokenExpired           = "token_expired"
+	CodeMissingWorkerAuth      = "missing_worker_auth"
+	CodeInvalidWorkerAuth      = "invalid_worker_auth"
+	CodeInvalidSignature       = "invalid_signature"
+	CodeNotFound               = "not_found"
+	CodeJobNotFound            = "job_not_found"
+	CodeMethodNotAllowed       = "method_not_allowed"
+	CodeJobNotCancellable      = "job_not_cancellable"
+	CodeJobNotReschedulable    = "job_not_reschedulable"
+	CodeJobNotRetryable        = "job_not_retryable"
+	CodePayloadTooLarge        = "payload_too_large"
+	CodeRequestTooLarge        = "request_too_large"
+	CodeInternalError          = "internal_error"
+	CodeServiceUnavailable     = "service_unavailable"
+	CodeRateLimited            = "rate_limited"
+	CodeEncryptionUnconfigured = "encryption_unconfigured"
+	CodeTooManyAuthFailures    = "too_many_auth_failures"
+	CodeNotReady               = "not_ready"
 )
 
 // APIError is an error with its HTTP status and the JSON body sent for it.
@@ -123,6 +124,9 @@ func toAPIError(err error) *APIError {
 		return apiError(http.StatusConflict, CodeJobNotReschedulable, "only a pending or scheduled job can be rescheduled")
 	case errors.Is(err, jobs.ErrNotRetryable):
 		return apiError(http.StatusConflict, CodeJobNotRetryable, "only a failed job can be retried")
+	case errors.Is(err, jobs.ErrSecretsUnconfigured):
+		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeEncryptionUnconfigured,
+			Message: "this job type carries secrets and the server has no encryption key configured", Err: err}
 	case errors.Is(err, jobs.ErrUnavailable):
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
 			Message: "a backend is unavailable; try again later", Err: err}

@@ -14,6 +14,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -47,6 +48,10 @@ type ServiceConfig struct {
 	// delayed message). Without one, or when a publish fails, the drain
 	// promotes due scheduled jobs.
 	Publisher Publisher
+	// Secrets seals the secret payload fields of new jobs (see
+	// SecretFielder). Without it, types with secret fields cannot be
+	// created (ErrSecretsUnconfigured).
+	Secrets *secretbox.Keyring
 }
 
 // DeliveryTolerance is how early a scheduled job's delivery may arrive and
@@ -148,11 +153,14 @@ func (s *Service) Validate(req *CreateRequest) error {
 // is still created: the reconciler enqueues it later.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, bool, error) {
 	if err := s.Validate(&req); err != nil {
+		return nil, false, s.scrubValidation(req, err)
+	}
+	if err := s.sealSecrets(&req); err != nil {
 		return nil, false, err
 	}
 	if req.IdempotencyKey != "" {
 		if job, err := s.byIdempotencyKey(ctx, req.UserID, req.IdempotencyKey); err == nil {
-			return job, false, nil
+			return s.redact(job), false, nil
 		} else if !errors.Is(err, ErrNotFound) {
 			return nil, false, err
 		}
@@ -186,7 +194,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, b
 			// A concurrent create with the same key won the race.
 			existing, ferr := s.byIdempotencyKey(ctx, req.UserID, req.IdempotencyKey)
 			if ferr == nil {
-				return existing, false, nil
+				return s.redact(existing), false, nil
 			}
 		}
 		return nil, false, fmt.Errorf("create job: insert: %w: %w", ErrUnavailable, err)
@@ -204,7 +212,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, b
 		}
 	}
 	log.Info("job created", "status", job.Status, "priority", job.Priority)
-	return job, true, nil
+	return s.redact(job), true, nil
 }
 
 // publishScheduled asks the Publisher to deliver a scheduled job at its
@@ -353,7 +361,7 @@ func (s *Service) Get(ctx context.Context, userID string, id int64) (*models.Job
 	if err != nil {
 		return nil, fmt.Errorf("get job %d: %w: %w", id, ErrUnavailable, err)
 	}
-	return &job, nil
+	return s.redact(&job), nil
 }
 
 // ListRequest filters a user's jobs. Zero values do not filter.
@@ -410,6 +418,9 @@ func (s *Service) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	}
 	if page.Jobs == nil {
 		page.Jobs = []models.Job{}
+	}
+	for i := range page.Jobs {
+		s.redact(&page.Jobs[i])
 	}
 	return page, nil
 }

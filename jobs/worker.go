@@ -17,6 +17,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -61,6 +62,9 @@ type WorkerConfig struct {
 	// Notify, when set, is called when a drain ends with work left, to
 	// start another worker call (a debounced trigger).
 	Notify func(ctx context.Context)
+	// Secrets opens the secret payload fields of claimed jobs (see
+	// SecretFielder). Without it, a job with sealed fields fails.
+	Secrets *secretbox.Keyring
 }
 
 // Worker drains the queue: it claims jobs, runs their handlers and records
@@ -427,6 +431,10 @@ func (w *Worker) settleSkipped(ctx context.Context, ids []int64) error {
 func (w *Worker) run(ctx context.Context, job *models.Job) outcome {
 	log := w.log.With("job_id", job.ID, "type", job.Type, "attempt", job.Attempts)
 	started := w.cfg.Clock.Now().UTC()
+	job, err := w.decryptSecrets(job) // the handler's copy; the row keeps the ciphertext
+	if err != nil {
+		return w.finish(ctx, log, job, started, nil, err)
+	}
 	h, ok := w.cfg.Registry.Lookup(job.Type)
 	if !ok {
 		return w.finish(ctx, log, job, started, nil, Permanent(fmt.Errorf("no handler registered for job type %q", job.Type)))
@@ -551,8 +559,9 @@ func (w *Worker) safeHandle(ctx context.Context, log *slog.Logger, h Handler, jo
 	defer func() {
 		if r := recover(); r != nil {
 			// The stack goes to the log only; the job keeps a short message.
-			log.Error("handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			err = fmt.Errorf("handler panicked: %v", r)
+			msg := scrub(fmt.Sprint(r), w.secretValuesOf(job))
+			log.Error("handler panicked", "panic", msg, "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %s", msg)
 		}
 	}()
 	return h.Handle(ctx, job)
@@ -571,14 +580,19 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, 
 		ao      AttemptOutcome
 		updates map[string]any
 		retryAt time.Time
+		errText string
 	)
+	if herr != nil {
+		// Secret values never reach the row, the history or the log.
+		errText = truncate(scrub(herr.Error(), w.secretValuesOf(job)))
+	}
 	switch {
 	case herr == nil:
 		o, ao = outcomeCompleted, AttemptCompleted
 		updates = map[string]any{"status": models.StatusCompleted, "result": models.JSON(result), "error": "", "checkpoint": nil, "completed_at": now}
 	case IsPermanent(herr) || job.Attempts >= job.MaxAttempts:
 		o, ao = outcomeFailed, AttemptFailed
-		updates = map[string]any{"status": models.StatusFailed, "error": truncate(herr.Error()), "completed_at": now}
+		updates = map[string]any{"status": models.StatusFailed, "error": errText, "completed_at": now}
 	default:
 		o, ao = outcomeRetried, AttemptRetried
 		delay := w.cfg.Backoff(job.Attempts)
@@ -586,7 +600,7 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, 
 			delay = d
 		}
 		retryAt = now.Add(delay)
-		updates = map[string]any{"status": models.StatusPending, "error": truncate(herr.Error()), "next_run_at": retryAt}
+		updates = map[string]any{"status": models.StatusPending, "error": errText, "next_run_at": retryAt}
 	}
 	updates["lease_expires_at"] = nil
 	updates["lease_id"] = nil
@@ -601,19 +615,15 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, 
 		log.Warn("job moved on while running (cancelled, or its lease was taken over); outcome dropped")
 		return outcomeLost
 	}
-	errText := ""
-	if herr != nil {
-		errText = truncate(herr.Error())
-	}
 	recordAttempt(wctx, w.cfg.DB, log, attemptRecord{JobID: job.ID, Attempt: job.Attempts, StartedAt: started, FinishedAt: now, Outcome: ao, Error: errText})
 	var qerr error
 	switch o {
 	case outcomeRetried:
 		qerr = w.cfg.Queue.EnqueueAt(wctx, retryAt, Item{ID: job.ID, Priority: job.Priority})
-		log.Info("job will be retried", "retry_at", retryAt, "err", herr)
+		log.Info("job will be retried", "retry_at", retryAt, "err", errText)
 	case outcomeFailed:
 		qerr = w.cfg.Queue.Ack(wctx, job.ID)
-		log.Warn("job failed", "err", herr)
+		log.Warn("job failed", "err", errText)
 	default:
 		qerr = w.cfg.Queue.Ack(wctx, job.ID)
 		log.Info("job completed")

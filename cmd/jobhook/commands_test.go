@@ -56,9 +56,12 @@ func TestTokenCommand(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "--user")
 
-	t.Setenv("APP_ENV", "production")
-	t.Setenv("WORKER_SECRET", strings.Repeat("w", 40))
-	t.Setenv("AUTH_JWT_SECRET", strings.Repeat("s", 40))
+	for k, v := range map[string]string{
+		"APP_ENV": "production", "WORKER_SECRET": strings.Repeat("w", 40), "AUTH_JWT_SECRET": strings.Repeat("s", 40),
+		"QSTASH_TOKEN": "t", "QSTASH_CURRENT_SIGNING_KEY": "sig_c", "DATABASE_URL": "postgres://db/x", "REDIS_URL": "redis://r:6379",
+	} {
+		t.Setenv(k, v)
+	}
 	code, _, errOut = runCmd(t, "token", "--user", "alice")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "refusing to mint tokens")

@@ -33,6 +33,9 @@ func token(args []string, stdout, stderr io.Writer) error {
 	if cfg.Production() {
 		return errors.New("refusing to mint tokens with APP_ENV=production; tokens come from your identity provider there")
 	}
+	if cfg.AuthJWTSecret == "" {
+		return errors.New("AUTH_JWT_SECRET is not set (user tokens come from the JWKS at AUTH_JWKS_URL)")
+	}
 	tok, err := auth.MintHS256([]byte(cfg.AuthJWTSecret), *user, *ttl, time.Now())
 	if err != nil {
 		return err

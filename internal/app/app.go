@@ -27,6 +27,7 @@ import (
 	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/redisconn"
 	"github.com/jobhook/jobhook/internal/schedules"
+	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/tasks"
 )
@@ -47,6 +48,7 @@ type App struct {
 	QStashClient *qstashclient.Client
 
 	log        *slog.Logger
+	jwks       *auth.JWKSVerifier
 	runner     *jobs.Runner
 	reconciler *jobs.Reconciler
 	schedules  *schedules.File
@@ -110,13 +112,32 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		log.Warn("web_scraping may reach private, loopback and link-local addresses", "why", "SCRAPE_ALLOW_PRIVATE=true")
 	}
 
+	var keyring *secretbox.Keyring
+	if cfg.JobsEncryptionKey != "" {
+		if keyring, err = secretbox.ParseKeyring(cfg.JobsEncryptionKey); err != nil {
+			return nil, fmt.Errorf("JOBS_ENCRYPTION_KEY: %w", err)
+		}
+		log.Info("secrets: payload fields marked secret are encrypted", "keyring", keyring)
+	}
+	secretTypes, err := jobs.CheckSecretFields(a.Registry)
+	if err != nil {
+		return nil, err
+	}
+	if len(secretTypes) > 0 && keyring == nil {
+		msg := fmt.Sprintf("job types %v have secret payload fields but JOBS_ENCRYPTION_KEY is not set; creating them is refused", secretTypes)
+		if cfg.Production() {
+			return nil, errors.New(msg)
+		}
+		log.Warn(msg)
+	}
+
 	a.Queue = jobs.NewQueue(a.Redis.Client, cfg.RedisPrefix, nil)
 	reconciler := jobs.NewReconciler(jobs.ReconcilerConfig{DB: a.DB.Gorm, Queue: a.Queue, Logger: log})
 	a.reconciler = reconciler
 	workerCfg := jobs.WorkerConfig{
 		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
 		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration,
-		Reconciler: reconciler,
+		Reconciler: reconciler, Secrets: keyring,
 	}
 	var notify func(context.Context)
 	var publisher jobs.Publisher
@@ -178,7 +199,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a.Service = jobs.NewService(jobs.ServiceConfig{
 		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
-		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: notify, Publisher: publisher,
+		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: notify, Publisher: publisher, Secrets: keyring,
 	})
 
 	// The in-process Redis starts empty, and a real one may have lost
@@ -215,6 +236,26 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		}
 		hcfg.WorkerAuth = append(hcfg.WorkerAuth, check)
 		log.Info("worker auth: QStash signatures for "+cfg.WorkerURL+", or the bearer WORKER_SECRET", "why", "QStash signing keys set")
+	}
+	var verifiers []auth.AlgorithmVerifier
+	if cfg.AuthJWKSURL != "" {
+		// An unreachable JWKS does not stop the start: requests get 503
+		// until a fetch succeeds.
+		a.jwks, err = auth.NewJWKSVerifier(context.WithoutCancel(ctx), auth.JWKSConfig{
+			URL: cfg.AuthJWKSURL, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
+			AuthorizedParties: cfg.AuthAuthorizedParties, Logger: log.With("component", "auth"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		verifiers = append(verifiers, a.jwks)
+		log.Info("auth: user tokens (RS256, ES256) checked against "+cfg.AuthJWKSURL, "why", "AUTH_JWKS_URL set")
+	}
+	if cfg.AuthJWTSecret != "" {
+		verifiers = append(verifiers, auth.NewHS256Verifier([]byte(cfg.AuthJWTSecret)))
+	}
+	if hcfg.Verifier, err = auth.NewMultiVerifier(verifiers...); err != nil {
+		return nil, err
 	}
 	a.Echo = handlers.New(hcfg)
 	a.server = &http.Server{
@@ -351,6 +392,9 @@ func loadSchedules(path string) (*schedules.File, error) {
 }
 
 func (a *App) closeBackends() {
+	if a.jwks != nil {
+		a.jwks.Close()
+	}
 	if a.Redis != nil {
 		_ = a.Redis.Close()
 	}

@@ -3,8 +3,10 @@
 // A TokenVerifier turns a token into the id of the user it speaks for (the
 // JWT "sub" claim). This package has the HS256 verifier used in development
 // and for self-issued tokens (AUTH_JWT_SECRET), and MintHS256 to issue such
-// tokens (the `jobhook token` command, tests). A JWKS verifier for an
-// identity provider such as Clerk implements the same interface.
+// tokens (the `jobhook token` command, tests); JWKSVerifier, for tokens of
+// an identity provider such as Clerk signed with the keys of a JWKS URL
+// (AUTH_JWKS_URL); and MultiVerifier, which sends each token to the one
+// verifier that accepts the algorithm its header names.
 //
 // Every rejection of a token wraps ErrRejected, and one of the more precise
 // sentinels (ErrMalformed, ErrExpired, …), so callers can tell "the token is
@@ -57,13 +59,26 @@ var (
 	// ErrNotYetValid: the nbf claim is in the future (beyond the leeway).
 	ErrNotYetValid = fmt.Errorf("%w: token not valid yet", ErrRejected)
 	// ErrBadSignature: the signature does not match, or the token uses an
-	// algorithm the verifier does not accept.
+	// algorithm the verifier does not accept, or (JWKS) no key of the set
+	// may verify it: no kid, an unknown kid, a key of another type.
 	ErrBadSignature = fmt.Errorf("%w: bad signature", ErrRejected)
 	// ErrInvalid: any other invalid token, such as one without exp or with a
 	// claim of the wrong type.
 	ErrInvalid = fmt.Errorf("%w: invalid token", ErrRejected)
 	// ErrMissingSubject: the token has no sub claim, or an empty one.
 	ErrMissingSubject = fmt.Errorf("%w: token has no subject", ErrRejected)
+)
+
+// The claim checks of a JWKSVerifier. Each wraps ErrInvalid (and so
+// ErrRejected): a caller that knows only ErrInvalid treats them alike.
+var (
+	// ErrWrongIssuer: the iss claim is not the configured issuer.
+	ErrWrongIssuer = fmt.Errorf("%w: wrong issuer", ErrInvalid)
+	// ErrWrongAudience: no aud value is a configured audience.
+	ErrWrongAudience = fmt.Errorf("%w: wrong audience", ErrInvalid)
+	// ErrWrongParty: the azp claim is present and not a configured
+	// authorized party.
+	ErrWrongParty = fmt.Errorf("%w: unauthorized party (azp)", ErrInvalid)
 )
 
 // ErrNoSecret is returned by a verifier or MintHS256 that has no secret. It

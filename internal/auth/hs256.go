@@ -21,7 +21,10 @@ type Verifier struct {
 	parser *jwt.Parser
 }
 
-var _ TokenVerifier = (*Verifier)(nil)
+var _ AlgorithmVerifier = (*Verifier)(nil)
+
+// Algorithms returns the one algorithm the verifier accepts, HS256.
+func (v *Verifier) Algorithms() []string { return []string{jwt.SigningMethodHS256.Alg()} }
 
 // NewHS256Verifier returns a verifier for tokens signed with secret. The
 // secret is copied. With an empty secret every Verify fails with ErrNoSecret.

@@ -16,6 +16,7 @@ import (
 	"github.com/joho/godotenv"
 
 	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/secretbox"
 )
 
 // Config is every setting jobhook reads. The env tag names the variable.
@@ -195,6 +196,11 @@ func (c *Config) finish() error {
 	}
 	if c.WorkerAuthFailuresPerMinute < 1 {
 		problems = append(problems, "WORKER_AUTH_FAILURES_PER_MINUTE must be at least 1")
+	}
+	if c.JobsEncryptionKey != "" {
+		if _, err := secretbox.ParseKeyring(c.JobsEncryptionKey); err != nil {
+			problems = append(problems, "JOBS_ENCRYPTION_KEY: "+err.Error())
+		}
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 32 {
 		problems = append(problems, "ADMIN_TOKEN must be at least 32 bytes")
