@@ -49,6 +49,7 @@ const (
 	CodeInternalError          = "internal_error"
 	CodeServiceUnavailable     = "service_unavailable"
 	CodeRateLimited            = "rate_limited"
+	CodeOperatorCannotCreate   = "operator_cannot_create"
 	CodeEncryptionUnconfigured = "encryption_unconfigured"
 	CodeTooManyAuthFailures    = "too_many_auth_failures"
 	CodeNotReady               = "not_ready"
@@ -124,6 +125,8 @@ func toAPIError(err error) *APIError {
 		return apiError(http.StatusConflict, CodeJobNotReschedulable, "only a pending or scheduled job can be rescheduled")
 	case errors.Is(err, jobs.ErrNotRetryable):
 		return apiError(http.StatusConflict, CodeJobNotRetryable, "only a failed job can be retried")
+	case errors.Is(err, jobs.ErrOperatorCannotCreate):
+		return apiError(http.StatusForbidden, CodeOperatorCannotCreate, "an operator cannot create jobs; a job belongs to a user")
 	case errors.Is(err, jobs.ErrSecretsUnconfigured):
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeEncryptionUnconfigured,
 			Message: "this job type carries secrets and the server has no encryption key configured", Err: err}

@@ -59,6 +59,7 @@
 //	method_not_allowed       405     the route exists for other methods (see the Allow header)
 //	job_not_cancellable      409     the job is neither pending nor scheduled
 //	job_not_reschedulable    409     the job is neither pending nor scheduled
+//	operator_cannot_create   403     POST /api/jobs with the ADMIN_TOKEN (a job belongs to a user)
 //	job_not_retryable        409     the job has not failed
 //	payload_too_large        413     payload over the size limit (256 KiB by default)
 //	request_too_large        413     request body over Config.BodyLimit (1 MiB by default)
@@ -153,6 +154,9 @@ type Config struct {
 	// authentications per client address; once blocked, calls get 429
 	// too_many_auth_failures without being checked.
 	WorkerAuthLimit WorkerAuthLimiter
+	// AdminToken, when set, is an operator's bearer token: its requests see
+	// and act on every user's jobs (creating jobs excepted).
+	AdminToken string
 	// HSTS adds Strict-Transport-Security (production behind TLS).
 	HSTS bool
 
@@ -223,6 +227,7 @@ type server struct {
 	cfg        Config
 	log        *slog.Logger
 	workerAuth []WorkerAuthFunc
+	adminToken []byte // sha256 of Config.AdminToken, nil when unset
 }
 
 // New returns the Echo app with every route and middleware. It panics when
@@ -236,6 +241,9 @@ func New(cfg Config) *echo.Echo {
 	cfg = cfg.withDefaults()
 	s := &server{cfg: cfg, log: cfg.Logger.With("component", "http")}
 	s.workerAuth = append(s.workerAuth, cfg.WorkerAuth...)
+	if cfg.AdminToken != "" {
+		s.adminToken = hashToken(cfg.AdminToken)
+	}
 	if cfg.WorkerSecret != "" {
 		s.workerAuth = append(s.workerAuth, BearerWorkerAuth(cfg.WorkerSecret))
 	}

@@ -102,6 +102,9 @@ func (s *Service) Validate(req *CreateRequest) error {
 	if req.UserID == "" {
 		return invalid("invalid_user", "", "a user id is required")
 	}
+	if req.UserID == Operator {
+		return ErrOperatorCannotCreate
+	}
 	if req.Type == "" {
 		return invalid("invalid_type", "type", "type is required")
 	}
@@ -274,7 +277,7 @@ func (s *Service) Reschedule(ctx context.Context, userID string, id int64, at ti
 		status, next = models.StatusPending, now
 	}
 	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
-		Where("id = ? AND user_id = ? AND status = ? AND updated_at = ?", id, userID, before.Status, before.UpdatedAt).
+		Scopes(ownedBy(userID)).Where("id = ? AND status = ? AND updated_at = ?", id, before.Status, before.UpdatedAt).
 		Updates(map[string]any{"status": status, "scheduled_for": at, "next_run_at": next, "qstash_message_id": nil, "updated_at": now})
 	if res.Error != nil {
 		return nil, fmt.Errorf("reschedule job %d: %w: %w", id, ErrUnavailable, res.Error)
@@ -354,7 +357,7 @@ func (s *Service) byIdempotencyKey(ctx context.Context, userID, key string) (*mo
 // cannot be probed.
 func (s *Service) Get(ctx context.Context, userID string, id int64) (*models.Job, error) {
 	var job models.Job
-	err := s.cfg.DB.WithContext(ctx).Where("id = ? AND user_id = ?", id, userID).Take(&job).Error
+	err := s.cfg.DB.WithContext(ctx).Scopes(ownedBy(userID)).Where("id = ?", id).Take(&job).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, ErrNotFound
 	}
@@ -393,7 +396,7 @@ func (s *Service) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	if req.Limit < 1 || req.Limit > MaxListLimit {
 		return ListPage{}, invalid("invalid_limit", "limit", "limit must be an integer from 1 to %d", MaxListLimit)
 	}
-	q := s.cfg.DB.WithContext(ctx).Where("user_id = ?", req.UserID)
+	q := s.cfg.DB.WithContext(ctx).Scopes(ownedBy(req.UserID))
 	if req.Status != "" {
 		q = q.Where("status = ?", string(req.Status))
 	}
@@ -446,7 +449,7 @@ func decodeCursor(c string) (int64, error) {
 func (s *Service) Cancel(ctx context.Context, userID string, id int64) (*models.Job, error) {
 	now := s.cfg.Clock.Now().UTC()
 	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
-		Where("id = ? AND user_id = ? AND status IN ?", id, userID, []string{string(models.StatusPending), string(models.StatusScheduled)}).
+		Scopes(ownedBy(userID)).Where("id = ? AND status IN ?", id, []string{string(models.StatusPending), string(models.StatusScheduled)}).
 		Updates(map[string]any{"status": models.StatusCancelled, "completed_at": now, "updated_at": now})
 	if res.Error != nil {
 		return nil, fmt.Errorf("cancel job %d: %w: %w", id, ErrUnavailable, res.Error)

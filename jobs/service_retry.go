@@ -20,7 +20,7 @@ var ErrNotRetryable = errors.New("job cannot be retried in its current status")
 func (s *Service) Retry(ctx context.Context, userID string, id int64) (*models.Job, error) {
 	now := s.cfg.Clock.Now().UTC()
 	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
-		Where("id = ? AND user_id = ? AND status = ?", id, userID, models.StatusFailed).
+		Scopes(ownedBy(userID)).Where("id = ? AND status = ?", id, models.StatusFailed).
 		Updates(map[string]any{
 			"status":           models.StatusPending,
 			"attempts":         0,

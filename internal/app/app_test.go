@@ -21,6 +21,7 @@ import (
 
 	"github.com/jobhook/jobhook/internal/app"
 	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/auth/authtest"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/models"
@@ -236,4 +237,28 @@ func TestDrainCallInFlightAnswersAtShutdown(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, models.StatusPending, job.Status)
 	require.Equal(t, 0, job.Attempts, "the interrupted attempt does not count")
+}
+
+// TestJWKSUsers: with AUTH_JWKS_URL set, RS256 and ES256 tokens from the
+// JWKS are users, and the development HS256 secret is no longer accepted.
+func TestJWKSUsers(t *testing.T) {
+	jwks := authtest.NewJWKSServer(t)
+	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "jobhook.db"))
+	t.Setenv("EMBEDDED_QSTASH", "false")
+	t.Setenv("AUTH_JWKS_URL", jwks.URL())
+	a, base := start(t)
+	defer stop(t, a)
+	get := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/api/jobs", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusOK, get(jwks.Sign(t, authtest.Claims("user_rs", time.Now()), jwks.RSAKID())))
+	require.Equal(t, http.StatusOK, get(jwks.Sign(t, authtest.Claims("user_es", time.Now()), jwks.ECKID())))
+	dev, err := auth.MintHS256([]byte(auth.DevJWTSecret), "mallory", time.Hour, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, get(dev), "the public development secret is off once a JWKS is configured")
 }
