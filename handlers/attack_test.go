@@ -3,7 +3,9 @@ package handlers_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +183,38 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 			require.Equal(t, "no-store", h.Get("Cache-Control"))
 		}
 	}
+}
+
+// TestForwardedForIsTrustedOnlyFromProxies: a client cannot dodge the
+// worker-auth failure limit with a forged X-Forwarded-For, unless the peer
+// is a configured proxy.
+func TestForwardedForIsTrustedOnlyFromProxies(t *testing.T) {
+	b := testenv.Embedded(t)
+	limiter := ratelimit.New(b.Redis, b.Prefix+"ratelimit:", nil)
+	_, proxy, err := net.ParseCIDR("10.9.0.0/16")
+	require.NoError(t, err)
+	bb := setup(t, b, func(cfg *handlers.Config) {
+		cfg.WorkerAuthLimit = testAuthLimit{limiter, ratelimit.Failures{Limit: 2, Window: time.Minute}}
+		cfg.TrustedProxies = []*net.IPNet{proxy}
+	})
+	try := func(peer, xff string) int {
+		req := httptest.NewRequest(http.MethodPost, "/api/workers", nil)
+		req.RemoteAddr = peer + ":5555"
+		req.Header.Set("Authorization", "Bearer wrong")
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		rec := httptest.NewRecorder()
+		bb.app.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	// A direct client rotating forged X-Forwarded-For values is still one address.
+	require.Equal(t, 401, try("203.0.113.7", "1.1.1.1"))
+	require.Equal(t, 401, try("203.0.113.7", "2.2.2.2"))
+	require.Equal(t, 429, try("203.0.113.7", "3.3.3.3"))
+	// Behind the trusted proxy, each forwarded client counts alone.
+	require.Equal(t, 401, try("10.9.1.1", "198.51.100.1"))
+	require.Equal(t, 401, try("10.9.1.1", "198.51.100.2"))
+	require.Equal(t, 401, try("10.9.1.1", "198.51.100.1"))
+	require.Equal(t, 429, try("10.9.1.1", "198.51.100.1"))
 }

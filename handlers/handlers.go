@@ -74,6 +74,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -157,6 +158,10 @@ type Config struct {
 	// AdminToken, when set, is an operator's bearer token: its requests see
 	// and act on every user's jobs (creating jobs excepted).
 	AdminToken string
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed
+	// when finding a client's address (for the worker-auth failure
+	// limit). Empty: the TCP peer is the client.
+	TrustedProxies []*net.IPNet
 	// HSTS adds Strict-Transport-Security (production behind TLS).
 	HSTS bool
 
@@ -252,6 +257,13 @@ func New(cfg Config) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.IPExtractor = echo.ExtractIPDirect()
+	if len(cfg.TrustedProxies) > 0 {
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range cfg.TrustedProxies {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	e.HTTPErrorHandler = s.handleError
 	// http.Server's own errors (TLS handshakes, bad requests) go to slog.
 	e.StdLogger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)

@@ -218,6 +218,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		WorkerAuthLimit: workerAuthLimit{limiter, authFailures},
 		HSTS:            cfg.Production(),
 		AdminToken:      cfg.AdminToken,
+		TrustedProxies:  cfg.TrustedProxyNets(),
 		Service:         a.Service,
 		Worker:          a.Worker,
 		Verifier:        auth.NewHS256Verifier([]byte(cfg.AuthJWTSecret)),

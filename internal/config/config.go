@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -98,6 +99,10 @@ type Config struct {
 	// WorkerAuthFailuresPerMinute limits failed POST /api/workers
 	// authentications per client address.
 	WorkerAuthFailuresPerMinute int `env:"WORKER_AUTH_FAILURES_PER_MINUTE" envDefault:"20"`
+
+	// TrustedProxies are CIDRs of the proxies in front of jobhook whose
+	// X-Forwarded-For is believed (e.g. 10.0.0.0/8). Empty: none.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
 
 	// Warnings lists the settings that production would refuse, for serve
 	// to log in development.
@@ -200,6 +205,11 @@ func (c *Config) finish() error {
 	if c.JobsEncryptionKey != "" {
 		if _, err := secretbox.ParseKeyring(c.JobsEncryptionKey); err != nil {
 			problems = append(problems, "JOBS_ENCRYPTION_KEY: "+err.Error())
+		}
+	}
+	for _, cidr := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(strings.TrimSpace(cidr)); err != nil {
+			problems = append(problems, fmt.Sprintf("TRUSTED_PROXIES: %q is not a CIDR such as 10.0.0.0/8", cidr))
 		}
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 32 {
@@ -329,6 +339,17 @@ func (c *Config) QStashMode() string {
 	default:
 		return "off"
 	}
+}
+
+// TrustedProxyNets parses TRUSTED_PROXIES (validated at load).
+func (c *Config) TrustedProxyNets() []*net.IPNet {
+	var out []*net.IPNet
+	for _, cidr := range c.TrustedProxies {
+		if _, n, err := net.ParseCIDR(strings.TrimSpace(cidr)); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Production reports whether APP_ENV is production.
