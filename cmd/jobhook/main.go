@@ -30,7 +30,7 @@ func main() {
 const usage = `jobhook — a job runner for serverless Go backends
 
 Usage:
-  jobhook serve                       run the API (and the in-process worker unless INPROCESS_WORKER=false)
+  jobhook serve                       run the API; QStash (real, or in-process by default) drives the worker
   jobhook migrate up|down|status      apply, roll back one, or list database migrations
   jobhook token --user ID [--ttl 24h] print an HS256 API token signed with AUTH_JWT_SECRET
                                       (or the development default)
@@ -41,10 +41,14 @@ Usage:
                                       finished (exit 0 completed, 1 failed or timed out)
   jobhook qstash-dev [--addr 127.0.0.1:8080]
                                       run the in-process QStash on its own, for any client
+  jobhook load [--url http://localhost:8080] [--jobs 1000] [--concurrency 16]
+               [--type T] [--payload JSON]
+                                      create jobs through the API of a local server and
+                                      report create and end-to-end throughput
 
 Settings are environment variables (a .env file is read when present);
 with none at all, serve runs on SQLite, an in-process Redis and an
-in-process worker.
+in-process QStash that calls the server's own /api/workers.
 `
 
 // run executes one command and returns the exit status.
@@ -67,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = triggerCmd(ctx, args[1:], stdout, stderr)
 	case "qstash-dev":
 		err = qstashDevCmd(ctx, args[1:], stdout, stderr)
+	case "load":
+		err = loadCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
