@@ -95,6 +95,9 @@ type CreateRequest struct {
 	// IdempotencyKey, when set, makes a second create with the same user and
 	// key return the first job.
 	IdempotencyKey string
+	// ParentID makes the job a child of a running job (see SpawnChildren);
+	// it is never taken from an API request.
+	ParentID *int64
 }
 
 // Validate checks a request without touching any backend.
@@ -192,6 +195,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, b
 		key := req.IdempotencyKey
 		job.IdempotencyKey = &key
 	}
+	job.ParentID = req.ParentID
 	if err := s.cfg.DB.WithContext(ctx).Create(job).Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) && req.IdempotencyKey != "" {
 			// A concurrent create with the same key won the race.

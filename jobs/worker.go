@@ -65,6 +65,8 @@ type WorkerConfig struct {
 	// Secrets opens the secret payload fields of claimed jobs (see
 	// SecretFielder). Without it, a job with sealed fields fails.
 	Secrets *secretbox.Keyring
+	// Children creates child jobs for SpawnChildren (the Service).
+	Children ChildCreator
 }
 
 // Worker drains the queue: it claims jobs, runs their handlers and records
@@ -166,6 +168,8 @@ type DrainSummary struct {
 	Skipped int `json:"skipped"`
 	// Released counts jobs given back unfinished at shutdown.
 	Released int `json:"released"`
+	// Snoozed counts jobs that ran and now wait (for their children).
+	Snoozed int `json:"snoozed"`
 	// Remaining is how many jobs were pending when the drain ended.
 	Remaining  int64 `json:"remaining"`
 	DurationMs int64 `json:"durationMs"`
@@ -180,6 +184,7 @@ const (
 	outcomeFailed
 	outcomeLost     // the job's row had moved on: nothing recorded
 	outcomeReleased // given back at shutdown
+	outcomeSnoozed  // waiting (for its children)
 )
 
 // Drain reaps expired leases, promotes due jobs, then claims and runs jobs,
@@ -244,6 +249,8 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 			sum.Skipped++
 		case outcomeReleased:
 			sum.Released++
+		case outcomeSnoozed:
+			sum.Snoozed++
 		}
 	}
 	var loopErr error
@@ -278,6 +285,14 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 		mu.Unlock()
 		if len(rows) == 0 {
 			if skipped > 0 {
+				continue
+			}
+			// Jobs that fell due meanwhile (a parent woken by its last
+			// child, a short retry) run in this drain too.
+			if n, err := w.cfg.Queue.PromoteDue(ctx); err == nil && n > 0 {
+				mu.Lock()
+				sum.Promoted += n
+				mu.Unlock()
 				continue
 			}
 			if inflight == 0 {
@@ -536,6 +551,23 @@ func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, job *models.Jo
 	}
 }
 
+// snooze ends an attempt that asked to wait (AwaitChildren): pending again
+// at until, the attempt not counted.
+func (w *Worker) snooze(ctx context.Context, log *slog.Logger, job *models.Job, until time.Time) outcome {
+	now := w.cfg.Clock.Now().UTC()
+	res := leased(w.cfg.DB.WithContext(ctx), job).
+		Updates(map[string]any{"status": models.StatusPending, "attempts": gorm.Expr("attempts - 1"), "lease_expires_at": nil, "lease_id": nil, "next_run_at": until, "updated_at": now})
+	if res.Error != nil || res.RowsAffected == 0 {
+		log.Warn("job moved on while running; snooze dropped", "err", res.Error)
+		return outcomeLost
+	}
+	if err := w.cfg.Queue.EnqueueAt(ctx, until, Item{ID: job.ID, Priority: job.Priority}); err != nil {
+		log.Warn("snoozed job not queued; the reconciler will queue it", "err", err)
+	}
+	log.Debug("job waits", "until", until)
+	return outcomeSnoozed
+}
+
 // release gives an unfinished job back at shutdown: pending again, now, and
 // the interrupted attempt does not count.
 func (w *Worker) release(log *slog.Logger, job *models.Job, started time.Time) outcome {
@@ -586,6 +618,9 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, 
 		// Secret values never reach the row, the history or the log.
 		errText = truncate(scrub(herr.Error(), w.secretValuesOf(job)))
 	}
+	if d, ok := snoozeDelay(herr); ok {
+		return w.snooze(wctx, log, job, now.Add(d))
+	}
 	switch {
 	case herr == nil:
 		o, ao = outcomeCompleted, AttemptCompleted
@@ -624,9 +659,11 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, 
 	case outcomeFailed:
 		qerr = w.cfg.Queue.Ack(wctx, job.ID)
 		log.Warn("job failed", "err", errText)
+		defer w.wakeParent(wctx, job)
 	default:
 		qerr = w.cfg.Queue.Ack(wctx, job.ID)
 		log.Info("job completed")
+		defer w.wakeParent(wctx, job)
 	}
 	if qerr != nil {
 		log.Warn("job recorded but queue not updated; the reconciler will repair it", "err", qerr)

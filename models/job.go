@@ -74,6 +74,8 @@ type Job struct {
 	CreatedAt      time.Time  `gorm:"column:created_at;autoCreateTime:false" json:"createdAt"`
 	UpdatedAt      time.Time  `gorm:"column:updated_at;autoUpdateTime:false" json:"updatedAt"`
 	IdempotencyKey *string    `gorm:"column:idempotency_key" json:"idempotencyKey,omitempty"`
+	// ParentID is the job that created this one as a child, if any.
+	ParentID *int64 `gorm:"column:parent_id" json:"parentId,omitempty"`
 	// QStashMessageID is the delayed message that delivers a scheduled job.
 	QStashMessageID *string `gorm:"column:qstash_message_id" json:"-"`
 	// LeaseExpiresAt is when a processing job's worker counts as lost,

@@ -29,6 +29,7 @@ import (
 	"github.com/jobhook/jobhook/internal/schedules"
 	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/models"
 	"github.com/jobhook/jobhook/tasks"
 )
 
@@ -138,6 +139,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
 		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration,
 		Reconciler: reconciler, Secrets: keyring,
+		// The Service is built below; children are created through it.
+		Children: childCreator(func(ctx context.Context, parent *models.Job, i int, spec jobs.ChildSpec) (*models.Job, error) {
+			return a.Service.CreateChild(ctx, parent, i, spec)
+		}),
 	}
 	var notify func(context.Context)
 	var publisher jobs.Publisher
@@ -367,6 +372,13 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.closeBackends()
 	return err
+}
+
+// childCreator adapts a function to jobs.ChildCreator.
+type childCreator func(ctx context.Context, parent *models.Job, i int, spec jobs.ChildSpec) (*models.Job, error)
+
+func (f childCreator) CreateChild(ctx context.Context, parent *models.Job, i int, spec jobs.ChildSpec) (*models.Job, error) {
+	return f(ctx, parent, i, spec)
 }
 
 // workerAuthLimit adapts the limiter to the handlers' interface.

@@ -1,0 +1,163 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jobhook/jobhook/models"
+)
+
+// Parent and child jobs (flows). A handler creates its children with
+// SpawnChildren, then waits for them with AwaitChildren, which ends the
+// attempt without counting it (a snooze) until every child has finished;
+// a child's end wakes its parent at once. Spawning is idempotent: a retry
+// of the parent gets the same children back, never a second set.
+//
+//	children, err := jobs.SpawnChildren(ctx, specs)
+//	if err != nil { return nil, err }
+//	done, err := jobs.AwaitChildren(ctx, time.Minute)
+//	if err != nil { return nil, err } // still waiting (snooze) or a failure
+//	... build the result from done ...
+
+// ChildSpec describes one child job. The child belongs to the parent's
+// user and is validated like any job (secret fields are sealed).
+type ChildSpec struct {
+	Type        string
+	Payload     json.RawMessage
+	Priority    int
+	MaxAttempts int
+}
+
+// ChildCreator creates child jobs; *Service is one.
+type ChildCreator interface {
+	CreateChild(ctx context.Context, parent *models.Job, index int, spec ChildSpec) (*models.Job, error)
+}
+
+var _ ChildCreator = (*Service)(nil)
+
+// CreateChild creates (or, on a retry of the parent, finds) the parent's
+// child number index.
+func (s *Service) CreateChild(ctx context.Context, parent *models.Job, index int, spec ChildSpec) (*models.Job, error) {
+	parentID := parent.ID
+	job, _, err := s.Create(ctx, CreateRequest{
+		UserID:         parent.UserID,
+		Type:           spec.Type,
+		Payload:        spec.Payload,
+		Priority:       spec.Priority,
+		MaxAttempts:    spec.MaxAttempts,
+		IdempotencyKey: fmt.Sprintf("child:%d:%d", parent.ID, index),
+		ParentID:       &parentID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create child %d of job %d: %w", index, parent.ID, err)
+	}
+	return job, nil
+}
+
+// SpawnChildren creates the running job's children, once: calling it again
+// (a retry) returns the same children. It returns their ids in order.
+func SpawnChildren(ctx context.Context, specs []ChildSpec) ([]int64, error) {
+	jc, ok := ctx.Value(jobContextKey{}).(*jobContext)
+	if !ok {
+		return nil, ErrNoJob
+	}
+	if jc.w.cfg.Children == nil {
+		return nil, errors.New("spawn children: the worker has no ChildCreator")
+	}
+	ids := make([]int64, len(specs))
+	for i, spec := range specs {
+		child, err := jc.w.cfg.Children.CreateChild(ctx, jc.job, i, spec)
+		if err != nil {
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				return nil, Permanent(err)
+			}
+			return nil, err
+		}
+		ids[i] = child.ID
+	}
+	return ids, nil
+}
+
+// Children returns the running job's children, in creation order, with
+// their results. Secret fields are not decrypted.
+func Children(ctx context.Context) ([]models.Job, error) {
+	jc, ok := ctx.Value(jobContextKey{}).(*jobContext)
+	if !ok {
+		return nil, ErrNoJob
+	}
+	var rows []models.Job
+	if err := jc.w.cfg.DB.WithContext(ctx).Where("parent_id = ?", jc.job.ID).Order("id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("children of job %d: %w: %w", jc.job.ID, ErrUnavailable, err)
+	}
+	return rows, nil
+}
+
+// AwaitChildren returns the running job's children once every one has
+// finished (completed, failed or cancelled). While some still run it
+// returns a Snooze error: return it from Handle and the job runs again
+// when a child finishes, or after poll at the latest.
+func AwaitChildren(ctx context.Context, poll time.Duration) ([]models.Job, error) {
+	children, err := Children(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range children {
+		if !c.Status.Finished() {
+			return nil, Snooze(poll)
+		}
+	}
+	return children, nil
+}
+
+// snoozeError ends an attempt without counting it.
+type snoozeError struct{ after time.Duration }
+
+func (e *snoozeError) Error() string { return fmt.Sprintf("waiting; runs again within %s", e.after) }
+
+// Snooze ends the attempt without counting it against MaxAttempts: the job
+// is pending again and runs after d (or sooner, when a child wakes it).
+func Snooze(d time.Duration) error {
+	if d <= 0 {
+		d = time.Second
+	}
+	return &snoozeError{after: d}
+}
+
+func snoozeDelay(err error) (time.Duration, bool) {
+	var s *snoozeError
+	if errors.As(err, &s) {
+		return s.after, true
+	}
+	return 0, false
+}
+
+// wakeParent makes a finished child's parent run now if it is waiting.
+func (w *Worker) wakeParent(ctx context.Context, child *models.Job) {
+	if child.ParentID == nil {
+		return
+	}
+	now := w.cfg.Clock.Now().UTC()
+	var rows []models.Job
+	err := w.cfg.DB.WithContext(ctx).Model(&rows).
+		Where("id = ? AND status = ? AND next_run_at > ?", *child.ParentID, models.StatusPending, now).
+		Updates(map[string]any{"next_run_at": now, "updated_at": now}).Error
+	if err != nil {
+		w.log.Warn("parent not woken; it runs at its next poll", "job_id", child.ID, "parent_id", *child.ParentID, "err", err)
+		return
+	}
+	var parent models.Job
+	if err := w.cfg.DB.WithContext(ctx).Select("id", "priority", "status").Take(&parent, *child.ParentID).Error; err != nil || parent.Status != models.StatusPending {
+		return
+	}
+	if err := w.cfg.Queue.EnqueueAt(ctx, now, Item{ID: parent.ID, Priority: parent.Priority}); err != nil {
+		w.log.Warn("parent not re-queued; the reconciler will", "parent_id", parent.ID, "err", err)
+		return
+	}
+	if w.cfg.Notify != nil {
+		w.cfg.Notify(ctx)
+	}
+}
