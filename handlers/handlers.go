@@ -76,6 +76,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -158,6 +161,9 @@ type Config struct {
 	// AdminToken, when set, is an operator's bearer token: its requests see
 	// and act on every user's jobs (creating jobs excepted).
 	AdminToken string
+	// Images, when set, serves generated images read-only at
+	// GET /files/images/:name.
+	Images *ImageFiles
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed
 	// when finding a client's address (for the worker-auth failure
 	// limit). Empty: the TCP peer is the client.
@@ -291,7 +297,32 @@ func New(cfg Config) *echo.Echo {
 	e.POST("/api/jobs/:id/retry", s.retryJob, s.requireUser, s.timeout)
 
 	e.POST("/api/workers", s.runWorker)
+	if cfg.Images != nil {
+		e.GET("/files/images/:name", s.serveImage)
+		e.HEAD("/files/images/:name", s.serveImage)
+	}
 	return e
+}
+
+// ImageFiles is a folder of generated images served read-only.
+type ImageFiles struct {
+	Dir string
+	// Name is the pattern of a valid file name (no path, no dot-dot).
+	Name *regexp.Regexp
+}
+
+// serveImage serves one generated image, by a name the store made.
+func (s *server) serveImage(c echo.Context) error {
+	name := c.Param("name")
+	if s.cfg.Images.Name == nil || !s.cfg.Images.Name.MatchString(name) {
+		return apiError(http.StatusNotFound, CodeNotFound, "not found")
+	}
+	path := filepath.Join(s.cfg.Images.Dir, name)
+	if _, err := os.Stat(path); err != nil {
+		return apiError(http.StatusNotFound, CodeNotFound, "not found")
+	}
+	c.Response().Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	return c.File(path)
 }
 
 // securityHeaders sets the headers every response carries: no sniffing,

@@ -11,12 +11,33 @@ type Config struct {
 	// ScrapeAllowPrivate lets web_scraping reach private, loopback and
 	// link-local addresses (SCRAPE_ALLOW_PRIVATE; tests and local use).
 	ScrapeAllowPrivate bool
+	// OpenAI configures ai_text_generation and ai_image_generation.
+	OpenAI OpenAIConfig
+	// ImagesDir, when set, keeps images the provider returns as base64,
+	// served at ImagesBaseURL.
+	ImagesDir     string
+	ImagesBaseURL string
+	// Graph configures social_publish_instagram and social_publish_facebook.
+	Graph GraphConfig
 }
 
 // Register adds every job type's handler to reg.
 func Register(reg *jobs.Registry, cfg Config) error {
-	if err := reg.Register(TypeWebScraping, NewWebScraping(WebScrapingConfig{AllowPrivate: cfg.ScrapeAllowPrivate})); err != nil {
-		return fmt.Errorf("tasks: %w", err)
+	ai := cfg.OpenAI
+	if cfg.ImagesDir != "" {
+		ai.Images = DirImageStore{Dir: cfg.ImagesDir, BaseURL: cfg.ImagesBaseURL}
+	}
+	handlers := map[string]jobs.Handler{
+		TypeWebScraping:            NewWebScraping(WebScrapingConfig{AllowPrivate: cfg.ScrapeAllowPrivate}),
+		TypeAITextGeneration:       NewAITextGeneration(ai),
+		TypeAIImageGeneration:      NewAIImageGeneration(ai),
+		TypeSocialPublishInstagram: NewSocialPublishInstagram(cfg.Graph),
+		TypeSocialPublishFacebook:  NewSocialPublishFacebook(cfg.Graph),
+	}
+	for typ, h := range handlers {
+		if err := reg.Register(typ, h); err != nil {
+			return fmt.Errorf("tasks: %w", err)
+		}
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ package main
 import (
 	"context"
 	"fmt"
+
+	"github.com/jobhook/jobhook/internal/secretbox"
 	"io"
 	"os"
 	"os/signal"
@@ -41,6 +43,7 @@ Usage:
                                       finished (exit 0 completed, 1 failed or timed out)
   jobhook qstash-dev [--addr 127.0.0.1:8080]
                                       run the in-process QStash on its own, for any client
+  jobhook keygen                      print a new JOBS_ENCRYPTION_KEY entry (kid:base64key)
   jobhook load [--url http://localhost:8080] [--jobs 1000] [--concurrency 16]
                [--type T] [--payload JSON]
                                       create jobs through the API of a local server and
@@ -73,6 +76,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = qstashDevCmd(ctx, args[1:], stdout, stderr)
 	case "load":
 		err = loadCmd(ctx, args[1:], stdout, stderr)
+	case "keygen":
+		var key string
+		if key, err = secretbox.GenerateKey(); err == nil {
+			fmt.Fprintln(stdout, key)
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -102,7 +102,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 
 	a.Registry = jobs.NewRegistry()
-	if err := tasks.Register(a.Registry, tasks.Config{ScrapeAllowPrivate: cfg.ScrapeAllowPrivate}); err != nil {
+	if err := tasks.Register(a.Registry, tasks.Config{
+		ScrapeAllowPrivate: cfg.ScrapeAllowPrivate,
+		OpenAI: tasks.OpenAIConfig{
+			BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey,
+			TextModel: cfg.OpenAITextModel, ImageModel: cfg.OpenAIImageModel,
+		},
+		ImagesDir:     cfg.ImagesDir,
+		ImagesBaseURL: cfg.ImagesBaseURL,
+		Graph:         tasks.GraphConfig{BaseURL: cfg.GraphAPIBaseURL, Version: cfg.GraphAPIVersion},
+	}); err != nil {
 		return nil, err
 	}
 	if cfg.ChaosTasks {
@@ -223,6 +232,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		WorkerAuthLimit: workerAuthLimit{limiter, authFailures},
 		HSTS:            cfg.Production(),
 		AdminToken:      cfg.AdminToken,
+		Images:          &handlers.ImageFiles{Dir: cfg.ImagesDir, Name: tasks.ImageNamePattern},
 		TrustedProxies:  cfg.TrustedProxyNets(),
 		Service:         a.Service,
 		Worker:          a.Worker,

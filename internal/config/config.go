@@ -139,6 +139,21 @@ type Config struct {
 	// link-local addresses (tests and local use only).
 	ScrapeAllowPrivate bool `env:"SCRAPE_ALLOW_PRIVATE" envDefault:"false"`
 
+	// OpenAIBaseURL, OpenAIAPIKey, OpenAITextModel and OpenAIImageModel
+	// configure the AI job types (any OpenAI-compatible API).
+	OpenAIBaseURL    string `env:"OPENAI_BASE_URL" envDefault:"https://api.openai.com/v1"`
+	OpenAIAPIKey     string `env:"OPENAI_API_KEY"`
+	OpenAITextModel  string `env:"OPENAI_TEXT_MODEL" envDefault:"gpt-4o-mini"`
+	OpenAIImageModel string `env:"OPENAI_IMAGE_MODEL" envDefault:"dall-e-2"`
+	// ImagesDir keeps generated images returned as base64; they are served
+	// at ImagesBaseURL (default PUBLIC_URL + "/files/images").
+	ImagesDir     string `env:"IMAGES_DIR" envDefault:"data/images"`
+	ImagesBaseURL string `env:"IMAGES_BASE_URL"`
+	// GraphAPIBaseURL and GraphAPIVersion configure the Instagram and
+	// Facebook publishing types.
+	GraphAPIBaseURL string `env:"GRAPH_API_BASE_URL" envDefault:"https://graph.facebook.com"`
+	GraphAPIVersion string `env:"GRAPH_API_VERSION" envDefault:"v25.0"`
+
 	// ChaosTasks registers the test-only job type chaos_record, which the
 	// chaos suite uses to record every handler call. Never in production.
 	ChaosTasks bool `env:"JOBHOOK_CHAOS_TASKS" envDefault:"false"`
@@ -189,6 +204,10 @@ func (c *Config) finish() error {
 	if c.WorkerURL == "" {
 		c.WorkerURL = c.PublicURL + "/api/workers"
 	}
+	if c.ImagesBaseURL == "" {
+		c.ImagesBaseURL = c.PublicURL + "/files/images"
+	}
+	c.ImagesBaseURL = strings.TrimRight(c.ImagesBaseURL, "/")
 	if c.WorkerSecret == "" {
 		c.WorkerSecret = auth.DevWorkerSecret
 	}
