@@ -14,12 +14,12 @@ package main
 import (
 	"context"
 	"fmt"
-
-	"github.com/jobhook/jobhook/internal/secretbox"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/jobhook/jobhook/internal/secretbox"
 )
 
 func main() {
