@@ -33,6 +33,7 @@ func Register(reg *jobs.Registry, cfg Config) error {
 		TypeAIImageGeneration:      NewAIImageGeneration(ai),
 		TypeSocialPublishInstagram: NewSocialPublishInstagram(cfg.Graph),
 		TypeSocialPublishFacebook:  NewSocialPublishFacebook(cfg.Graph),
+		TypeCarouselCreation:       NewCarouselCreation(),
 	}
 	for typ, h := range handlers {
 		if err := reg.Register(typ, h); err != nil {
