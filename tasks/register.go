@@ -34,6 +34,7 @@ func Register(reg *jobs.Registry, cfg Config) error {
 		TypeSocialPublishInstagram: NewSocialPublishInstagram(cfg.Graph),
 		TypeSocialPublishFacebook:  NewSocialPublishFacebook(cfg.Graph),
 		TypeCarouselCreation:       NewCarouselCreation(),
+		TypeScheduledPublish:       NewScheduledPublish(),
 	}
 	for typ, h := range handlers {
 		if err := reg.Register(typ, h); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/qstashclient"
 	"github.com/jobhook/jobhook/internal/qstashdev"
+	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
@@ -47,6 +48,10 @@ type options struct {
 	publisher func(s *system) jobs.Publisher
 	// trigger publishes a debounced trigger after each create.
 	trigger bool
+	// register adds more job types.
+	register func(reg *jobs.Registry)
+	// secrets encrypts secret payload fields.
+	secrets *secretbox.Keyring
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -69,8 +74,12 @@ func newSystem(t *testing.T, b testenv.Backend, o options) *system {
 		s.calls.add(job.ID)
 		return json.RawMessage(`{"ok":true}`), nil
 	}))
+	if o.register != nil {
+		o.register(reg)
+	}
 	s.queue = jobs.NewQueue(b.Redis, b.Prefix, s.clock)
-	worker := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: s.queue, Registry: reg, Clock: s.clock, Logger: quiet()})
+	worker := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: s.queue, Registry: reg, Clock: s.clock, Logger: quiet(),
+		Secrets: o.secrets, Children: children{s}})
 
 	// The server's URL is known only once it listens: route through a
 	// handler that is filled in below.
@@ -92,7 +101,7 @@ func newSystem(t *testing.T, b testenv.Backend, o options) *system {
 	if o.trigger {
 		notify = jobs.NewTriggerer(s.queue, publisher, time.Second, quiet()).Notify
 	}
-	s.service = jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: s.queue, Registry: reg, Clock: s.clock, Logger: quiet(), Publisher: publisher, Notify: notify})
+	s.service = jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: s.queue, Registry: reg, Clock: s.clock, Logger: quiet(), Publisher: publisher, Notify: notify, Secrets: o.secrets})
 	check, err := handlers.QStashSignatureAuth(handlers.QStashSignatureConfig{CurrentSigningKey: keys.CurrentSigningKey, NextSigningKey: keys.NextSigningKey, URL: s.workerURL})
 	require.NoError(t, err)
 	app = handlers.New(handlers.Config{
@@ -121,6 +130,14 @@ func (s *system) advance(t *testing.T, d time.Duration) {
 	t.Helper()
 	_, err := s.dev.Advance(context.Background(), d)
 	require.NoError(t, err)
+}
+
+// children creates child jobs through the system's service, built after
+// the worker.
+type children struct{ s *system }
+
+func (c children) CreateChild(ctx context.Context, parent *models.Job, i int, spec jobs.ChildSpec) (*models.Job, error) {
+	return c.s.service.CreateChild(ctx, parent, i, spec)
 }
 
 // calls counts handler runs per job.

@@ -220,3 +220,11 @@ func ops(cs []schedules.Change) []string {
 	}
 	return out
 }
+
+func loadSchedulesFile() (*schedules.File, error) {
+	return schedules.Load("../../" + schedules.DefaultFile)
+}
+
+func syncSchedules(s *system, f *schedules.File) ([]schedules.Change, error) {
+	return schedules.Sync(context.Background(), s.client, f, s.server.URL, false)
+}
