@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/models"
 )
 
 // Defaults of GraphConfig.
@@ -420,4 +421,37 @@ func (c *graphClient) scrubKeepClass(err error) error {
 		return err
 	}
 	return &graphScrubbedError{msg: msg, err: err}
+}
+
+// runGraphJob is the shared body of the Graph publishing handlers: decode
+// and check the payload, load the checkpoint, run the publish with a
+// client holding the job's token under the configured timeout, and return
+// the result as JSON. Errors keep their retry class with the token
+// scrubbed from their text.
+func runGraphJob[P, C, R any](ctx context.Context, cfg GraphConfig, jobType string, job *models.Job,
+	parse func([]byte) (*P, error), token func(*P) string,
+	run func(context.Context, *graphClient, *P, *C) (*R, error)) (json.RawMessage, error) {
+	if job == nil {
+		return nil, jobs.Permanent(errors.New(jobType + ": nil job"))
+	}
+	p, err := parse(job.Payload)
+	if err != nil {
+		return nil, jobs.Permanent(err)
+	}
+	var cp C
+	if _, err := jobs.LoadCheckpoint(job, &cp); err != nil {
+		return nil, jobs.Permanent(err)
+	}
+	c := &graphClient{cfg: cfg, token: token(p)}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	res, err := run(ctx, c, p, &cp)
+	if err != nil {
+		return nil, c.scrubKeepClass(err)
+	}
+	out, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode result: %w", jobType, err)
+	}
+	return out, nil
 }

@@ -151,30 +151,8 @@ func parseFacebookPayload(payload []byte) (*SocialPublishFacebookPayload, error)
 // call ended without a readable answer (timeout, malformed response), the
 // job fails for good asking to check the Page, rather than post again.
 func (h *SocialPublishFacebook) Handle(ctx context.Context, job *models.Job) (json.RawMessage, error) {
-	if job == nil {
-		return nil, jobs.Permanent(errors.New("social_publish_facebook: nil job"))
-	}
-	p, err := parseFacebookPayload(job.Payload)
-	if err != nil {
-		return nil, jobs.Permanent(err)
-	}
-	var cp facebookCheckpoint
-	if _, err := jobs.LoadCheckpoint(job, &cp); err != nil {
-		return nil, jobs.Permanent(err)
-	}
-	c := &graphClient{cfg: h.cfg, token: p.AccessToken}
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-	defer cancel()
-
-	res, err := h.run(ctx, c, p, &cp)
-	if err != nil {
-		return nil, c.scrubKeepClass(err)
-	}
-	out, err := json.Marshal(res)
-	if err != nil {
-		return nil, fmt.Errorf("social_publish_facebook: encode result: %w", err)
-	}
-	return out, nil
+	return runGraphJob(ctx, h.cfg, TypeSocialPublishFacebook, job, parseFacebookPayload,
+		func(p *SocialPublishFacebookPayload) string { return p.AccessToken }, h.run)
 }
 
 func (h *SocialPublishFacebook) run(ctx context.Context, c *graphClient, p *SocialPublishFacebookPayload, cp *facebookCheckpoint) (*SocialPublishFacebookResult, error) {

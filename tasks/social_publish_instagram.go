@@ -157,30 +157,8 @@ func parseInstagramPayload(payload []byte) (*SocialPublishInstagramPayload, erro
 // container in ERROR or EXPIRED, fail the job for good with Graph's message
 // and code.
 func (h *SocialPublishInstagram) Handle(ctx context.Context, job *models.Job) (json.RawMessage, error) {
-	if job == nil {
-		return nil, jobs.Permanent(errors.New("social_publish_instagram: nil job"))
-	}
-	p, err := parseInstagramPayload(job.Payload)
-	if err != nil {
-		return nil, jobs.Permanent(err)
-	}
-	var cp instagramCheckpoint
-	if _, err := jobs.LoadCheckpoint(job, &cp); err != nil {
-		return nil, jobs.Permanent(err)
-	}
-	c := &graphClient{cfg: h.cfg, token: p.AccessToken}
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-	defer cancel()
-
-	res, err := h.run(ctx, c, p, &cp)
-	if err != nil {
-		return nil, c.scrubKeepClass(err)
-	}
-	out, err := json.Marshal(res)
-	if err != nil {
-		return nil, fmt.Errorf("social_publish_instagram: encode result: %w", err)
-	}
-	return out, nil
+	return runGraphJob(ctx, h.cfg, TypeSocialPublishInstagram, job, parseInstagramPayload,
+		func(p *SocialPublishInstagramPayload) string { return p.AccessToken }, h.run)
 }
 
 func (h *SocialPublishInstagram) run(ctx context.Context, c *graphClient, p *SocialPublishInstagramPayload, cp *instagramCheckpoint) (*SocialPublishInstagramResult, error) {
