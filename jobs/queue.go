@@ -320,28 +320,6 @@ func (q *Queue) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 	return missing, nil
 }
 
-// Leases returns the lease deadline of each given job that is in
-// processing.
-func (q *Queue) Leases(ctx context.Context, ids []int64) (map[int64]time.Time, error) {
-	cmds := make([]*redis.FloatCmd, len(ids))
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.ZScore(ctx, q.Key("processing"), strconv.FormatInt(id, 10))
-		}
-		return nil
-	})
-	if err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("queue: look up leases: %w", err)
-	}
-	out := make(map[int64]time.Time, len(ids))
-	for i, c := range cmds {
-		if c.Err() == nil {
-			out[ids[i]] = time.UnixMilli(int64(c.Val()))
-		}
-	}
-	return out, nil
-}
-
 // Renew moves a processing job's lease deadline (only if it is still in
 // processing).
 func (q *Queue) Renew(ctx context.Context, id int64, deadline time.Time) error {

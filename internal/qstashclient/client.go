@@ -107,9 +107,6 @@ func (p pinBase) RoundTrip(r *http.Request) (*http.Response, error) {
 // Raw returns the underlying qstash-go client.
 func (c *Client) Raw() *qstash.Client { return c.qs }
 
-// WorkerURL is the endpoint the client publishes to.
-func (c *Client) WorkerURL() string { return c.workerURL }
-
 // PublishAt publishes {"jobId":N} to the worker endpoint, not before at
 // (Upstash-Not-Before, unix seconds), deduplicated on job and time.
 func (c *Client) PublishAt(ctx context.Context, jobID int64, at time.Time) (string, error) {
