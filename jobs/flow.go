@@ -99,7 +99,9 @@ func Children(ctx context.Context) ([]models.Job, error) {
 // AwaitChildren returns the running job's children once every one has
 // finished (completed, failed or cancelled). While some still run it
 // returns a Snooze error: return it from Handle and the job runs again
-// when a child finishes, or after poll at the latest.
+// when its last child finishes, or after poll at the latest. The job is
+// woken once, by whichever comes last of its own snooze and its last
+// child's end, never by a child whose siblings still run.
 func AwaitChildren(ctx context.Context, poll time.Duration) ([]models.Job, error) {
 	children, err := Children(ctx)
 	if err != nil {
@@ -107,14 +109,22 @@ func AwaitChildren(ctx context.Context, poll time.Duration) ([]models.Job, error
 	}
 	for _, c := range children {
 		if !c.Status.Finished() {
-			return nil, Snooze(poll)
+			err := Snooze(poll).(*snoozeError)
+			err.forChildren = true
+			return nil, err
 		}
 	}
 	return children, nil
 }
 
 // snoozeError ends an attempt without counting it.
-type snoozeError struct{ after time.Duration }
+type snoozeError struct {
+	after time.Duration
+	// forChildren marks a wait for the job's children (AwaitChildren):
+	// after the snooze is recorded the job is woken at once if they all
+	// finished meanwhile.
+	forChildren bool
+}
 
 func (e *snoozeError) Error() string { return fmt.Sprintf("waiting; runs again within %s", e.after) }
 
@@ -127,33 +137,45 @@ func Snooze(d time.Duration) error {
 	return &snoozeError{after: d}
 }
 
-func snoozeDelay(err error) (time.Duration, bool) {
+func snoozeOf(err error) (*snoozeError, bool) {
 	var s *snoozeError
 	if errors.As(err, &s) {
-		return s.after, true
+		return s, true
 	}
-	return 0, false
+	return nil, false
 }
 
-// wakeParent makes a finished child's parent run now if it is waiting.
-func (w *Worker) wakeParent(ctx context.Context, child *models.Job) {
-	if child.ParentID == nil {
-		return
-	}
+// wakeIfChildrenDone makes a waiting parent run now, once every one of its
+// children has finished. Both ends call it: a child after its final
+// outcome is recorded, and the parent after its snooze is recorded. Each
+// call runs after its own write committed, so whichever of the two comes
+// last sees the other's write and wakes the parent: the wake is never lost
+// and never early (a child whose siblings still run leaves the parent
+// asleep, so the parent waits once, not once per child).
+func (w *Worker) wakeIfChildrenDone(ctx context.Context, parentID int64) {
 	now := w.cfg.Clock.Now().UTC()
-	var rows []models.Job
-	err := w.cfg.DB.WithContext(ctx).Model(&rows).
-		Where("id = ? AND status = ? AND next_run_at > ?", *child.ParentID, models.StatusPending, now).
+	db := w.cfg.DB.WithContext(ctx)
+	unfinished := w.cfg.DB.Model(&models.Job{}).Select("1").
+		Where("parent_id = ? AND status NOT IN ?", parentID, []models.Status{models.StatusCompleted, models.StatusFailed, models.StatusCancelled})
+	err := db.Model(&models.Job{}).
+		Where("id = ? AND status = ? AND next_run_at > ? AND NOT EXISTS (?)", parentID, models.StatusPending, now, unfinished).
 		Updates(map[string]any{"next_run_at": now, "updated_at": now}).Error
 	if err != nil {
-		w.log.Warn("parent not woken; it runs at its next poll", "job_id", child.ID, "parent_id", *child.ParentID, "err", err)
+		w.log.Warn("parent not woken; it runs at its next poll", "parent_id", parentID, "err", err)
 		return
 	}
+	// Queue the parent when its row says it is due, whoever made it so:
+	// the other end may have set next_run_at while this end's own queue
+	// write (the snooze's delay) was still to come.
 	var parent models.Job
-	if err := w.cfg.DB.WithContext(ctx).Select("id", "priority", "status").Take(&parent, *child.ParentID).Error; err != nil || parent.Status != models.StatusPending {
+	if err := db.Select("id", "priority", "status", "next_run_at").Take(&parent, parentID).Error; err != nil {
+		w.log.Warn("parent not looked up; it runs at its next poll", "parent_id", parentID, "err", err)
 		return
 	}
-	if err := w.cfg.Queue.EnqueueAt(ctx, now, Item{ID: parent.ID, Priority: parent.Priority}); err != nil {
+	if parent.Status != models.StatusPending || parent.NextRunAt.After(now) {
+		return
+	}
+	if err := w.cfg.Queue.EnqueueAt(ctx, parent.NextRunAt, Item{ID: parent.ID, Priority: parent.Priority}); err != nil {
 		w.log.Warn("parent not re-queued; the reconciler will", "parent_id", parent.ID, "err", err)
 		return
 	}

@@ -165,7 +165,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, b
 		return nil, false, err
 	}
 	if req.IdempotencyKey != "" {
-		if job, err := s.byIdempotencyKey(ctx, req.UserID, req.IdempotencyKey); err == nil {
+		if job, err := s.byIdempotencyKey(ctx, req.UserID, req.ParentID, req.IdempotencyKey); err == nil {
 			return s.redact(job), false, nil
 		} else if !errors.Is(err, ErrNotFound) {
 			return nil, false, err
@@ -199,7 +199,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, b
 	if err := s.cfg.DB.WithContext(ctx).Create(job).Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) && req.IdempotencyKey != "" {
 			// A concurrent create with the same key won the race.
-			existing, ferr := s.byIdempotencyKey(ctx, req.UserID, req.IdempotencyKey)
+			existing, ferr := s.byIdempotencyKey(ctx, req.UserID, req.ParentID, req.IdempotencyKey)
 			if ferr == nil {
 				return s.redact(existing), false, nil
 			}
@@ -345,9 +345,18 @@ func (s *Service) Deliver(ctx context.Context, id int64) (bool, error) {
 	return true, nil
 }
 
-func (s *Service) byIdempotencyKey(ctx context.Context, userID, key string) (*models.Job, error) {
+// byIdempotencyKey finds the job created earlier with key. A user's own keys
+// and the keys of a parent's children are separate spaces (migration 00006),
+// so no key a user chooses can ever match a child.
+func (s *Service) byIdempotencyKey(ctx context.Context, userID string, parentID *int64, key string) (*models.Job, error) {
 	var job models.Job
-	err := s.cfg.DB.WithContext(ctx).Where("user_id = ? AND idempotency_key = ?", userID, key).Take(&job).Error
+	q := s.cfg.DB.WithContext(ctx).Where("user_id = ? AND idempotency_key = ?", userID, key)
+	if parentID != nil {
+		q = q.Where("parent_id = ?", *parentID)
+	} else {
+		q = q.Where("parent_id IS NULL")
+	}
+	err := q.Take(&job).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, ErrNotFound
 	}

@@ -618,8 +618,12 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, 
 		// Secret values never reach the row, the history or the log.
 		errText = truncate(scrub(herr.Error(), w.secretValuesOf(job)))
 	}
-	if d, ok := snoozeDelay(herr); ok {
-		return w.snooze(wctx, log, job, now.Add(d))
+	if sn, ok := snoozeOf(herr); ok {
+		o := w.snooze(wctx, log, job, now.Add(sn.after))
+		if o == outcomeSnoozed && sn.forChildren {
+			w.wakeIfChildrenDone(wctx, job.ID)
+		}
+		return o
 	}
 	switch {
 	case herr == nil:
@@ -659,16 +663,24 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, 
 	case outcomeFailed:
 		qerr = w.cfg.Queue.Ack(wctx, job.ID)
 		log.Warn("job failed", "err", errText)
-		defer w.wakeParent(wctx, job)
+		defer w.wakeParentOf(wctx, job)
 	default:
 		qerr = w.cfg.Queue.Ack(wctx, job.ID)
 		log.Info("job completed")
-		defer w.wakeParent(wctx, job)
+		defer w.wakeParentOf(wctx, job)
 	}
 	if qerr != nil {
 		log.Warn("job recorded but queue not updated; the reconciler will repair it", "err", qerr)
 	}
 	return o
+}
+
+// wakeParentOf wakes a finished child's parent if it was the last of its
+// siblings to finish.
+func (w *Worker) wakeParentOf(ctx context.Context, child *models.Job) {
+	if child.ParentID != nil {
+		w.wakeIfChildrenDone(ctx, *child.ParentID)
+	}
 }
 
 func truncate(s string) string {
