@@ -80,7 +80,9 @@ func TestParentWhoseChildrenFinishBeforeItsSnoozeIsWoken(t *testing.T) {
 			return nil, err // the snooze, recorded after the children finished
 		}))
 		parent := x.create(t, jobs.CreateRequest{Type: "slow_parent", Payload: json.RawMessage(`{}`)})
-		w := x.worker(jobs.WorkerConfig{Children: x.service, Concurrency: 2})
+		// The first drain has one slot, which the parent holds: it cannot
+		// run the children itself.
+		w := x.worker(jobs.WorkerConfig{Children: x.service, Concurrency: 1})
 
 		type result struct {
 			sum jobs.DrainSummary
@@ -98,7 +100,7 @@ func TestParentWhoseChildrenFinishBeforeItsSnoozeIsWoken(t *testing.T) {
 		}
 		// A second drain runs the children while the parent's first
 		// attempt is still in its handler.
-		sum2, err := w.Drain(ctx, time.Minute)
+		sum2, err := x.worker(jobs.WorkerConfig{Children: x.service, Concurrency: 2}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 2, sum2.Completed, "the second drain ran both children")
 		close(childrenDone)
