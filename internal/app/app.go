@@ -260,7 +260,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		// until a fetch succeeds.
 		a.jwks, err = auth.NewJWKSVerifier(context.WithoutCancel(ctx), auth.JWKSConfig{
 			URL: cfg.AuthJWKSURL, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
-			AuthorizedParties: cfg.AuthAuthorizedParties, Logger: log.With("component", "auth"),
+			AuthorizedParties: cfg.AuthAuthorizedParties, RefreshRateLimit: cfg.AuthJWKSMinRefresh,
+			Logger: log.With("component", "auth"),
 		})
 		if err != nil {
 			return nil, err

@@ -85,6 +85,10 @@ type Config struct {
 	// AuthAuthorizedParties, when set, must contain a token's azp when it
 	// has one (Clerk's check for the requesting origin).
 	AuthAuthorizedParties []string `env:"AUTH_AUTHORIZED_PARTIES" envSeparator:","`
+	// AuthJWKSMinRefresh is the least time between two JWKS fetches caused
+	// by tokens with an unknown kid: a key the issuer publishes is
+	// accepted within it. At least 1s.
+	AuthJWKSMinRefresh time.Duration `env:"AUTH_JWKS_MIN_REFRESH" envDefault:"30s"`
 	// AdminToken, when set, is a bearer token for operators, who may see
 	// and act on every user's jobs. At least 32 bytes.
 	AdminToken string `env:"ADMIN_TOKEN"`
@@ -230,6 +234,9 @@ func (c *Config) finish() error {
 		if _, _, err := net.ParseCIDR(strings.TrimSpace(cidr)); err != nil {
 			problems = append(problems, fmt.Sprintf("TRUSTED_PROXIES: %q is not a CIDR such as 10.0.0.0/8", cidr))
 		}
+	}
+	if c.AuthJWKSMinRefresh < time.Second {
+		problems = append(problems, "AUTH_JWKS_MIN_REFRESH must be at least 1s")
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 32 {
 		problems = append(problems, "ADMIN_TOKEN must be at least 32 bytes")
