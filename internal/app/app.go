@@ -19,7 +19,6 @@ import (
 	"github.com/jobhook/jobhook"
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/auth"
-	"github.com/jobhook/jobhook/internal/chaostask"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/database"
 	"github.com/jobhook/jobhook/internal/qstashclient"
@@ -61,7 +60,17 @@ type App struct {
 // New opens the backends, migrates (unless MIGRATE_ON_START is false),
 // builds the engine, and re-enqueues pending jobs the queue lacks. It logs
 // one line per backend saying which it chose and why.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error) {
+//
+// JOBHOOK_CHAOS_TASKS=true is refused unless the binary was built with
+// -tags chaos (the test job type chaos_record is compiled only then).
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*App, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if cfg.ChaosTasks && !chaosBuild {
+		return nil, errNoChaosBuild
+	}
 	a := &App{Config: cfg, log: log}
 	ok := false
 	defer func() {
@@ -115,8 +124,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		return nil, err
 	}
 	if cfg.ChaosTasks {
-		a.Registry.MustRegister(chaostask.Type, chaostask.New(a.DB.Gorm))
-		log.Warn("test job type "+chaostask.Type+" registered", "why", "JOBHOOK_CHAOS_TASKS=true")
+		if err := registerChaosTasks(a.Registry, a.DB.Gorm); err != nil {
+			return nil, err
+		}
+		log.Warn("test job type chaos_record registered", "why", "JOBHOOK_CHAOS_TASKS=true in a binary built with -tags chaos")
+	}
+	for _, register := range o.jobTypes {
+		if err := register(a.Registry, a.DB.Gorm); err != nil {
+			return nil, fmt.Errorf("register job types: %w", err)
+		}
 	}
 	if cfg.ScrapeAllowPrivate {
 		log.Warn("web_scraping may reach private, loopback and link-local addresses", "why", "SCRAPE_ALLOW_PRIVATE=true")

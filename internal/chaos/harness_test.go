@@ -82,14 +82,15 @@ func testMain(m *testing.M) int {
 	return code
 }
 
-// build compiles ./cmd/jobhook of this module into out.
+// build compiles ./cmd/jobhook of this module into out, with -tags chaos:
+// only that build contains the job type chaos_record.
 func build(out string) ([]byte, error) {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return nil, fmt.Errorf("go env GOMOD: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/jobhook")
+	cmd := exec.Command("go", "build", "-tags", "chaos", "-o", out, "./cmd/jobhook")
 	cmd.Dir = root
 	return cmd.CombinedOutput()
 }
@@ -143,7 +144,7 @@ func requireServers(t *testing.T) {
 		t.Fatal("chaos: set both TEST_DATABASE_URL and TEST_REDIS_URL, or neither")
 	}
 	if buildErr != nil {
-		t.Fatalf("chaos: go build ./cmd/jobhook: %v\n%s", buildErr, buildOut)
+		t.Fatalf("chaos: go build -tags chaos ./cmd/jobhook: %v\n%s", buildErr, buildOut)
 	}
 }
 
@@ -415,7 +416,7 @@ func (s *scenario) checkChaosType(p *proc) {
 		s.t.Fatalf("chaos: %s: %v", p.name, err)
 	}
 	if a.Status != http.StatusBadRequest || a.Code != "invalid_payload" {
-		s.t.Fatalf("chaos: %s does not run %s jobs (is it registered when JOBHOOK_CHAOS_TASKS=true?): a create with sleepMs -1 answered %d %s",
+		s.t.Fatalf("chaos: %s does not run %s jobs (is it built with -tags chaos and run with JOBHOOK_CHAOS_TASKS=true?): a create with sleepMs -1 answered %d %s",
 			p.name, chaostask.Type, a.Status, a.Body)
 	}
 }

@@ -159,7 +159,9 @@ type Config struct {
 	GraphAPIVersion string `env:"GRAPH_API_VERSION" envDefault:"v25.0"`
 
 	// ChaosTasks registers the test-only job type chaos_record, which the
-	// chaos suite uses to record every handler call. Never in production.
+	// chaos suite uses to record every handler call. Only a binary built
+	// with -tags chaos has it; others refuse to start with it. Never in
+	// production.
 	ChaosTasks bool `env:"JOBHOOK_CHAOS_TASKS" envDefault:"false"`
 
 	// LogLevel is debug, info, warn or error.
