@@ -26,7 +26,6 @@ import (
 	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/redisconn"
 	"github.com/jobhook/jobhook/internal/schedules"
-	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
 	"github.com/jobhook/jobhook/tasks"
@@ -138,23 +137,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Warn("web_scraping may reach private, loopback and link-local addresses", "why", "SCRAPE_ALLOW_PRIVATE=true")
 	}
 
-	var keyring *secretbox.Keyring
-	if cfg.JobsEncryptionKey != "" {
-		if keyring, err = secretbox.ParseKeyring(cfg.JobsEncryptionKey); err != nil {
-			return nil, fmt.Errorf("JOBS_ENCRYPTION_KEY: %w", err)
-		}
-		log.Info("secrets: payload fields marked secret are encrypted", "keyring", keyring)
-	}
 	secretTypes, err := jobs.CheckSecretFields(a.Registry)
 	if err != nil {
 		return nil, err
 	}
-	if len(secretTypes) > 0 && keyring == nil {
-		msg := fmt.Sprintf("job types %v have secret payload fields but JOBS_ENCRYPTION_KEY is not set; creating them is refused", secretTypes)
-		if cfg.Production() {
-			return nil, errors.New(msg)
-		}
-		log.Warn(msg)
+	// JOBS_ENCRYPTION_KEY, or in development the key file beside the
+	// SQLite file; production refuses to start without a key.
+	keyring, err := openKeyring(cfg, secretTypes, log)
+	if err != nil {
+		return nil, err
 	}
 
 	a.Queue = jobs.NewQueue(a.Redis.Client, cfg.RedisPrefix, nil)

@@ -30,6 +30,7 @@ import (
 	"github.com/jobhook/jobhook/internal/chaostask"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/database"
+	"github.com/jobhook/jobhook/internal/secretbox"
 )
 
 const (
@@ -124,8 +125,12 @@ type scenario struct {
 
 	jwtSecret    string
 	workerSecret string
-	token        string
-	client       *http.Client
+	// encryptionKey is the serve processes' JOBS_ENCRYPTION_KEY: they run
+	// in folders of their own, so without it each would generate its own
+	// development key.
+	encryptionKey string
+	token         string
+	client        *http.Client
 
 	procs []*proc
 }
@@ -209,6 +214,9 @@ func newScenario(t *testing.T) *scenario {
 
 	s.jwtSecret = randomHex(32)
 	s.workerSecret = randomHex(20) // 40 characters
+	if s.encryptionKey, err = secretbox.GenerateKey(); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
 	s.token, err = auth.MintHS256([]byte(s.jwtSecret), userID, time.Hour, time.Now())
 	if err != nil {
 		t.Fatalf("chaos: mint token: %v", err)
@@ -267,6 +275,7 @@ func (s *scenario) serveEnv(port string, extra ...string) []string {
 		"LOG_LEVEL=warn",
 		"AUTH_JWT_SECRET="+s.jwtSecret,
 		"WORKER_SECRET="+s.workerSecret,
+		"JOBS_ENCRYPTION_KEY="+s.encryptionKey,
 	)
 	return append(env, extra...)
 }
