@@ -9,10 +9,13 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jobhook/jobhook/jobs"
@@ -163,6 +166,63 @@ func (e *GraphError) rateLimited() bool {
 
 var errGraphResponse = errors.New("graph: unreadable response")
 
+// errGraphNotSent marks a transport error that happened before the request
+// was written to a connection (dial, DNS, refused connection, TLS
+// handshake): Graph never saw the request, so it certainly did nothing.
+// Any other transport error after a request was written (timeout,
+// connection reset, EOF on the answer) leaves the outcome unknown.
+var errGraphNotSent = errors.New("request never sent")
+
+// graphSendTrace records, through net/http/httptrace, whether a request
+// got a connection and was written to it in full.
+type graphSendTrace struct {
+	conn, wrote atomic.Bool
+}
+
+// attach returns req with the trace hooks in its context.
+func (s *graphSendTrace) attach(req *http.Request) *http.Request {
+	trace := &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { s.conn.Store(true) },
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				s.wrote.Store(true)
+			}
+		},
+	}
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+}
+
+// neverSent reports whether a request that failed with err certainly never
+// reached Graph. A request written in full may have. Otherwise: with the
+// standard transport (traced), no connection means nothing was sent; a
+// connection without a complete write is not trusted (a write error may
+// follow bytes that arrived). With another transport, whose hooks may not
+// fire, only the error tells: a dial, DNS or proxy-connect error, or a
+// refused connection.
+func (s *graphSendTrace) neverSent(err error, traced bool) bool {
+	if s.wrote.Load() {
+		return false
+	}
+	if traced && !s.conn.Load() {
+		return true
+	}
+	return isDialError(err)
+}
+
+// isDialError reports whether err happened while connecting, before any
+// request could be written.
+func isDialError(err error) bool {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && (opErr.Op == "dial" || opErr.Op == "proxyconnect") {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
 // graphClient calls the Graph API with one access token.
 type graphClient struct {
 	cfg   GraphConfig
@@ -205,6 +265,16 @@ func (c *graphClient) scrub(err error) error {
 	return &graphScrubbedError{msg: msg, err: err}
 }
 
+// traced reports whether the client's transport is net/http's own, whose
+// httptrace hooks always fire.
+func (c *graphClient) traced() bool {
+	switch c.cfg.HTTPClient.Transport.(type) {
+	case nil, *http.Transport:
+		return true
+	}
+	return false
+}
+
 // endpoint returns the URL of a Graph path such as "123/media".
 func (c *graphClient) endpoint(path string) string {
 	return c.cfg.BaseURL + "/" + c.cfg.Version + "/" + strings.TrimLeft(path, "/")
@@ -241,11 +311,17 @@ func (c *graphClient) get(ctx context.Context, what, path string, query url.Valu
 	return c.do(req, what, out)
 }
 
+// do sends req and decodes the answer. A transport error is retried; it
+// wraps errGraphNotSent when the request certainly never reached Graph.
 func (c *graphClient) do(req *http.Request, what string, out any) error {
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.cfg.HTTPClient.Do(req)
+	var trace graphSendTrace
+	resp, err := c.cfg.HTTPClient.Do(trace.attach(req))
 	if err != nil {
-		// Timeouts, resets, refused connections: retried.
+		if trace.neverSent(err, c.traced()) {
+			return c.scrub(fmt.Errorf("graph: %s: %w: %w", what, errGraphNotSent, err))
+		}
+		// Timeouts, resets: the request may have reached Graph.
 		return c.scrub(fmt.Errorf("graph: %s: %w", what, err))
 	}
 	defer resp.Body.Close()

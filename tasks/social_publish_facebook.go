@@ -20,6 +20,10 @@ const TypeSocialPublishFacebook = "social_publish_facebook"
 // FacebookMaxMessageRunes is the longest Page post message accepted.
 const FacebookMaxMessageRunes = 63206
 
+// graphClearTimeout bounds the checkpoint write that clears the posting
+// mark after a post call that created nothing.
+const graphClearTimeout = 5 * time.Second
+
 // SocialPublishFacebookPayload is the payload of a social_publish_facebook
 // job, such as
 //
@@ -48,10 +52,12 @@ type SocialPublishFacebookResult struct {
 }
 
 // facebookCheckpoint is the progress saved after every step. Posting is
-// set just before the call that creates the post and cleared when Graph
-// answers with an error: when a retry finds it set without a PostID, the
-// earlier call's outcome is unknown and the job fails rather than risk a
-// second post.
+// set just before the call that creates the post and cleared when the call
+// certainly created nothing: Graph answered with an error, or the request
+// never left (dial or DNS error, refused connection). When a retry finds
+// it set without a PostID, the earlier call may have reached Graph (it was
+// sent, then timed out, was reset or answered unreadably) and the job
+// fails rather than risk a second post.
 type facebookCheckpoint struct {
 	Photos  []string `json:"photos,omitempty"`
 	Posting bool     `json:"posting,omitempty"`
@@ -148,8 +154,10 @@ func parseFacebookPayload(payload []byte) (*SocialPublishFacebookPayload, error)
 //
 // Errors are classified as for social_publish_instagram. A retry never
 // uploads a photo twice nor posts twice: when an earlier attempt's post
-// call ended without a readable answer (timeout, malformed response), the
-// job fails for good asking to check the Page, rather than post again.
+// request was sent and ended without a readable answer (timeout,
+// connection reset, malformed response), the job fails for good asking to
+// check the Page, rather than post again. A post request that never left
+// (Graph unreachable) is retried like any other call.
 func (h *SocialPublishFacebook) Handle(ctx context.Context, job *models.Job) (json.RawMessage, error) {
 	return runGraphJob(ctx, h.cfg, TypeSocialPublishFacebook, job, parseFacebookPayload,
 		func(p *SocialPublishFacebookPayload) string { return p.AccessToken }, h.run)
@@ -179,11 +187,15 @@ func (h *SocialPublishFacebook) run(ctx context.Context, c *graphClient, p *Soci
 		}
 		err := c.post(ctx, what, path, form, out)
 		var ge *GraphError
-		if errors.As(err, &ge) {
-			// Graph refused it: nothing was posted.
+		if errors.As(err, &ge) || errors.Is(err, errGraphNotSent) {
+			// Graph refused it, or never got it: nothing was posted. The
+			// mark is cleared even when the attempt's context has just
+			// ended (a dial cut short by the job timeout or a shutdown).
 			cp.Posting = false
-			if serr := save(); serr != nil {
-				return errors.Join(err, serr)
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), graphClearTimeout)
+			defer cancel()
+			if serr := h.cfg.SaveCheckpoint(sctx, cp); serr != nil {
+				return errors.Join(err, fmt.Errorf("social_publish_facebook: %w", serr))
 			}
 		}
 		return err

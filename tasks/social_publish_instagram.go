@@ -147,7 +147,10 @@ func parseInstagramPayload(payload []byte) (*SocialPublishInstagramPayload, erro
 // is saved after each container and after the publish, so a retry resumes
 // where the last attempt stopped. Before publishing a container an earlier
 // attempt created, its status is read: PUBLISHED means the earlier publish
-// went through and its answer was lost, so it is not published again.
+// went through and its answer was lost, so it is not published again. A
+// media_publish that never left (Graph unreachable: the error says
+// "request never sent") and one whose outcome is unknown (sent, then a
+// timeout or reset) are both retried; the status read settles the second.
 //
 // Errors: transient Graph errors (codes 1, 2, 4, 17, 32, 341, 613,
 // 80001–80014, is_transient, Instagram's retryable subcodes), 429, 5xx,

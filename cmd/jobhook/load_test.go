@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobhook/jobhook/internal/app"
+	"github.com/jobhook/jobhook/internal/chaostask"
 	"github.com/jobhook/jobhook/internal/config"
 )
 
@@ -25,10 +26,10 @@ func TestLoadCommand(t *testing.T) {
 	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 	t.Setenv("PORT", port)
 	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "j.db"))
-	t.Setenv("JOBHOOK_CHAOS_TASKS", "true")
 	cfg, err := config.FromEnv()
 	require.NoError(t, err)
-	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// chaos_record in-process: serve has it only when built with -tags chaos.
+	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), app.WithJobTypes(chaostask.Register))
 	require.NoError(t, err)
 	a.Start(ln)
 	defer func() {

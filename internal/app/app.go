@@ -19,7 +19,6 @@ import (
 	"github.com/jobhook/jobhook"
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/auth"
-	"github.com/jobhook/jobhook/internal/chaostask"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/database"
 	"github.com/jobhook/jobhook/internal/qstashclient"
@@ -27,7 +26,6 @@ import (
 	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/redisconn"
 	"github.com/jobhook/jobhook/internal/schedules"
-	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
 	"github.com/jobhook/jobhook/tasks"
@@ -61,7 +59,17 @@ type App struct {
 // New opens the backends, migrates (unless MIGRATE_ON_START is false),
 // builds the engine, and re-enqueues pending jobs the queue lacks. It logs
 // one line per backend saying which it chose and why.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error) {
+//
+// JOBHOOK_CHAOS_TASKS=true is refused unless the binary was built with
+// -tags chaos (the test job type chaos_record is compiled only then).
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*App, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if cfg.ChaosTasks && !chaosBuild {
+		return nil, errNoChaosBuild
+	}
 	a := &App{Config: cfg, log: log}
 	ok := false
 	defer func() {
@@ -115,30 +123,29 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		return nil, err
 	}
 	if cfg.ChaosTasks {
-		a.Registry.MustRegister(chaostask.Type, chaostask.New(a.DB.Gorm))
-		log.Warn("test job type "+chaostask.Type+" registered", "why", "JOBHOOK_CHAOS_TASKS=true")
+		if err := registerChaosTasks(a.Registry, a.DB.Gorm); err != nil {
+			return nil, err
+		}
+		log.Warn("test job type chaos_record registered", "why", "JOBHOOK_CHAOS_TASKS=true in a binary built with -tags chaos")
+	}
+	for _, register := range o.jobTypes {
+		if err := register(a.Registry, a.DB.Gorm); err != nil {
+			return nil, fmt.Errorf("register job types: %w", err)
+		}
 	}
 	if cfg.ScrapeAllowPrivate {
 		log.Warn("web_scraping may reach private, loopback and link-local addresses", "why", "SCRAPE_ALLOW_PRIVATE=true")
 	}
 
-	var keyring *secretbox.Keyring
-	if cfg.JobsEncryptionKey != "" {
-		if keyring, err = secretbox.ParseKeyring(cfg.JobsEncryptionKey); err != nil {
-			return nil, fmt.Errorf("JOBS_ENCRYPTION_KEY: %w", err)
-		}
-		log.Info("secrets: payload fields marked secret are encrypted", "keyring", keyring)
-	}
 	secretTypes, err := jobs.CheckSecretFields(a.Registry)
 	if err != nil {
 		return nil, err
 	}
-	if len(secretTypes) > 0 && keyring == nil {
-		msg := fmt.Sprintf("job types %v have secret payload fields but JOBS_ENCRYPTION_KEY is not set; creating them is refused", secretTypes)
-		if cfg.Production() {
-			return nil, errors.New(msg)
-		}
-		log.Warn(msg)
+	// JOBS_ENCRYPTION_KEY, or in development the key file beside the
+	// SQLite file; production refuses to start without a key.
+	keyring, err := openKeyring(cfg, secretTypes, log)
+	if err != nil {
+		return nil, err
 	}
 
 	a.Queue = jobs.NewQueue(a.Redis.Client, cfg.RedisPrefix, nil)
@@ -260,7 +267,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		// until a fetch succeeds.
 		a.jwks, err = auth.NewJWKSVerifier(context.WithoutCancel(ctx), auth.JWKSConfig{
 			URL: cfg.AuthJWKSURL, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
-			AuthorizedParties: cfg.AuthAuthorizedParties, Logger: log.With("component", "auth"),
+			AuthorizedParties: cfg.AuthAuthorizedParties, RefreshRateLimit: cfg.AuthJWKSMinRefresh,
+			Logger: log.With("component", "auth"),
 		})
 		if err != nil {
 			return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/jobhook/jobhook/internal/app"
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/auth/authtest"
+	"github.com/jobhook/jobhook/internal/chaostask"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/models"
@@ -30,7 +31,7 @@ import (
 // start builds an App from the environment and serves it on a free port.
 // The port is set in PORT before the config is read, so that PUBLIC_URL,
 // which the embedded QStash calls, is this server.
-func start(t *testing.T) (*app.App, string) {
+func start(t *testing.T, opts ...app.Option) (*app.App, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -38,7 +39,7 @@ func start(t *testing.T) (*app.App, string) {
 	cfg, err := config.FromEnv()
 	require.NoError(t, err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := app.New(context.Background(), cfg, log)
+	a, err := app.New(context.Background(), cfg, log, opts...)
 	if err != nil {
 		ln.Close()
 	}
@@ -199,8 +200,8 @@ func TestQStashSignedWorkerCall(t *testing.T) {
 func TestDrainCallInFlightAnswersAtShutdown(t *testing.T) {
 	t.Setenv("SQLITE_PATH", filepath.Join(t.TempDir(), "jobhook.db"))
 	t.Setenv("EMBEDDED_QSTASH", "false")
-	t.Setenv("JOBHOOK_CHAOS_TASKS", "true")
-	a, base := start(t)
+	// chaos_record, registered in-process: no chaos build needed.
+	a, base := start(t, app.WithJobTypes(chaostask.Register))
 	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "carol", time.Hour, time.Now())
 	require.NoError(t, err)
 	id := createJob(t, base, token, `{"type":"chaos_record","payload":{"sleepMs":10000}}`)
@@ -234,9 +235,8 @@ func TestDrainCallInFlightAnswersAtShutdown(t *testing.T) {
 	require.Contains(t, got.body, `"released":1`)
 
 	// The database outlives the process: reopen it to look.
-	t.Setenv("JOBHOOK_CHAOS_TASKS", "true")
 	t.Setenv("INPROCESS_WORKER", "false")
-	b, _ := start(t)
+	b, _ := start(t, app.WithJobTypes(chaostask.Register))
 	defer stop(t, b)
 	job, err := b.Service.Get(context.Background(), "carol", id)
 	require.NoError(t, err)

@@ -47,7 +47,8 @@ func newHS256Verifier(secret []byte, now func() time.Time) *Verifier {
 }
 
 // Verify checks the token's signature, exp and nbf, and returns its sub.
-// A refused token yields an error wrapping ErrRejected and the sentinel
+// A header with crit is refused (ErrInvalid), and so is an exp, nbf or iat
+// that is not a JSON number (ErrMalformed). A refused token yields an error wrapping ErrRejected and the sentinel
 // naming the reason; the verifier never refuses a token for any other
 // reason than the token itself, except ErrNoSecret.
 func (v *Verifier) Verify(ctx context.Context, token string) (string, error) {
@@ -57,8 +58,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (string, error) {
 	if token == "" || len(token) > MaxTokenBytes {
 		return "", ErrMalformed
 	}
-	var claims jwt.RegisteredClaims
-	_, err := v.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) {
+	var claims hsClaims
+	_, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+		if err := checkHeader(t); err != nil {
+			return nil, err
+		}
 		return v.secret, nil
 	})
 	if err != nil {

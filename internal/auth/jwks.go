@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +27,12 @@ const (
 	// background.
 	DefaultRefreshInterval = time.Hour
 	// DefaultRefreshRateLimit is the least time between two fetches caused
-	// by tokens whose kid is not in the cached key set.
-	DefaultRefreshRateLimit = 5 * time.Minute
+	// by tokens whose kid is not in the cached key set
+	// (AUTH_JWKS_MIN_REFRESH): a key the issuer publishes is accepted at
+	// most this long after its first token, however many unknown kids
+	// came before, while a flood of unknown kids costs one fetch per
+	// interval.
+	DefaultRefreshRateLimit = 30 * time.Second
 	// DefaultJWKSTimeout bounds one JWKS fetch.
 	DefaultJWKSTimeout = 10 * time.Second
 	// MaxJWKSBytes is the largest JWKS document accepted.
@@ -97,8 +102,9 @@ type JWKSConfig struct {
 	// Default DefaultRefreshInterval (1h).
 	RefreshInterval time.Duration
 	// RefreshRateLimit is the least time between two fetches caused by a
-	// token whose kid is not cached (key rotation). Default
-	// DefaultRefreshRateLimit (5m).
+	// token whose kid is not cached (key rotation), and so the longest a
+	// newly published key can be refused. Default DefaultRefreshRateLimit
+	// (30s).
 	RefreshRateLimit time.Duration
 	// HTTPClient fetches the key set. Default: a client with a
 	// DefaultJWKSTimeout (10s) timeout. A fetch is also bounded by the
@@ -123,10 +129,12 @@ type JWKSConfig struct {
 // keeps the previous keys.
 //
 // A token is accepted only when: it is at most MaxTokenBytes; its alg is one
-// of the configured asymmetric algorithms; its header names a kid that is in
+// of the configured asymmetric algorithms; its header has no crit (RFC 7515
+// §4.1.11: jobhook understands no extension); its header names a kid that is in
 // the key set, whose key is of that algorithm's type (and whose JWK alg, if
 // any, is that alg, and use, if any, is "sig"); the signature verifies; it
-// has exp, not past (with leeway), and nbf, if any, not in the future;
+// has exp, not past (with leeway), and nbf, if any, not in the future, each
+// of exp, nbf and iat a JSON number;
 // iss, aud and azp pass the configured checks; and sub is a non-empty
 // printable user id. It is safe for concurrent use.
 type JWKSVerifier struct {
@@ -307,6 +315,16 @@ type jwksClaims struct {
 	AuthorizedParty string `json:"azp,omitempty"`
 }
 
+// UnmarshalJSON decodes the claims after checking that exp, nbf and iat
+// are numbers.
+func (c *jwksClaims) UnmarshalJSON(data []byte) error {
+	if err := checkNumericDates(data); err != nil {
+		return err
+	}
+	type plain jwksClaims // without this method
+	return json.Unmarshal(data, (*plain)(c))
+}
+
 // errNoKey marks the failures to find a key that may verify a token: no
 // kid, an unknown kid, or a key of another algorithm or use.
 var errNoKey = errors.New("no key in the JWKS may verify this token")
@@ -315,8 +333,9 @@ var errNoKey = errors.New("no key in the JWKS may verify this token")
 // error wrapping ErrRejected and one precise sentinel: ErrMalformed;
 // ErrBadSignature (signature, alg not accepted, no/unknown kid, key of the
 // wrong type); ErrExpired; ErrNotYetValid; ErrWrongIssuer, ErrWrongAudience
-// or ErrWrongParty (each also ErrInvalid); ErrInvalid (no exp, claims of the
-// wrong type); ErrMissingSubject. When the key set could not be fetched the
+// or ErrWrongParty (each also ErrInvalid); ErrInvalid (no exp, a header
+// with crit); ErrMalformed also for an exp, nbf or iat that is not a JSON
+// number; ErrMissingSubject. When the key set could not be fetched the
 // error wraps ErrJWKSUnavailable and not ErrRejected.
 func (v *JWKSVerifier) Verify(ctx context.Context, token string) (string, error) {
 	if token == "" || len(token) > MaxTokenBytes {
@@ -363,6 +382,9 @@ func truncate(s string) string {
 func (v *JWKSVerifier) keyFor(ctx context.Context) jwt.Keyfunc {
 	lookup := v.keyfunc.KeyfuncCtx(ctx)
 	return func(t *jwt.Token) (any, error) {
+		if err := checkHeader(t); err != nil {
+			return nil, err
+		}
 		kid, ok := t.Header[jwkset.HeaderKID].(string)
 		if !ok || kid == "" {
 			return nil, fmt.Errorf("%w: the token has no kid", errNoKey)

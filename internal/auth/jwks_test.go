@@ -556,3 +556,44 @@ func TestJWKSPublicConstructor(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "user_2abc", user)
 }
+
+// TestJWKSRotationAfterUnknownKID: an unknown kid (anyone can send one)
+// spends the unknown-kid refresh; the issuer then publishes a new key. A
+// token of the new key is refused only until the minimum refresh interval
+// (30 s by default) has passed since that refresh, then accepted, whatever
+// came before. The clock is injected: no sleeps.
+func TestJWKSRotationAfterUnknownKID(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  JWKSConfig
+		min  time.Duration
+	}{
+		{"default (30 s)", JWKSConfig{}, 30 * time.Second},
+		{"configured", JWKSConfig{RefreshRateLimit: 10 * time.Second}, 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := authtest.NewJWKSServer(t)
+			clock := newFakeClock()
+			v := newTestJWKS(t, srv.URL(), tc.cfg, clock)
+			ghost := authtest.SignWith(t, jwt.SigningMethodES256, mustEC(t), "ghost", authtest.Claims("mallory", clock.Now()))
+			_, err := v.Verify(t.Context(), ghost)
+			require.ErrorIs(t, err, ErrBadSignature)
+			require.Equal(t, 2, srv.Requests(), "the unknown kid refreshed once")
+
+			newRSA, _ := srv.Rotate()
+			tok := srv.Sign(t, authtest.Claims("u_new", clock.Now()), newRSA)
+			_, err = v.Verify(t.Context(), tok)
+			require.ErrorIs(t, err, ErrBadSignature, "within the interval the refresh is rate-limited")
+			clock.Advance(tc.min - time.Second)
+			_, err = v.Verify(t.Context(), tok)
+			require.ErrorIs(t, err, ErrBadSignature)
+			require.Equal(t, 2, srv.Requests())
+
+			clock.Advance(time.Second)
+			user, err := v.Verify(t.Context(), tok)
+			require.NoError(t, err, "the rotation must be picked up once the interval has passed")
+			require.Equal(t, "u_new", user)
+			require.Equal(t, 3, srv.Requests())
+		})
+	}
+}

@@ -10,7 +10,8 @@
 //
 // The jobs are of the test type chaos_record (internal/chaostask), which
 // records every handler call in the table chaos_calls of the server's own
-// database; serve registers it when JOBHOOK_CHAOS_TASKS=true.
+// database. The suite builds the binary with -tags chaos, the only build
+// that contains it, and serve registers it when JOBHOOK_CHAOS_TASKS=true.
 //
 // This package is the one exception to the rule that every test also runs
 // on the embedded backends (SQLite and the in-process Redis): those live

@@ -30,6 +30,7 @@ import (
 	"github.com/jobhook/jobhook/internal/chaostask"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/database"
+	"github.com/jobhook/jobhook/internal/secretbox"
 )
 
 const (
@@ -82,14 +83,15 @@ func testMain(m *testing.M) int {
 	return code
 }
 
-// build compiles ./cmd/jobhook of this module into out.
+// build compiles ./cmd/jobhook of this module into out, with -tags chaos:
+// only that build contains the job type chaos_record.
 func build(out string) ([]byte, error) {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return nil, fmt.Errorf("go env GOMOD: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/jobhook")
+	cmd := exec.Command("go", "build", "-tags", "chaos", "-o", out, "./cmd/jobhook")
 	cmd.Dir = root
 	return cmd.CombinedOutput()
 }
@@ -123,8 +125,12 @@ type scenario struct {
 
 	jwtSecret    string
 	workerSecret string
-	token        string
-	client       *http.Client
+	// encryptionKey is the serve processes' JOBS_ENCRYPTION_KEY: they run
+	// in folders of their own, so without it each would generate its own
+	// development key.
+	encryptionKey string
+	token         string
+	client        *http.Client
 
 	procs []*proc
 }
@@ -143,7 +149,7 @@ func requireServers(t *testing.T) {
 		t.Fatal("chaos: set both TEST_DATABASE_URL and TEST_REDIS_URL, or neither")
 	}
 	if buildErr != nil {
-		t.Fatalf("chaos: go build ./cmd/jobhook: %v\n%s", buildErr, buildOut)
+		t.Fatalf("chaos: go build -tags chaos ./cmd/jobhook: %v\n%s", buildErr, buildOut)
 	}
 }
 
@@ -208,6 +214,9 @@ func newScenario(t *testing.T) *scenario {
 
 	s.jwtSecret = randomHex(32)
 	s.workerSecret = randomHex(20) // 40 characters
+	if s.encryptionKey, err = secretbox.GenerateKey(); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
 	s.token, err = auth.MintHS256([]byte(s.jwtSecret), userID, time.Hour, time.Now())
 	if err != nil {
 		t.Fatalf("chaos: mint token: %v", err)
@@ -266,6 +275,7 @@ func (s *scenario) serveEnv(port string, extra ...string) []string {
 		"LOG_LEVEL=warn",
 		"AUTH_JWT_SECRET="+s.jwtSecret,
 		"WORKER_SECRET="+s.workerSecret,
+		"JOBS_ENCRYPTION_KEY="+s.encryptionKey,
 	)
 	return append(env, extra...)
 }
@@ -415,7 +425,7 @@ func (s *scenario) checkChaosType(p *proc) {
 		s.t.Fatalf("chaos: %s: %v", p.name, err)
 	}
 	if a.Status != http.StatusBadRequest || a.Code != "invalid_payload" {
-		s.t.Fatalf("chaos: %s does not run %s jobs (is it registered when JOBHOOK_CHAOS_TASKS=true?): a create with sleepMs -1 answered %d %s",
+		s.t.Fatalf("chaos: %s does not run %s jobs (is it built with -tags chaos and run with JOBHOOK_CHAOS_TASKS=true?): a create with sleepMs -1 answered %d %s",
 			p.name, chaostask.Type, a.Status, a.Body)
 	}
 }

@@ -5,8 +5,10 @@
 // handler ran: which attempts were interrupted, whether two calls for one
 // job ever overlapped, which process ran what.
 //
-// It is registered only when JOBHOOK_CHAOS_TASKS=true; it does nothing
-// useful in production.
+// jobhook serve registers it only in a binary built with -tags chaos (the
+// chaos suite builds one) and run with JOBHOOK_CHAOS_TASKS=true; the
+// production binary does not contain this package. Tests may register it
+// in-process in any build (Register, app.WithJobTypes).
 package chaostask
 
 import (
@@ -49,6 +51,14 @@ type Handler struct {
 
 	mu    sync.Mutex
 	ready bool
+}
+
+// Register registers the job type (Type) in reg, recording into db.
+func Register(reg *jobs.Registry, db *gorm.DB) error {
+	if err := reg.Register(Type, New(db)); err != nil {
+		return fmt.Errorf("chaos_record: %w", err)
+	}
+	return nil
 }
 
 // New returns the handler, recording into db (Postgres or SQLite). The

@@ -85,6 +85,10 @@ type Config struct {
 	// AuthAuthorizedParties, when set, must contain a token's azp when it
 	// has one (Clerk's check for the requesting origin).
 	AuthAuthorizedParties []string `env:"AUTH_AUTHORIZED_PARTIES" envSeparator:","`
+	// AuthJWKSMinRefresh is the least time between two JWKS fetches caused
+	// by tokens with an unknown kid: a key the issuer publishes is
+	// accepted within it. At least 1s.
+	AuthJWKSMinRefresh time.Duration `env:"AUTH_JWKS_MIN_REFRESH" envDefault:"30s"`
 	// AdminToken, when set, is a bearer token for operators, who may see
 	// and act on every user's jobs. At least 32 bytes.
 	AdminToken string `env:"ADMIN_TOKEN"`
@@ -155,7 +159,9 @@ type Config struct {
 	GraphAPIVersion string `env:"GRAPH_API_VERSION" envDefault:"v25.0"`
 
 	// ChaosTasks registers the test-only job type chaos_record, which the
-	// chaos suite uses to record every handler call. Never in production.
+	// chaos suite uses to record every handler call. Only a binary built
+	// with -tags chaos has it; others refuse to start with it. Never in
+	// production.
 	ChaosTasks bool `env:"JOBHOOK_CHAOS_TASKS" envDefault:"false"`
 
 	// LogLevel is debug, info, warn or error.
@@ -230,6 +236,9 @@ func (c *Config) finish() error {
 		if _, _, err := net.ParseCIDR(strings.TrimSpace(cidr)); err != nil {
 			problems = append(problems, fmt.Sprintf("TRUSTED_PROXIES: %q is not a CIDR such as 10.0.0.0/8", cidr))
 		}
+	}
+	if c.AuthJWKSMinRefresh < time.Second {
+		problems = append(problems, "AUTH_JWKS_MIN_REFRESH must be at least 1s")
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 32 {
 		problems = append(problems, "ADMIN_TOKEN must be at least 32 bytes")

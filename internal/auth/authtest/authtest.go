@@ -183,6 +183,28 @@ func (s *JWKSServer) Sign(t testing.TB, claims jwt.Claims, kid string) string {
 	return SignWith(t, k.method, k.priv, kid, claims)
 }
 
+// SignHeader is Sign with extra header parameters (such as crit), set
+// after alg and kid and signed over like them.
+func (s *JWKSServer) SignHeader(t testing.TB, claims jwt.Claims, kid string, header map[string]any) string {
+	t.Helper()
+	s.mu.Lock()
+	k, ok := s.keys[kid]
+	s.mu.Unlock()
+	if !ok {
+		t.Fatalf("authtest: the server never had key %q", kid)
+	}
+	tok := jwt.NewWithClaims(k.method, claims)
+	tok.Header["kid"] = kid
+	for name, v := range header {
+		tok.Header[name] = v
+	}
+	signed, err := tok.SignedString(k.priv)
+	if err != nil {
+		t.Fatalf("authtest: sign: %v", err)
+	}
+	return signed
+}
+
 // SignWith signs claims with any method and key, putting kid in the header
 // unless it is empty. For forged tokens: unpublished keys, "none", HMAC
 // with a public key.

@@ -9,13 +9,15 @@
 //
 // Tests can make the next N calls fail with a chosen status and body, keep
 // containers IN_PROGRESS for K polls, end them in ERROR or EXPIRED, answer
-// with malformed JSON or hang. The fake counts calls, records every request
+// with malformed JSON, hang, or take effect and then lose the answer (the
+// connection is reset after the request was read and served). The fake counts calls, records every request
 // and detects a publish of the same creation_id twice.
 package graph
 
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -86,6 +88,7 @@ type Server struct {
 	malformed   int
 	hang        int
 	hangKinds   map[string]int
+	dropKinds   map[string]int
 	failKinds   map[string][]Failure
 	inProgress  int
 	finalStatus string
@@ -112,6 +115,7 @@ func New() *Server {
 		photos:      map[string]url.Values{},
 		posts:       map[string]url.Values{},
 		hangKinds:   map[string]int{},
+		dropKinds:   map[string]int{},
 		failKinds:   map[string][]Failure{},
 		nextID:      1000,
 		done:        make(chan struct{}),
@@ -194,6 +198,17 @@ func (s *Server) HangNextOf(kind string, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hangKinds[kind] += n
+}
+
+// DropAnswerNextOf makes the next n calls of one kind take effect as
+// usual (a post is created, a container published) and then lose their
+// answer: the connection is reset instead of answered, as when a network
+// fails after Graph received the request. The client cannot tell whether
+// the call went through.
+func (s *Server) DropAnswerNextOf(kind string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropKinds[kind] += n
 }
 
 // SetInProgressPolls makes every container answer IN_PROGRESS to its
@@ -380,7 +395,34 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status, body := s.answer(req, parts)
+	s.mu.Lock()
+	drop := s.dropKinds[req.Kind] > 0
+	if drop {
+		s.dropKinds[req.Kind]--
+	}
+	s.mu.Unlock()
+	if drop {
+		resetConnection(w)
+		return
+	}
 	writeJSON(w, status, body)
+}
+
+// resetConnection closes the request's connection without an answer, with
+// a TCP reset where it can (SO_LINGER 0).
+func resetConnection(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic("graph fake: the response writer cannot hijack the connection")
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		panic("graph fake: hijack: " + err.Error())
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
 }
 
 func (s *Server) record(req Request) {

@@ -110,3 +110,23 @@ func TestHangReleasedByClient(t *testing.T) {
 		t.Fatal("want a timeout")
 	}
 }
+
+// TestDropAnswer: the call takes effect (the post exists) but the client
+// gets a connection error instead of an answer; the next call is answered.
+func TestDropAnswer(t *testing.T) {
+	s := New()
+	defer s.Close()
+	s.DropAnswerNextOf(CallFeed, 1)
+	resp, err := s.Client().Post(s.URL+"/v25.0/1/feed", "application/x-www-form-urlencoded",
+		strings.NewReader(url.Values{"message": {"hi"}, "access_token": {"tok"}}.Encode()))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got an answer %d, want a connection error", resp.StatusCode)
+	}
+	if n := len(s.Posts()); n != 1 {
+		t.Fatalf("%d posts, want 1: the call took effect", n)
+	}
+	if code, _ := post(t, s, "/v25.0/1/feed", url.Values{"message": {"again"}, "access_token": {"tok"}}); code != http.StatusOK {
+		t.Fatalf("second call: %d", code)
+	}
+}
