@@ -91,10 +91,10 @@ import (
 
 // Defaults of Config.
 const (
-	// DefaultDrainBudget is how long one POST /api/workers may drain. It
-	// stays under the minute between QStash schedule ticks and under
-	// common serverless response limits.
-	DefaultDrainBudget = 50 * time.Second
+	// DefaultDrainBudget is how long one POST /api/workers may drain
+	// (DRAIN_BUDGET's default): long enough to fit the default job
+	// timeout (jobs.DefaultJobTimeout) with room to spare.
+	DefaultDrainBudget = 2 * time.Minute
 	// DefaultBodyLimit caps request bodies: 1 MiB.
 	DefaultBodyLimit = 1 << 20
 	// DefaultRequestTimeout bounds each /api/jobs request.

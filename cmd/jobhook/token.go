@@ -26,7 +26,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	if *ttl <= 0 {
 		return errors.New("--ttl must be positive")
 	}
-	cfg, err := config.Load()
+	cfg, err := config.Load("APP_ENV", "AUTH_JWT_SECRET", "AUTH_JWKS_URL")
 	if err != nil {
 		return err
 	}
