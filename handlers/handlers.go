@@ -18,6 +18,7 @@
 //	POST /api/workers          run one drain (worker auth) → the drain summary; a body
 //	                           {"jobId":N} (a QStash delayed delivery) first starts that
 //	                           scheduled job when it is due
+//	GET  /api/workers/jobs/:id any job, as an operator sees it (worker auth), for `jobhook trigger --wait`
 //
 // The /api/jobs routes need "Authorization: Bearer <JWT>"; the user id is
 // the token's sub, and a user only ever sees their own jobs (another user's
@@ -297,6 +298,7 @@ func New(cfg Config) *echo.Echo {
 	e.POST("/api/jobs/:id/retry", s.retryJob, s.requireUser, s.timeout)
 
 	e.POST("/api/workers", s.runWorker)
+	e.GET("/api/workers/jobs/:id", s.getWorkerJob, s.timeout)
 	if cfg.Images != nil {
 		e.GET("/files/images/:name", s.serveImage)
 		e.HEAD("/files/images/:name", s.serveImage)
