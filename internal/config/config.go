@@ -712,11 +712,12 @@ func Settings() []Setting {
 
 // Lookup returns the setting named, and whether there is one.
 func Lookup(name string) (Setting, bool) {
-	i := slices.IndexFunc(Settings(), func(s Setting) bool { return s.Name == name })
+	all := Settings()
+	i := slices.IndexFunc(all, func(s Setting) bool { return s.Name == name })
 	if i < 0 {
 		return Setting{}, false
 	}
-	return Settings()[i], true
+	return all[i], true
 }
 
 // formatDefault writes a default as a person would set it: 8080, true,
