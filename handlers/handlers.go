@@ -18,6 +18,7 @@
 //	POST /api/workers          run one drain (worker auth) → the drain summary; a body
 //	                           {"jobId":N} (a QStash delayed delivery) first starts that
 //	                           scheduled job when it is due
+//	GET  /api/workers/jobs/:id any job, as an operator sees it (worker auth), for `jobhook trigger --wait`
 //
 // The /api/jobs routes need "Authorization: Bearer <JWT>"; the user id is
 // the token's sub, and a user only ever sees their own jobs (another user's
@@ -91,10 +92,10 @@ import (
 
 // Defaults of Config.
 const (
-	// DefaultDrainBudget is how long one POST /api/workers may drain. It
-	// stays under the minute between QStash schedule ticks and under
-	// common serverless response limits.
-	DefaultDrainBudget = 50 * time.Second
+	// DefaultDrainBudget is how long one POST /api/workers may drain
+	// (DRAIN_BUDGET's default): long enough to fit the default job
+	// timeout (jobs.DefaultJobTimeout) with room to spare.
+	DefaultDrainBudget = 2 * time.Minute
 	// DefaultBodyLimit caps request bodies: 1 MiB.
 	DefaultBodyLimit = 1 << 20
 	// DefaultRequestTimeout bounds each /api/jobs request.
@@ -297,6 +298,7 @@ func New(cfg Config) *echo.Echo {
 	e.POST("/api/jobs/:id/retry", s.retryJob, s.requireUser, s.timeout)
 
 	e.POST("/api/workers", s.runWorker)
+	e.GET("/api/workers/jobs/:id", s.getWorkerJob, s.timeout)
 	if cfg.Images != nil {
 		e.GET("/files/images/:name", s.serveImage)
 		e.HEAD("/files/images/:name", s.serveImage)

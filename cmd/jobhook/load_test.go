@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,4 +50,66 @@ func TestLoadCommand(t *testing.T) {
 	code, _, errOut = runCmd(t, "load", "--url", "http://192.0.2.1:8080")
 	require.Equal(t, 1, code)
 	require.True(t, strings.Contains(errOut, "loopback"), errOut)
+}
+
+// TestLoadDefaultPayloadFollowsTheURL: with the default type and payload,
+// load scrapes the server it targets (not a fixed localhost:8080), which
+// works on a server that allows loopback scraping, as the walk-through's.
+func TestLoadDefaultPayloadFollowsTheURL(t *testing.T) {
+	base := startServer(t, map[string]string{"SCRAPE_ALLOW_PRIVATE": "true"})
+	code, out, errOut := runCmd(t, "load", "--url", base, "--jobs", "5", "--concurrency", "2", "--timeout", "1m")
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
+	require.Contains(t, out, "created 5 jobs")
+	require.Contains(t, out, "all finished")
+	require.Contains(t, out, ": 5 completed, 0 failed;")
+	require.NotContains(t, out, "refused")
+}
+
+// TestLoadFailsWhenJobsFail: on a default server, which refuses to scrape
+// loopback addresses, every job fails: load says so, says why, and exits 1
+// (the seed printed "all finished" and exited 0).
+func TestLoadFailsWhenJobsFail(t *testing.T) {
+	base := startServer(t, nil)
+	code, out, errOut := runCmd(t, "load", "--url", base, "--jobs", "4", "--concurrency", "2", "--timeout", "1m")
+	require.Equal(t, 1, code, "stdout: %s\nstderr: %s", out, errOut)
+	require.Contains(t, out, ": 0 completed, 4 failed;")
+	require.Contains(t, out, "a failed job's error: job ")
+	require.Contains(t, out, "SCRAPE_ALLOW_PRIVATE=true")
+	require.Contains(t, errOut, "jobhook load: 4 of 4 jobs failed\n")
+}
+
+// TestLoadReportsRefusalsInWords: creates refused by the rate limit are
+// counted by status in words, and fail the run.
+func TestLoadReportsRefusalsInWords(t *testing.T) {
+	base := startServer(t, map[string]string{"SCRAPE_ALLOW_PRIVATE": "true", "CREATE_BURST": "3", "CREATE_RATE_PER_MINUTE": "1"})
+	code, out, errOut := runCmd(t, "load", "--url", base, "--jobs", "6", "--concurrency", "1", "--timeout", "1m")
+	require.Equal(t, 1, code, "stdout: %s\nstderr: %s", out, errOut)
+	require.Contains(t, out, "created 3 jobs")
+	require.Contains(t, out, "refused 3 creates: 3 with 429 Too Many Requests (rate_limited)\n")
+	require.Contains(t, out, "raise CREATE_RATE_PER_MINUTE and CREATE_BURST")
+	require.Contains(t, out, ": 3 completed, 0 failed;")
+	require.NotContains(t, out, "map[")
+	require.Contains(t, errOut, "jobhook load: 3 creates were refused\n")
+}
+
+// TestLoadShowsProgress: while it runs, load prints a line per interval
+// to stderr.
+func TestLoadShowsProgress(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/robots.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		time.Sleep(300 * time.Millisecond) // a slow page keeps the jobs open
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte("<title>slow</title>"))
+	}))
+	defer slow.Close()
+	base := startServer(t, map[string]string{"SCRAPE_ALLOW_PRIVATE": "true"})
+	code, out, errOut := runCmd(t, "load", "--url", base, "--jobs", "3", "--concurrency", "1",
+		"--payload", `{"url":"`+slow.URL+`/"}`, "--progress-interval", "50ms", "--timeout", "1m")
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
+	require.Contains(t, errOut, "load: ")
+	require.Contains(t, errOut, "waiting: ")
+	require.Contains(t, out, ": 3 completed, 0 failed;")
 }

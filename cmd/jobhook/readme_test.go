@@ -76,35 +76,39 @@ func TestReadmeWalkthrough(t *testing.T) {
 		return res.StatusCode == http.StatusOK
 	})
 
-	script := "set -euo pipefail\n" + strings.ReplaceAll(block, "localhost:8080", "localhost:"+port)
-	cmd := exec.Command("bash", "-c", script)
-	cmd.Dir = root
-	cmd.Env = cleanEnv()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Run(), "walk-through failed:\nstdout: %s\nstderr: %s", stdout.String(), stderr.String())
-	require.Contains(t, stdout.String(), `{"jobId":1,"status":"pending"}`)
-	require.Contains(t, stdout.String(), `"id":1`)
-
+	require.NotRegexp(t, `(?m)^JOB=[0-9]`, block, "the job id comes from the create answer")
 	token, err := auth.MintHS256([]byte(auth.DevJWTSecret), "alice", time.Hour, time.Now())
 	require.NoError(t, err)
-	var job struct {
-		Status string `json:"status"`
-		Result struct {
-			Title string `json:"title"`
-		} `json:"result"`
-	}
-	testenv.WaitFor(t, 10*time.Second, "the walk-through's job to complete", func() bool {
-		req, _ := http.NewRequest(http.MethodGet, base+"/api/jobs/1", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
+	// Twice: the second run's job is 2, which a hard-coded id would miss.
+	for want := int64(1); want <= 2; want++ {
+		script := "set -euo pipefail\n" + strings.ReplaceAll(block, "localhost:8080", "localhost:"+port)
+		cmd := exec.Command("bash", "-c", script)
+		cmd.Dir = root
+		cmd.Env = cleanEnv()
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		require.NoError(t, cmd.Run(), "walk-through failed:\nstdout: %s\nstderr: %s", stdout.String(), stderr.String())
+		require.Contains(t, stdout.String(), fmt.Sprintf(`{"jobId":%d,"status":"pending"}`, want))
+		require.Contains(t, stdout.String(), fmt.Sprintf(`"id":%d,`, want), "the GET shows the job just created")
+
+		var job struct {
+			Status string `json:"status"`
+			Result struct {
+				Title string `json:"title"`
+			} `json:"result"`
 		}
-		defer res.Body.Close()
-		return json.NewDecoder(res.Body).Decode(&job) == nil && job.Status == "completed"
-	})
-	require.Contains(t, job.Result.Title, "jobhook")
+		testenv.WaitFor(t, 10*time.Second, "the walk-through's job to complete", func() bool {
+			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/api/jobs/%d", base, want), nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			defer res.Body.Close()
+			return json.NewDecoder(res.Body).Decode(&job) == nil && job.Status == "completed"
+		})
+		require.Contains(t, job.Result.Title, "jobhook")
+	}
 	require.Contains(t, logs.String(), "queue: embedded Redis", "serve logs the backend it chose")
 }
 
@@ -147,4 +151,40 @@ func cleanEnv() []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// TestReadmeGoVersion: README asks for the Go version go.mod names.
+func TestReadmeGoVersion(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	require.NotNil(t, m, "go.mod has a go line")
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	require.Contains(t, string(readme), "Go "+string(m[1])+" or newer")
+	require.Contains(t, string(readme), "go build -o jobhook ./cmd/jobhook", "README says how to build the binary")
+}
+
+// TestReadmeListsEveryCommand: README's command table has a row for each
+// command.
+func TestReadmeListsEveryCommand(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(readme), "\n## Commands\n")
+	require.True(t, ok, "README has a Commands section")
+	section, _, _ = strings.Cut(section, "\n## ")
+	for path, c := range commands(t) {
+		if c.HasAvailableSubCommands() {
+			continue
+		}
+		found := false
+		parent, name, _ := strings.Cut(path, " ")
+		for _, line := range strings.Split(section, "\n") {
+			// "| `jobhook schedules list`", or one row for a group's
+			// commands: "| `jobhook migrate up\|down\|status`".
+			found = found || strings.HasPrefix(line, "| `jobhook "+path) ||
+				(name != "" && strings.HasPrefix(line, "| `jobhook "+parent+" ") && strings.Contains(strings.SplitN(line, " | ", 2)[0], name))
+		}
+		require.True(t, found, "README's command table lacks jobhook %s", path)
+	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,18 +9,29 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/spf13/cobra"
+
 	"github.com/jobhook/jobhook/internal/app"
 	"github.com/jobhook/jobhook/internal/config"
 )
 
-var errUsage = errors.New("usage")
+func serveCmd() *cobra.Command {
+	return readsAll(&cobra.Command{
+		Use:   "serve",
+		Short: "run the HTTP API; QStash (real, or in-process by default) drives the worker",
+		Long: `Run the HTTP API on PORT. QStash — the real one when QSTASH_TOKEN is set,
+otherwise an in-process one — calls POST /api/workers to run the jobs.
+With APP_ENV=production it refuses to start, naming each problem on its
+own line, with development secrets, embedded backends, no PUBLIC_URL or
+SCRAPE_ALLOW_PRIVATE=true. SIGTERM or SIGINT stops it gracefully.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), cmd.ErrOrStderr())
+		},
+	})
+}
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
+func serve(ctx context.Context, stderr io.Writer) error {
 	cfg, err := config.Load()
 	if err != nil {
 		return err

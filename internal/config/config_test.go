@@ -1,11 +1,14 @@
 package config_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/config"
 )
 
@@ -58,6 +61,7 @@ func goodProduction() map[string]string {
 		"AUTH_JWKS_URL":              "https://clerk.example.com/.well-known/jwks.json",
 		"DATABASE_URL":               "postgres://app@db.example.com/jobhook",
 		"REDIS_URL":                  "rediss://default:token@redis.example.com:6379",
+		"PUBLIC_URL":                 "https://jobs.example.com",
 	}
 }
 
@@ -89,6 +93,8 @@ func TestProductionGuards(t *testing.T) {
 		{"in-process QStash", map[string]string{"QSTASH_TOKEN": ""}, "QSTASH_TOKEN is not set"},
 		{"test job type", map[string]string{"JOBHOOK_CHAOS_TASKS": "true"}, "JOBHOOK_CHAOS_TASKS is a test setting"},
 		{"short admin token", map[string]string{"ADMIN_TOKEN": "admin"}, "ADMIN_TOKEN must be at least 32 bytes"},
+		{"no public URL", map[string]string{"PUBLIC_URL": ""}, "PUBLIC_URL is not set: QStash would be told to call http://localhost:8080"},
+		{"private scraping", map[string]string{"SCRAPE_ALLOW_PRIVATE": "true"}, "SCRAPE_ALLOW_PRIVATE=true"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := goodProduction()
@@ -114,4 +120,108 @@ func TestDevelopmentWarnsInstead(t *testing.T) {
 	for _, want := range []string{"WORKER_SECRET is the public development default", "no QStash signing keys", "no user authentication configured", "DATABASE_URL is not set", "REDIS_URL is not set", "QSTASH_TOKEN is not set"} {
 		require.Contains(t, joined, want)
 	}
+}
+
+// TestURLSettingsMustBeAbsoluteHTTP: a PUBLIC_URL without a scheme (which
+// the embedded QStash cannot call) and the other URL settings are refused,
+// by name, in development too.
+func TestURLSettingsMustBeAbsoluteHTTP(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"PUBLIC_URL", "localhost:8090"},
+		{"PUBLIC_URL", "jobs.example.com"},
+		{"PUBLIC_URL", "ftp://jobs.example.com"},
+		{"PUBLIC_URL", "https://"},
+		{"QSTASH_WORKER_URL", "localhost:8090/api/workers"},
+		{"QSTASH_WORKER_URL", "/api/workers"},
+		{"QSTASH_URL", "qstash.upstash.io"},
+		{"IMAGES_BASE_URL", "files/images"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			_, err := config.FromEnv()
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.name+" must be an absolute http(s) URL")
+			require.Contains(t, err.Error(), tc.value)
+		})
+	}
+	t.Setenv("PUBLIC_URL", "http://localhost:8090/")
+	t.Setenv("QSTASH_WORKER_URL", "https://tunnel.example.com/api/workers")
+	cfg, err := config.FromEnv()
+	require.NoError(t, err)
+	require.Equal(t, "http://localhost:8090", cfg.PublicURL)
+	require.Equal(t, "https://tunnel.example.com/api/workers", cfg.WorkerURL)
+}
+
+// TestProductionRefusalHasOneProblemPerLine: every problem on its own line.
+func TestProductionRefusalHasOneProblemPerLine(t *testing.T) {
+	t.Setenv("APP_ENV", "production")
+	_, err := config.FromEnv()
+	require.Error(t, err)
+	var cerr *config.Error
+	require.ErrorAs(t, err, &cerr)
+	require.Greater(t, len(cerr.Problems), 5)
+	lines := strings.Split(err.Error(), "\n")
+	require.Len(t, lines, len(cerr.Problems)+1, err.Error())
+	require.Equal(t, fmt.Sprintf("config: %d problems:", len(cerr.Problems)), lines[0])
+	for i, p := range cerr.Problems {
+		require.Equal(t, "  - "+p, lines[i+1])
+		require.NotContains(t, p, "\n")
+	}
+}
+
+// TestEachCommandValidatesWhatItUses: naming settings validates those
+// alone, production refusals included.
+func TestEachCommandValidatesWhatItUses(t *testing.T) {
+	t.Run("migrate in production needs only DATABASE_URL", func(t *testing.T) {
+		t.Setenv("APP_ENV", "production")
+		t.Setenv("JOB_TIMEOUT", "soon") // not read by migrate
+		_, err := config.FromEnv("APP_ENV", "DATABASE_URL", "SQLITE_PATH")
+		require.EqualError(t, err, "config: DATABASE_URL is not set: the SQLite file is for development")
+		t.Setenv("DATABASE_URL", "postgres://app@db.example.com/jobhook")
+		cfg, err := config.FromEnv("APP_ENV", "DATABASE_URL", "SQLITE_PATH")
+		require.NoError(t, err)
+		require.Equal(t, "postgres://app@db.example.com/jobhook", cfg.DatabaseURL)
+	})
+	t.Run("schedules sync needs the token, not the signing keys", func(t *testing.T) {
+		t.Setenv("QSTASH_TOKEN", "t")
+		_, err := config.FromEnv()
+		require.ErrorContains(t, err, "QSTASH_CURRENT_SIGNING_KEY", "serve still needs them")
+		cfg, err := config.FromEnv("APP_ENV", "QSTASH_TOKEN", "QSTASH_URL", "PORT", "PUBLIC_URL", "SCHEDULES_FILE")
+		require.NoError(t, err)
+		require.Equal(t, "t", cfg.QStashToken)
+	})
+	t.Run("a bad value of a setting in use is named", func(t *testing.T) {
+		t.Setenv("JOB_TIMEOUT", "soon")
+		_, err := config.FromEnv("JOB_TIMEOUT")
+		require.ErrorContains(t, err, `JOB_TIMEOUT must be a duration such as 30s or 5m, not "soon"`)
+	})
+	t.Run("unknown names are a programming error", func(t *testing.T) {
+		_, err := config.FromEnv("NO_SUCH_SETTING")
+		require.ErrorContains(t, err, `"NO_SUCH_SETTING" is not a setting`)
+	})
+}
+
+// TestSettingsShowTheDefaultsLoadApplies: Settings' defaults, which help
+// texts and README show, are the values Load applies.
+func TestSettingsShowTheDefaultsLoadApplies(t *testing.T) {
+	cfg, err := config.FromEnv()
+	require.NoError(t, err)
+	want := map[string]string{
+		"PORT": fmt.Sprint(cfg.Port), "DRAIN_BUDGET": config.FormatDuration(cfg.DrainBudget),
+		"JOB_TIMEOUT": config.FormatDuration(cfg.JobTimeout), "MIGRATE_ON_START": "true", "SCRAPE_ALLOW_PRIVATE": "false",
+		"REDIS_PREFIX": cfg.RedisPrefix, "BODY_LIMIT_BYTES": fmt.Sprint(cfg.BodyLimitBytes), "DATABASE_URL": "",
+		"PUBLIC_URL": "http://localhost:$PORT",
+	}
+	for name, def := range want {
+		s, ok := config.Lookup(name)
+		require.True(t, ok, name)
+		require.Equal(t, def, s.Default, name)
+		require.NotEmpty(t, s.Summary, name)
+	}
+	require.Equal(t, handlers.DefaultDrainBudget, cfg.DrainBudget, "one default for the drain budget")
+	require.Equal(t, 2*time.Minute, cfg.DrainBudget, "README documents 2m")
+	require.Equal(t, "2m", config.FormatDuration(2*time.Minute))
+	require.Equal(t, "1h30m", config.FormatDuration(90*time.Minute))
+	require.Equal(t, "1h", config.FormatDuration(time.Hour))
+	require.Equal(t, "300ms", config.FormatDuration(300*time.Millisecond))
 }
