@@ -103,9 +103,13 @@ const (
 	DefaultReadyTimeout = 2 * time.Second
 )
 
-// WorkerAuthLimiter counts failed worker authentications per client.
+// WorkerAuthLimiter counts failed worker authentications per client. It is
+// asked only about calls whose credentials were refused.
 type WorkerAuthLimiter interface {
+	// Blocked reports whether client is over the failure limit, and how
+	// long until it is not.
 	Blocked(ctx context.Context, client string) (bool, time.Duration, error)
+	// Fail counts one failure for client.
 	Fail(ctx context.Context, client string) error
 }
 
@@ -155,8 +159,9 @@ type Config struct {
 	// through (logged): a limiter outage must not stop the API.
 	CreateLimit func(ctx context.Context, userID string) (allowed bool, retryAfter time.Duration, err error)
 	// WorkerAuthLimit, when set, counts failed POST /api/workers
-	// authentications per client address; once blocked, calls get 429
-	// too_many_auth_failures without being checked.
+	// authentications per client address; once a client is blocked, its
+	// failing calls get 429 too_many_auth_failures instead of 401. A call
+	// with a valid credential is always let in, blocked or not.
 	WorkerAuthLimit WorkerAuthLimiter
 	// AdminToken, when set, is an operator's bearer token: its requests see
 	// and act on every user's jobs (creating jobs excepted).
