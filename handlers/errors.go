@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/jobs"
@@ -130,7 +132,7 @@ func toAPIError(err error) *APIError {
 	case errors.Is(err, jobs.ErrSecretsUnconfigured):
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeEncryptionUnconfigured,
 			Message: "this job type carries secrets and the server has no encryption key configured", Err: err}
-	case errors.Is(err, jobs.ErrUnavailable):
+	case errors.Is(err, jobs.ErrUnavailable), isConnectionError(err):
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
 			Message: "a backend is unavailable; try again later", Err: err}
 	case errors.As(err, &mbe):
@@ -141,6 +143,19 @@ func toAPIError(err error) *APIError {
 		return &APIError{Status: http.StatusInternalServerError, Code: CodeInternalError,
 			Message: "internal error", Err: err}
 	}
+}
+
+// isConnectionError reports whether err is a failure to reach or talk to a
+// backend that its caller did not mark with jobs.ErrUnavailable: a network
+// error (refused, reset, timed out, DNS) or a closed or exhausted Redis
+// connection pool. The HTTP layer makes no outbound calls of its own, so
+// such an error always means a backend is down.
+func isConnectionError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) ||
+		errors.Is(err, redis.ErrClosed) ||
+		errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.Is(err, redis.ErrPoolExhausted)
 }
 
 // fromHTTPError maps the errors Echo itself returns (router and
