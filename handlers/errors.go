@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
@@ -55,6 +56,12 @@ const (
 	CodeEncryptionUnconfigured = "encryption_unconfigured"
 	CodeTooManyAuthFailures    = "too_many_auth_failures"
 	CodeNotReady               = "not_ready"
+
+	CodeInvalidQuery                = "invalid_query"
+	CodeExpectationFailed           = "expectation_failed"
+	CodeRequestHeadersTooLarge      = "request_headers_too_large"
+	CodeUnsupportedTransferEncoding = "unsupported_transfer_encoding"
+	CodeHTTPVersionNotSupported     = "http_version_not_supported"
 )
 
 // APIError is an error with its HTTP status and the JSON body sent for it.
@@ -170,7 +177,7 @@ func fromHTTPError(he *echo.HTTPError, err error) *APIError {
 		return apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "the request body is too large")
 	}
 	if he.Code >= 400 && he.Code < 500 {
-		return apiError(he.Code, CodeBadRequest, http.StatusText(he.Code))
+		return apiError(http.StatusBadRequest, CodeBadRequest, "bad request")
 	}
 	return &APIError{Status: http.StatusInternalServerError, Code: CodeInternalError, Message: "internal error", Err: err}
 }
@@ -197,11 +204,16 @@ func (s *server) handleError(err error, c echo.Context) {
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
 		)
 	}
-	if ae.Status == http.StatusUnauthorized {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
+	h := c.Response().Header()
+	switch ae.Status {
+	case http.StatusUnauthorized:
+		h.Set(echo.HeaderWWWAuthenticate, "Bearer")
+	case http.StatusMethodNotAllowed:
+		h.Set(echo.HeaderAllow, allowWithoutOptions(h.Get(echo.HeaderAllow)))
 	}
 	var werr error
 	if req.Method == http.MethodHead {
+		h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 		werr = c.NoContent(ae.Status)
 	} else {
 		werr = c.JSON(ae.Status, ErrorResponse{Error: ae})
@@ -209,6 +221,18 @@ func (s *server) handleError(err error, c echo.Context) {
 	if werr != nil {
 		s.log.Debug("write error response", "err", werr)
 	}
+}
+
+// allowWithoutOptions drops OPTIONS from the Allow header Echo's router
+// computes: the API answers OPTIONS with 405 (see rejectOptions).
+func allowWithoutOptions(allow string) string {
+	var kept []string
+	for _, m := range strings.Split(allow, ",") {
+		if m = strings.TrimSpace(m); m != "" && m != http.MethodOptions {
+			kept = append(kept, m)
+		}
+	}
+	return strings.Join(kept, ", ")
 }
 
 // tokenError maps a TokenVerifier error to a 401, or to 503 when the

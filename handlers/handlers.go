@@ -76,6 +76,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -285,6 +286,8 @@ func New(cfg Config) *echo.Echo {
 		s.logRequests,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: s.logPanic}),
 		s.limitBody,
+		s.rejectOptions,
+		s.checkQuery,
 	)
 
 	e.GET("/", s.home)
@@ -296,7 +299,9 @@ func New(cfg Config) *echo.Echo {
 
 	e.POST("/api/jobs", s.createJob, s.requireUser, s.timeout)
 	e.GET("/api/jobs", s.listJobs, s.requireUser, s.timeout)
+	e.HEAD("/api/jobs", s.listJobs, s.requireUser, s.timeout)
 	e.GET("/api/jobs/:id", s.getJob, s.requireUser, s.timeout)
+	e.HEAD("/api/jobs/:id", s.getJob, s.requireUser, s.timeout)
 	e.POST("/api/jobs/:id/cancel", s.cancelJob, s.requireUser, s.timeout)
 	e.POST("/api/jobs/:id/reschedule", s.rescheduleJob, s.requireUser, s.timeout)
 	e.POST("/api/jobs/:id/retry", s.retryJob, s.requireUser, s.timeout)
@@ -404,6 +409,32 @@ func (s *server) logPanic(c echo.Context, err error, stack []byte) error {
 		"stack", string(stack),
 	)
 	return err
+}
+
+// rejectOptions answers OPTIONS on an existing route with 405
+// method_not_allowed and its Allow header, instead of Echo's bodiless 204:
+// the API has no cross-origin (CORS) support, so OPTIONS is not one of its
+// methods. OPTIONS on an unknown path stays 404.
+func (s *server) rejectOptions(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().Method == http.MethodOptions && c.Get(echo.ContextKeyHeaderAllow) != nil {
+			return echo.MethodNotAllowedHandler(c)
+		}
+		return next(c)
+	}
+}
+
+// checkQuery refuses a query string that does not parse (a bad %-escape,
+// a ';' separator) with 400 invalid_query. Echo would drop the bad pairs
+// silently, so /api/jobs?status=%zz would list every job.
+func (s *server) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+			return &APIError{Status: http.StatusBadRequest, Code: CodeInvalidQuery,
+				Message: "the query string is malformed: a bad %-escape, or ';' between parameters (use '&')", Err: err}
+		}
+		return next(c)
+	}
 }
 
 // limitBody refuses a body announced as larger than BodyLimit at once and

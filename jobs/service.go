@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"gorm.io/gorm"
@@ -145,8 +147,10 @@ func (s *Service) Validate(req *CreateRequest) error {
 	if req.MaxAttempts < models.MinMaxAttempts || req.MaxAttempts > models.MaxMaxAttempts {
 		return invalid("invalid_max_attempts", "maxAttempts", "maxAttempts must be an integer from %d to %d", models.MinMaxAttempts, models.MaxMaxAttempts)
 	}
-	if len(req.IdempotencyKey) > MaxIdempotencyKeyLength || !utf8.ValidString(req.IdempotencyKey) {
-		return invalid("invalid_idempotency_key", "Idempotency-Key", "Idempotency-Key must be valid UTF-8 of at most %d bytes", MaxIdempotencyKeyLength)
+	if len(req.IdempotencyKey) > MaxIdempotencyKeyLength || !utf8.ValidString(req.IdempotencyKey) ||
+		strings.ContainsFunc(req.IdempotencyKey, unicode.IsControl) {
+		return invalid("invalid_idempotency_key", "Idempotency-Key",
+			"Idempotency-Key must be valid UTF-8 of at most %d bytes, without control characters", MaxIdempotencyKeyLength)
 	}
 	if v, ok := h.(PayloadValidator); ok {
 		if err := v.ValidatePayload(req.Payload); err != nil {
