@@ -73,12 +73,13 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -321,18 +322,66 @@ type ImageFiles struct {
 	Name *regexp.Regexp
 }
 
-// serveImage serves one generated image, by a name the store made.
+// errNotRegular refuses a name that is not a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// serveImage serves one generated image, by a name the store made. Only a
+// regular file directly inside Dir is served: a symbolic link (wherever it
+// points), a directory or a device is 404 like a missing file.
+//
+// Range, If-Range, If-Match and If-Unmodified-Since are ignored and the
+// whole image sent (RFC 9110 lets a server ignore them): http.ServeContent
+// would answer a bad range or a failed precondition in plain text, and
+// the images are small and immutable.
 func (s *server) serveImage(c echo.Context) error {
 	name := c.Param("name")
 	if s.cfg.Images.Name == nil || !s.cfg.Images.Name.MatchString(name) {
 		return apiError(http.StatusNotFound, CodeNotFound, "not found")
 	}
-	path := filepath.Join(s.cfg.Images.Dir, name)
-	if _, err := os.Stat(path); err != nil {
+	f, info, err := openRegular(s.cfg.Images.Dir, name)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errNotRegular) {
+			s.log.Warn("image not served", "name", name, "err", err)
+		}
 		return apiError(http.StatusNotFound, CodeNotFound, "not found")
 	}
+	defer f.Close()
+	req := c.Request()
+	for _, h := range []string{"Range", "If-Range", "If-Match", "If-Unmodified-Since"} {
+		req.Header.Del(h)
+	}
 	c.Response().Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	return c.File(path)
+	http.ServeContent(c.Response(), req, name, info.ModTime(), f)
+	return nil
+}
+
+// openRegular opens dir/name for reading when it is a regular file, not
+// following a symbolic link. The file opened is checked to be the one
+// Lstat saw, so a link swapped in between is refused too; os.Root keeps
+// every step inside dir.
+func openRegular(dir, name string) (*os.File, fs.FileInfo, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open images folder: %w", err)
+	}
+	defer root.Close()
+	seen, err := root.Lstat(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: %w", name, err)
+	}
+	if !seen.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("image %s: %w", name, errNotRegular)
+	}
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: %w", name, err)
+	}
+	opened, err := f.Stat()
+	if err != nil || !opened.Mode().IsRegular() || !os.SameFile(seen, opened) {
+		_ = f.Close()
+		return nil, nil, fmt.Errorf("image %s: %w", name, errNotRegular)
+	}
+	return f, opened, nil
 }
 
 // securityHeaders sets the headers every response carries: no sniffing,
