@@ -16,54 +16,6 @@ import (
 	"github.com/jobhook/jobhook/jobs"
 )
 
-// The error codes of the API; the package documentation has the table of
-// codes, statuses and causes. Codes that jobs.Service returns in a
-// *jobs.ValidationError are passed through as they are.
-const (
-	CodeInvalidJSON            = "invalid_json"
-	CodeUnknownField           = "unknown_field"
-	CodeInvalidType            = "invalid_type"
-	CodeUnknownJobType         = "unknown_job_type"
-	CodeInvalidPayload         = "invalid_payload"
-	CodeInvalidPriority        = "invalid_priority"
-	CodeInvalidMaxAttempts     = "invalid_max_attempts"
-	CodeInvalidScheduledFor    = "invalid_scheduled_for"
-	CodeInvalidIdempotencyKey  = "invalid_idempotency_key"
-	CodeInvalidJobID           = "invalid_job_id"
-	CodeInvalidStatus          = "invalid_status"
-	CodeInvalidCursor          = "invalid_cursor"
-	CodeInvalidLimit           = "invalid_limit"
-	CodeInvalidBudget          = "invalid_budget"
-	CodeBadRequest             = "bad_request"
-	CodeMissingToken           = "missing_token"
-	CodeInvalidToken           = "invalid_token"
-	CodeTokenExpired           = "token_expired"
-	CodeMissingWorkerAuth      = "missing_worker_auth"
-	CodeInvalidWorkerAuth      = "invalid_worker_auth"
-	CodeInvalidSignature       = "invalid_signature"
-	CodeNotFound               = "not_found"
-	CodeJobNotFound            = "job_not_found"
-	CodeMethodNotAllowed       = "method_not_allowed"
-	CodeJobNotCancellable      = "job_not_cancellable"
-	CodeJobNotReschedulable    = "job_not_reschedulable"
-	CodeJobNotRetryable        = "job_not_retryable"
-	CodePayloadTooLarge        = "payload_too_large"
-	CodeRequestTooLarge        = "request_too_large"
-	CodeInternalError          = "internal_error"
-	CodeServiceUnavailable     = "service_unavailable"
-	CodeRateLimited            = "rate_limited"
-	CodeOperatorCannotCreate   = "operator_cannot_create"
-	CodeEncryptionUnconfigured = "encryption_unconfigured"
-	CodeTooManyAuthFailures    = "too_many_auth_failures"
-	CodeNotReady               = "not_ready"
-
-	CodeInvalidQuery                = "invalid_query"
-	CodeExpectationFailed           = "expectation_failed"
-	CodeRequestHeadersTooLarge      = "request_headers_too_large"
-	CodeUnsupportedTransferEncoding = "unsupported_transfer_encoding"
-	CodeHTTPVersionNotSupported     = "http_version_not_supported"
-)
-
 // APIError is an error with its HTTP status and the JSON body sent for it.
 // Err, when set, is the cause: it is logged, never sent.
 type APIError struct {
@@ -121,11 +73,14 @@ func toAPIError(err error) *APIError {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &ve):
-		status := http.StatusBadRequest
-		if ve.Code == CodePayloadTooLarge {
-			status = http.StatusRequestEntityTooLarge
+		// A code jobs.Service or a job type returns is passed through when
+		// it is one of ErrorCodes (with its status), else sent as
+		// bad_request: the API answers with listed codes only.
+		c, ok := LookupErrorCode(ve.Code)
+		if !ok || c.Status >= http.StatusInternalServerError {
+			c = ErrorCode{Code: CodeBadRequest, Status: http.StatusBadRequest}
 		}
-		return &APIError{Status: status, Code: ve.Code, Message: ve.Message, Fields: ve.Fields}
+		return &APIError{Status: c.Status, Code: c.Code, Message: ve.Message, Fields: ve.Fields, Err: err}
 	case errors.Is(err, jobs.ErrNotFound):
 		return apiError(http.StatusNotFound, CodeJobNotFound, "job not found")
 	case errors.Is(err, jobs.ErrNotCancellable):

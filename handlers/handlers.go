@@ -18,6 +18,10 @@
 //	POST /api/workers          run one drain (worker auth) → the drain summary; a body
 //	                           {"jobId":N} (a QStash delayed delivery) first starts that
 //	                           scheduled job when it is due
+//	GET  /files/images/:name   a generated image, when Config.Images is set
+//
+// Every GET route answers HEAD too; OPTIONS, and any other method a route
+// lacks, is 405 method_not_allowed with an Allow header.
 //
 // The /api/jobs routes need "Authorization: Bearer <JWT>"; the user id is
 // the token's sub, and a user only ever sees their own jobs (another user's
@@ -30,42 +34,11 @@
 //	{"error":{"code":"invalid_priority","message":"...","fields":[{"field":"priority","message":"..."}]}}
 //
 // where code is stable and machine-readable, message is for people, and
-// fields appears only on validation errors. The codes:
-//
-//	code                     status  when
-//	invalid_json             400     body is not a JSON object (empty, malformed, not UTF-8, trailing data)
-//	unknown_field            400     body has a top-level field other than type, payload, priority, maxAttempts, scheduledFor
-//	invalid_type             400     type missing or not a string; ?type= not printable text
-//	unknown_job_type         400     no handler is registered for type
-//	invalid_payload          400     payload not a JSON object, refused by the job type, or not storable (\u0000, lone surrogate, number out of range)
-//	invalid_priority         400     priority not an integer literal, or outside 0–999999
-//	invalid_max_attempts     400     maxAttempts not an integer literal, or outside 1–25
-//	invalid_scheduled_for    400     scheduledFor not an RFC 3339 string, or outside the years 1970–9999
-//	invalid_idempotency_key  400     Idempotency-Key longer than 255 bytes or not UTF-8
-//	invalid_job_id           400     :id is not a positive 64-bit integer
-//	invalid_status           400     ?status= is not a job status
-//	invalid_cursor           400     ?cursor= is not one this server returned
-//	invalid_limit            400     ?limit= not an integer from 1 to 100
-//	invalid_budget           400     ?budget= on /api/workers is not a positive Go duration
-//	bad_request              400     the request body could not be read
-//	missing_token            401     no Authorization header on /api/jobs*
-//	invalid_token            401     not "Bearer <token>", malformed, bad signature, not yet valid, no sub
-//	token_expired            401     the token's exp has passed
-//	missing_worker_auth      401     /api/workers without any credential
-//	invalid_worker_auth      401     /api/workers with a wrong credential
-//	invalid_signature        401     /api/workers with an Upstash-Signature that does not verify
-//	not_found                404     no such route
-//	job_not_found            404     no such job, or another user's
-//	method_not_allowed       405     the route exists for other methods (see the Allow header)
-//	job_not_cancellable      409     the job is neither pending nor scheduled
-//	job_not_reschedulable    409     the job is neither pending nor scheduled
-//	operator_cannot_create   403     POST /api/jobs with the ADMIN_TOKEN (a job belongs to a user)
-//	job_not_retryable        409     the job has not failed
-//	payload_too_large        413     payload over the size limit (256 KiB by default)
-//	request_too_large        413     request body over Config.BodyLimit (1 MiB by default)
-//	internal_error           500     anything unexpected, panics included; details are only logged
-//	service_unavailable      503     the database, Redis or the token verifier cannot be reached
-//	not_ready                503     /readyz: a dependency check failed
+// fields appears only on validation errors. ErrorCodes lists every code
+// with its status and when it is sent; the README's error table shows the
+// same list. Errors net/http answers itself, before any route (a bad
+// %-escape in the path, a control character in a header), have the same
+// shape when the server listens through ProtocolErrorListener.
 //
 // A 401 carries "WWW-Authenticate: Bearer".
 package handlers
