@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/testenv"
+	"github.com/jobhook/jobhook/jobs"
 )
 
 // signHS256 signs claims with key (any bytes), as an attacker would.
@@ -135,21 +137,68 @@ func TestCreationFloodIsRateLimited(t *testing.T) {
 	bb.createJob(t, "someone-else", `{"type":"echo","payload":{"text":"x"}}`, http.StatusCreated)
 }
 
-// TestWorkerAuthFailuresAreLimited: after N failed worker authentications
-// from one address, even the right secret gets 429 until the window ends.
+// TestWorkerAuthFailuresAreLimited: after the failure limit, an address's
+// failing worker calls get 429; a valid credential from the same address
+// (the right secret, or a valid QStash signature) is still let in and the
+// drain runs, so wrong guesses cannot lock the worker endpoint.
 func TestWorkerAuthFailuresAreLimited(t *testing.T) {
-	b := testenv.Embedded(t)
-	limiter := ratelimit.New(b.Redis, b.Prefix+"ratelimit:", nil)
-	bb := setup(t, b, func(cfg *handlers.Config) {
-		cfg.WorkerAuthLimit = testAuthLimit{limiter, ratelimit.Failures{Limit: 3, Window: time.Minute}}
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		limiter := ratelimit.New(b.Redis, b.Prefix+"ratelimit:", nil)
+		qsCheck, err := handlers.QStashSignatureAuth(handlers.QStashSignatureConfig{CurrentSigningKey: qsCurrent, NextSigningKey: qsNext, URL: qsURL})
+		require.NoError(t, err)
+		bb := setup(t, b, func(cfg *handlers.Config) {
+			cfg.WorkerAuthLimit = testAuthLimit{limiter, ratelimit.Failures{Limit: 20, Window: time.Minute}}
+			cfg.WorkerAuth = []handlers.WorkerAuthFunc{qsCheck}
+			cfg.Worker = jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: jobs.NewQueue(b.Redis, b.Prefix, nil), Registry: cfg.Service.Registry(), Logger: cfg.Logger})
+		})
+		status := func(user string, id int64) string {
+			t.Helper()
+			rec := bb.asUser(t, user, http.MethodGet, fmt.Sprintf("/api/jobs/%d", id), "")
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			var job struct{ Status string }
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &job))
+			return job.Status
+		}
+		wrong := func(i int) *httptest.ResponseRecorder {
+			return bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer guess-" + fmt.Sprint(i)})
+		}
+		for i := 0; i < 20; i++ {
+			requireError(t, wrong(i), http.StatusUnauthorized, "invalid_worker_auth")
+		}
+		for i := 20; i < 25; i++ {
+			rec := wrong(i)
+			requireError(t, rec, http.StatusTooManyRequests, "too_many_auth_failures")
+			require.NotEmpty(t, rec.Header().Get("Retry-After"))
+		}
+
+		// The right secret from the blocked address: the drain runs.
+		job := bb.createJob(t, "u1", `{"type":"echo","payload":{"text":"after the flood"}}`, http.StatusCreated)
+		rec := bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer " + testWorkerSecret})
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		require.Equal(t, "completed", status("u1", job.JobID))
+
+		// A valid QStash delivery from the blocked address: the scheduled
+		// job starts and runs.
+		at := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
+		scheduled := bb.createJob(t, "u1", `{"type":"echo","payload":{"text":"delivered"},"scheduledFor":"`+at+`"}`, http.StatusCreated)
+		require.EqualValues(t, "scheduled", scheduled.Status)
+		delivery := good()
+		delivery.body = fmt.Sprintf(`{"jobId":%d}`, scheduled.JobID)
+		rec = bb.do(t, request{method: http.MethodPost, path: "/api/workers", body: strings.NewReader(delivery.body),
+			headers: map[string]string{"Upstash-Signature": delivery.sign(t)}})
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		require.Contains(t, rec.Body.String(), fmt.Sprintf(`"delivered":{"jobId":%d,"started":true}`, scheduled.JobID))
+		require.Equal(t, "completed", status("u1", scheduled.JobID))
+
+		// Wrong credentials of either kind are still refused.
+		requireError(t, wrong(99), http.StatusTooManyRequests, "too_many_auth_failures")
+		forged := good()
+		forged.key = "sig_guessedKey0000000000000000000"
+		rec = bb.do(t, request{method: http.MethodPost, path: "/api/workers", body: strings.NewReader(forged.body),
+			headers: map[string]string{"Upstash-Signature": forged.sign(t)}})
+		requireError(t, rec, http.StatusTooManyRequests, "too_many_auth_failures")
+		requireError(t, bb.do(t, request{method: http.MethodPost, path: "/api/workers"}), http.StatusTooManyRequests, "too_many_auth_failures")
 	})
-	for i := 0; i < 3; i++ {
-		requireError(t, bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer guess-" + fmt.Sprint(i)}), 401, "invalid_worker_auth")
-	}
-	rec := bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer " + testWorkerSecret})
-	requireError(t, rec, http.StatusTooManyRequests, "too_many_auth_failures")
-	require.NotEmpty(t, rec.Header().Get("Retry-After"))
-	require.Empty(t, bb.drainer.Calls())
 }
 
 type testAuthLimit struct {

@@ -5,54 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/jobs"
-)
-
-// The error codes of the API; the package documentation has the table of
-// codes, statuses and causes. Codes that jobs.Service returns in a
-// *jobs.ValidationError are passed through as they are.
-const (
-	CodeInvalidJSON            = "invalid_json"
-	CodeUnknownField           = "unknown_field"
-	CodeInvalidType            = "invalid_type"
-	CodeUnknownJobType         = "unknown_job_type"
-	CodeInvalidPayload         = "invalid_payload"
-	CodeInvalidPriority        = "invalid_priority"
-	CodeInvalidMaxAttempts     = "invalid_max_attempts"
-	CodeInvalidScheduledFor    = "invalid_scheduled_for"
-	CodeInvalidIdempotencyKey  = "invalid_idempotency_key"
-	CodeInvalidJobID           = "invalid_job_id"
-	CodeInvalidStatus          = "invalid_status"
-	CodeInvalidCursor          = "invalid_cursor"
-	CodeInvalidLimit           = "invalid_limit"
-	CodeInvalidBudget          = "invalid_budget"
-	CodeBadRequest             = "bad_request"
-	CodeMissingToken           = "missing_token"
-	CodeInvalidToken           = "invalid_token"
-	CodeTokenExpired           = "token_expired"
-	CodeMissingWorkerAuth      = "missing_worker_auth"
-	CodeInvalidWorkerAuth      = "invalid_worker_auth"
-	CodeInvalidSignature       = "invalid_signature"
-	CodeNotFound               = "not_found"
-	CodeJobNotFound            = "job_not_found"
-	CodeMethodNotAllowed       = "method_not_allowed"
-	CodeJobNotCancellable      = "job_not_cancellable"
-	CodeJobNotReschedulable    = "job_not_reschedulable"
-	CodeJobNotRetryable        = "job_not_retryable"
-	CodePayloadTooLarge        = "payload_too_large"
-	CodeRequestTooLarge        = "request_too_large"
-	CodeInternalError          = "internal_error"
-	CodeServiceUnavailable     = "service_unavailable"
-	CodeRateLimited            = "rate_limited"
-	CodeOperatorCannotCreate   = "operator_cannot_create"
-	CodeEncryptionUnconfigured = "encryption_unconfigured"
-	CodeTooManyAuthFailures    = "too_many_auth_failures"
-	CodeNotReady               = "not_ready"
 )
 
 // APIError is an error with its HTTP status and the JSON body sent for it.
@@ -112,11 +73,14 @@ func toAPIError(err error) *APIError {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &ve):
-		status := http.StatusBadRequest
-		if ve.Code == CodePayloadTooLarge {
-			status = http.StatusRequestEntityTooLarge
+		// A code jobs.Service or a job type returns is passed through when
+		// it is one of ErrorCodes (with its status), else sent as
+		// bad_request: the API answers with listed codes only.
+		c, ok := LookupErrorCode(ve.Code)
+		if !ok || c.Status >= http.StatusInternalServerError {
+			c = ErrorCode{Code: CodeBadRequest, Status: http.StatusBadRequest}
 		}
-		return &APIError{Status: status, Code: ve.Code, Message: ve.Message, Fields: ve.Fields}
+		return &APIError{Status: c.Status, Code: c.Code, Message: ve.Message, Fields: ve.Fields, Err: err}
 	case errors.Is(err, jobs.ErrNotFound):
 		return apiError(http.StatusNotFound, CodeJobNotFound, "job not found")
 	case errors.Is(err, jobs.ErrNotCancellable):
@@ -130,7 +94,7 @@ func toAPIError(err error) *APIError {
 	case errors.Is(err, jobs.ErrSecretsUnconfigured):
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeEncryptionUnconfigured,
 			Message: "this job type carries secrets and the server has no encryption key configured", Err: err}
-	case errors.Is(err, jobs.ErrUnavailable):
+	case errors.Is(err, jobs.ErrUnavailable), isConnectionError(err):
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
 			Message: "a backend is unavailable; try again later", Err: err}
 	case errors.As(err, &mbe):
@@ -141,6 +105,19 @@ func toAPIError(err error) *APIError {
 		return &APIError{Status: http.StatusInternalServerError, Code: CodeInternalError,
 			Message: "internal error", Err: err}
 	}
+}
+
+// isConnectionError reports whether err is a failure to reach or talk to a
+// backend that its caller did not mark with jobs.ErrUnavailable: a network
+// error (refused, reset, timed out, DNS) or a closed or exhausted Redis
+// connection pool. The HTTP layer makes no outbound calls of its own, so
+// such an error always means a backend is down.
+func isConnectionError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) ||
+		errors.Is(err, redis.ErrClosed) ||
+		errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.Is(err, redis.ErrPoolExhausted)
 }
 
 // fromHTTPError maps the errors Echo itself returns (router and
@@ -155,7 +132,7 @@ func fromHTTPError(he *echo.HTTPError, err error) *APIError {
 		return apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "the request body is too large")
 	}
 	if he.Code >= 400 && he.Code < 500 {
-		return apiError(he.Code, CodeBadRequest, http.StatusText(he.Code))
+		return apiError(http.StatusBadRequest, CodeBadRequest, "bad request")
 	}
 	return &APIError{Status: http.StatusInternalServerError, Code: CodeInternalError, Message: "internal error", Err: err}
 }
@@ -182,11 +159,16 @@ func (s *server) handleError(err error, c echo.Context) {
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
 		)
 	}
-	if ae.Status == http.StatusUnauthorized {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
+	h := c.Response().Header()
+	switch ae.Status {
+	case http.StatusUnauthorized:
+		h.Set(echo.HeaderWWWAuthenticate, "Bearer")
+	case http.StatusMethodNotAllowed:
+		h.Set(echo.HeaderAllow, allowWithoutOptions(h.Get(echo.HeaderAllow)))
 	}
 	var werr error
 	if req.Method == http.MethodHead {
+		h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 		werr = c.NoContent(ae.Status)
 	} else {
 		werr = c.JSON(ae.Status, ErrorResponse{Error: ae})
@@ -194,6 +176,18 @@ func (s *server) handleError(err error, c echo.Context) {
 	if werr != nil {
 		s.log.Debug("write error response", "err", werr)
 	}
+}
+
+// allowWithoutOptions drops OPTIONS from the Allow header Echo's router
+// computes: the API answers OPTIONS with 405 (see rejectOptions).
+func allowWithoutOptions(allow string) string {
+	var kept []string
+	for _, m := range strings.Split(allow, ",") {
+		if m = strings.TrimSpace(m); m != "" && m != http.MethodOptions {
+			kept = append(kept, m)
+		}
+	}
+	return strings.Join(kept, ", ")
 }
 
 // tokenError maps a TokenVerifier error to a 401, or to 503 when the

@@ -19,6 +19,10 @@
 //	                           {"jobId":N} (a QStash delayed delivery) first starts that
 //	                           scheduled job when it is due
 //	GET  /api/workers/jobs/:id any job, as an operator sees it (worker auth), for `jobhook trigger --wait`
+//	GET  /files/images/:name   a generated image, when Config.Images is set
+//
+// Every GET route answers HEAD too; OPTIONS, and any other method a route
+// lacks, is 405 method_not_allowed with an Allow header.
 //
 // The /api/jobs routes need "Authorization: Bearer <JWT>"; the user id is
 // the token's sub, and a user only ever sees their own jobs (another user's
@@ -31,42 +35,11 @@
 //	{"error":{"code":"invalid_priority","message":"...","fields":[{"field":"priority","message":"..."}]}}
 //
 // where code is stable and machine-readable, message is for people, and
-// fields appears only on validation errors. The codes:
-//
-//	code                     status  when
-//	invalid_json             400     body is not a JSON object (empty, malformed, not UTF-8, trailing data)
-//	unknown_field            400     body has a top-level field other than type, payload, priority, maxAttempts, scheduledFor
-//	invalid_type             400     type missing or not a string; ?type= not printable text
-//	unknown_job_type         400     no handler is registered for type
-//	invalid_payload          400     payload not a JSON object, refused by the job type, or not storable (\u0000, lone surrogate, number out of range)
-//	invalid_priority         400     priority not an integer literal, or outside 0–999999
-//	invalid_max_attempts     400     maxAttempts not an integer literal, or outside 1–25
-//	invalid_scheduled_for    400     scheduledFor not an RFC 3339 string, or outside the years 1970–9999
-//	invalid_idempotency_key  400     Idempotency-Key longer than 255 bytes or not UTF-8
-//	invalid_job_id           400     :id is not a positive 64-bit integer
-//	invalid_status           400     ?status= is not a job status
-//	invalid_cursor           400     ?cursor= is not one this server returned
-//	invalid_limit            400     ?limit= not an integer from 1 to 100
-//	invalid_budget           400     ?budget= on /api/workers is not a positive Go duration
-//	bad_request              400     the request body could not be read
-//	missing_token            401     no Authorization header on /api/jobs*
-//	invalid_token            401     not "Bearer <token>", malformed, bad signature, not yet valid, no sub
-//	token_expired            401     the token's exp has passed
-//	missing_worker_auth      401     /api/workers without any credential
-//	invalid_worker_auth      401     /api/workers with a wrong credential
-//	invalid_signature        401     /api/workers with an Upstash-Signature that does not verify
-//	not_found                404     no such route
-//	job_not_found            404     no such job, or another user's
-//	method_not_allowed       405     the route exists for other methods (see the Allow header)
-//	job_not_cancellable      409     the job is neither pending nor scheduled
-//	job_not_reschedulable    409     the job is neither pending nor scheduled
-//	operator_cannot_create   403     POST /api/jobs with the ADMIN_TOKEN (a job belongs to a user)
-//	job_not_retryable        409     the job has not failed
-//	payload_too_large        413     payload over the size limit (256 KiB by default)
-//	request_too_large        413     request body over Config.BodyLimit (1 MiB by default)
-//	internal_error           500     anything unexpected, panics included; details are only logged
-//	service_unavailable      503     the database, Redis or the token verifier cannot be reached
-//	not_ready                503     /readyz: a dependency check failed
+// fields appears only on validation errors. ErrorCodes lists every code
+// with its status and when it is sent; the README's error table shows the
+// same list. Errors net/http answers itself, before any route (a bad
+// %-escape in the path, a control character in a header), have the same
+// shape when the server listens through ProtocolErrorListener.
 //
 // A 401 carries "WWW-Authenticate: Bearer".
 package handlers
@@ -74,11 +47,13 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -104,9 +79,13 @@ const (
 	DefaultReadyTimeout = 2 * time.Second
 )
 
-// WorkerAuthLimiter counts failed worker authentications per client.
+// WorkerAuthLimiter counts failed worker authentications per client. It is
+// asked only about calls whose credentials were refused.
 type WorkerAuthLimiter interface {
+	// Blocked reports whether client is over the failure limit, and how
+	// long until it is not.
 	Blocked(ctx context.Context, client string) (bool, time.Duration, error)
+	// Fail counts one failure for client.
 	Fail(ctx context.Context, client string) error
 }
 
@@ -156,8 +135,9 @@ type Config struct {
 	// through (logged): a limiter outage must not stop the API.
 	CreateLimit func(ctx context.Context, userID string) (allowed bool, retryAfter time.Duration, err error)
 	// WorkerAuthLimit, when set, counts failed POST /api/workers
-	// authentications per client address; once blocked, calls get 429
-	// too_many_auth_failures without being checked.
+	// authentications per client address; once a client is blocked, its
+	// failing calls get 429 too_many_auth_failures instead of 401. A call
+	// with a valid credential is always let in, blocked or not.
 	WorkerAuthLimit WorkerAuthLimiter
 	// AdminToken, when set, is an operator's bearer token: its requests see
 	// and act on every user's jobs (creating jobs excepted).
@@ -281,6 +261,8 @@ func New(cfg Config) *echo.Echo {
 		s.logRequests,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: s.logPanic}),
 		s.limitBody,
+		s.rejectOptions,
+		s.checkQuery,
 	)
 
 	e.GET("/", s.home)
@@ -292,7 +274,9 @@ func New(cfg Config) *echo.Echo {
 
 	e.POST("/api/jobs", s.createJob, s.requireUser, s.timeout)
 	e.GET("/api/jobs", s.listJobs, s.requireUser, s.timeout)
+	e.HEAD("/api/jobs", s.listJobs, s.requireUser, s.timeout)
 	e.GET("/api/jobs/:id", s.getJob, s.requireUser, s.timeout)
+	e.HEAD("/api/jobs/:id", s.getJob, s.requireUser, s.timeout)
 	e.POST("/api/jobs/:id/cancel", s.cancelJob, s.requireUser, s.timeout)
 	e.POST("/api/jobs/:id/reschedule", s.rescheduleJob, s.requireUser, s.timeout)
 	e.POST("/api/jobs/:id/retry", s.retryJob, s.requireUser, s.timeout)
@@ -313,18 +297,66 @@ type ImageFiles struct {
 	Name *regexp.Regexp
 }
 
-// serveImage serves one generated image, by a name the store made.
+// errNotRegular refuses a name that is not a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// serveImage serves one generated image, by a name the store made. Only a
+// regular file directly inside Dir is served: a symbolic link (wherever it
+// points), a directory or a device is 404 like a missing file.
+//
+// Range, If-Range, If-Match and If-Unmodified-Since are ignored and the
+// whole image sent (RFC 9110 lets a server ignore them): http.ServeContent
+// would answer a bad range or a failed precondition in plain text, and
+// the images are small and immutable.
 func (s *server) serveImage(c echo.Context) error {
 	name := c.Param("name")
 	if s.cfg.Images.Name == nil || !s.cfg.Images.Name.MatchString(name) {
 		return apiError(http.StatusNotFound, CodeNotFound, "not found")
 	}
-	path := filepath.Join(s.cfg.Images.Dir, name)
-	if _, err := os.Stat(path); err != nil {
+	f, info, err := openRegular(s.cfg.Images.Dir, name)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errNotRegular) {
+			s.log.Warn("image not served", "name", name, "err", err)
+		}
 		return apiError(http.StatusNotFound, CodeNotFound, "not found")
 	}
+	defer f.Close()
+	req := c.Request()
+	for _, h := range []string{"Range", "If-Range", "If-Match", "If-Unmodified-Since"} {
+		req.Header.Del(h)
+	}
 	c.Response().Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	return c.File(path)
+	http.ServeContent(c.Response(), req, name, info.ModTime(), f)
+	return nil
+}
+
+// openRegular opens dir/name for reading when it is a regular file, not
+// following a symbolic link. The file opened is checked to be the one
+// Lstat saw, so a link swapped in between is refused too; os.Root keeps
+// every step inside dir.
+func openRegular(dir, name string) (*os.File, fs.FileInfo, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open images folder: %w", err)
+	}
+	defer root.Close()
+	seen, err := root.Lstat(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: %w", name, err)
+	}
+	if !seen.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("image %s: %w", name, errNotRegular)
+	}
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: %w", name, err)
+	}
+	opened, err := f.Stat()
+	if err != nil || !opened.Mode().IsRegular() || !os.SameFile(seen, opened) {
+		_ = f.Close()
+		return nil, nil, fmt.Errorf("image %s: %w", name, errNotRegular)
+	}
+	return f, opened, nil
 }
 
 // securityHeaders sets the headers every response carries: no sniffing,
@@ -401,6 +433,32 @@ func (s *server) logPanic(c echo.Context, err error, stack []byte) error {
 		"stack", string(stack),
 	)
 	return err
+}
+
+// rejectOptions answers OPTIONS on an existing route with 405
+// method_not_allowed and its Allow header, instead of Echo's bodiless 204:
+// the API has no cross-origin (CORS) support, so OPTIONS is not one of its
+// methods. OPTIONS on an unknown path stays 404.
+func (s *server) rejectOptions(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().Method == http.MethodOptions && c.Get(echo.ContextKeyHeaderAllow) != nil {
+			return echo.MethodNotAllowedHandler(c)
+		}
+		return next(c)
+	}
+}
+
+// checkQuery refuses a query string that does not parse (a bad %-escape,
+// a ';' separator) with 400 invalid_query. Echo would drop the bad pairs
+// silently, so /api/jobs?status=%zz would list every job.
+func (s *server) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+			return &APIError{Status: http.StatusBadRequest, Code: CodeInvalidQuery,
+				Message: "the query string is malformed: a bad %-escape, or ';' between parameters (use '&')", Err: err}
+		}
+		return next(c)
+	}
 }
 
 // limitBody refuses a body announced as larger than BodyLimit at once and

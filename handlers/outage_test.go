@@ -3,14 +3,18 @@ package handlers_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobhook/jobhook/handlers"
+	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/testenv"
+	"github.com/jobhook/jobhook/jobs"
 )
 
 // While the database is down the API answers 503 service_unavailable with
@@ -52,4 +56,46 @@ func TestHangingBackendIsCutOffAtTheRequestTimeout(t *testing.T) {
 	rec := bb.asUser(t, "u1", http.MethodGet, "/api/jobs", "")
 	requireError(t, rec, http.StatusServiceUnavailable, "service_unavailable")
 	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+// closedAddr returns an address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// While Redis cannot be reached, POST /api/workers answers 503
+// service_unavailable like the rest of the API, not 500; a wrong secret is
+// still 401 (the failure limiter's outage lets the refusal through).
+func TestWorkerRedisOutageIs503(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		dead := redis.NewClient(&redis.Options{Addr: closedAddr(t), MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second})
+		t.Cleanup(func() { _ = dead.Close() })
+		limiter := ratelimit.New(dead, b.Prefix+"ratelimit:", nil)
+		bb := setup(t, b, func(cfg *handlers.Config) {
+			cfg.Worker = jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: jobs.NewQueue(dead, b.Prefix, nil), Registry: cfg.Service.Registry(), Logger: cfg.Logger})
+			cfg.WorkerAuthLimit = testAuthLimit{limiter, ratelimit.Failures{Limit: 1, Window: time.Minute}}
+		})
+		rec := bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer " + testWorkerSecret})
+		requireError(t, rec, http.StatusServiceUnavailable, "service_unavailable")
+		require.Contains(t, bb.logs.String(), "connection refused", "the cause is logged")
+		for range 2 {
+			requireError(t, bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer wrong"}), http.StatusUnauthorized, "invalid_worker_auth")
+		}
+	})
+}
+
+// The embedded Redis stopped under a running server: the same 503.
+func TestWorkerClosedMiniredisIs503(t *testing.T) {
+	b := testenv.Embedded(t)
+	bb := setup(t, b, func(cfg *handlers.Config) {
+		cfg.Worker = jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: jobs.NewQueue(b.Redis, b.Prefix, nil), Registry: cfg.Service.Registry(), Logger: cfg.Logger})
+	})
+	b.Mini.Close()
+	requireError(t, bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer " + testWorkerSecret}),
+		http.StatusServiceUnavailable, "service_unavailable")
 }

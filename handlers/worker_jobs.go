@@ -21,16 +21,7 @@ import (
 // limit; a valid one is never refused by it.
 func (s *server) getWorkerJob(c echo.Context) error {
 	if err := s.authenticateWorker(c.Request(), nil); err != nil {
-		if l := s.cfg.WorkerAuthLimit; l != nil {
-			client := c.RealIP()
-			if blocked, wait, berr := l.Blocked(c.Request().Context(), client); berr == nil && blocked {
-				return retryLater(c, CodeTooManyAuthFailures, "too many failed worker authentications from this address", wait)
-			}
-			if ferr := l.Fail(c.Request().Context(), client); ferr != nil {
-				s.log.Warn("worker auth failure not counted", "err", ferr)
-			}
-		}
-		return err
+		return s.workerAuthFailed(c, err)
 	}
 	id, err := jobID(c)
 	if err != nil {

@@ -89,21 +89,8 @@ func (s *server) runWorker(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	client := c.RealIP()
-	if l := s.cfg.WorkerAuthLimit; l != nil {
-		if blocked, wait, err := l.Blocked(c.Request().Context(), client); err != nil {
-			s.log.Warn("worker auth limiter unavailable", "err", err)
-		} else if blocked {
-			return retryLater(c, CodeTooManyAuthFailures, "too many failed worker authentications from this address", wait)
-		}
-	}
 	if err := s.authenticateWorker(c.Request(), body); err != nil {
-		if l := s.cfg.WorkerAuthLimit; l != nil {
-			if ferr := l.Fail(c.Request().Context(), client); ferr != nil {
-				s.log.Warn("worker auth failure not counted", "err", ferr)
-			}
-		}
-		return err
+		return s.workerAuthFailed(c, err)
 	}
 	budget := s.cfg.DrainBudget
 	if raw := c.QueryParam("budget"); raw != "" {
@@ -128,6 +115,40 @@ func (s *server) runWorker(c echo.Context) error {
 	}
 	resp.DrainSummary = summary
 	return c.JSON(http.StatusOK, resp)
+}
+
+// workerAuthFailed answers a worker-authenticated call whose credentials
+// were refused, and counts the failure against the client's address. A
+// client over the failure limit gets 429 too_many_auth_failures instead of
+// the 401, until its window ends.
+//
+// The limit applies to failures only: the credentials are checked first,
+// and a valid one is always let in, so a flood of wrong guesses from an
+// address (or from everyone behind one proxy) cannot lock QStash or the
+// operator out. Checking first costs one constant-time compare or one
+// HMAC, cheaper than the limiter's round trip to Redis. It does tell a
+// blocked caller whether a guess was right, but guessing is hopeless: the
+// worker secret is at least 32 bytes in production and QStash's signing
+// keys are random, and nothing about a wrong credential (timing included)
+// says how close it was.
+func (s *server) workerAuthFailed(c echo.Context, refusal error) error {
+	l := s.cfg.WorkerAuthLimit
+	if l == nil {
+		return refusal
+	}
+	ctx, client := c.Request().Context(), c.RealIP()
+	blocked, wait, err := l.Blocked(ctx, client)
+	if err != nil {
+		s.log.Warn("worker auth limiter unavailable; failure not counted", "err", err)
+		return refusal
+	}
+	if blocked {
+		return retryLater(c, CodeTooManyAuthFailures, "too many failed worker authentications from this address", wait)
+	}
+	if err := l.Fail(ctx, client); err != nil {
+		s.log.Warn("worker auth failure not counted", "err", err)
+	}
+	return refusal
 }
 
 // WorkerResponse is the answer of POST /api/workers: the drain summary,

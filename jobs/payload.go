@@ -5,10 +5,17 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // maxNumberLiteral caps the length of one number in a payload.
 const maxNumberLiteral = 1000
+
+// maxExponent bounds the exponent written in a payload number. No number
+// that fits a float64 needs more in a literal of at most maxNumberLiteral
+// characters; it keeps a zero, which fits a float64 whatever its exponent,
+// within what Postgres stores.
+const maxExponent = 9999
 
 // checkStorableJSON refuses the JSON that Go accepts but Postgres's JSONB
 // does not, so that such a payload is a 400 on every backend instead of a
@@ -17,17 +24,28 @@ const maxNumberLiteral = 1000
 //   - the escape \u0000 in a string or key;
 //   - an unpaired UTF-16 surrogate escape such as "\ud800";
 //   - a number that does not fit a float64 (such as 1e400 or 1e-99999),
-//     or one longer than 1000 characters.
+//     or one longer than 1000 characters;
+//   - a number written with an exponent outside -9999 to 9999, such as
+//     0e-20000: Postgres keeps every decimal place a literal implies, even
+//     on a zero, and refuses more than 16383 of them ("value overflows
+//     numeric format").
+//
+// It returns the size of raw as Postgres stores and returns it: JSONB
+// writes numbers out in full, without an exponent (1e308 comes back as 309
+// digits, 0e-999 as 1001 characters), so a small payload of such numbers
+// can be far larger once stored. The caller holds that size to the payload
+// limit on every backend.
 //
 // raw must be well-formed JSON (it comes from a document json.Unmarshal
 // accepted), so a plain scan over its bytes is enough.
-func checkStorableJSON(raw []byte) error {
+func checkStorableJSON(raw []byte) (int, error) {
+	size := len(raw)
 	for i := 0; i < len(raw); {
 		switch b := raw[i]; {
 		case b == '"':
 			end, err := scanString(raw, i+1)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			i = end
 		case b == '-' || (b >= '0' && b <= '9'):
@@ -35,15 +53,17 @@ func checkStorableJSON(raw []byte) error {
 			for end < len(raw) && isNumberByte(raw[end]) {
 				end++
 			}
-			if err := checkNumber(string(raw[i:end])); err != nil {
-				return err
+			n, err := checkNumber(string(raw[i:end]))
+			if err != nil {
+				return 0, err
 			}
+			size += n - (end - i)
 			i = end
 		default:
 			i++
 		}
 	}
-	return nil
+	return size, nil
 }
 
 // scanString checks the string whose content starts at raw[i] and returns
@@ -100,31 +120,90 @@ func isNumberByte(b byte) bool {
 	return (b >= '0' && b <= '9') || b == '.' || b == 'e' || b == 'E' || b == '+' || b == '-'
 }
 
-// checkNumber refuses a number literal that is too long, overflows a
-// float64, or is non-zero but underflows to zero.
-func checkNumber(lit string) error {
+// checkNumber refuses a number literal that is too long, has an exponent
+// outside ±maxExponent, overflows a float64, or is non-zero but underflows
+// to zero. It returns the length of the number as Postgres prints it.
+func checkNumber(lit string) (int, error) {
 	if len(lit) > maxNumberLiteral {
-		return fmt.Errorf("payload numbers cannot be longer than %d characters", maxNumberLiteral)
+		return 0, fmt.Errorf("payload numbers cannot be longer than %d characters", maxNumberLiteral)
+	}
+	n, ok := parseLiteral(lit)
+	if !ok {
+		return 0, errors.New("payload has a malformed number")
+	}
+	if n.exp < -maxExponent || n.exp > maxExponent {
+		return 0, fmt.Errorf("payload has a number out of range: exponents must be from %d to %d", -maxExponent, maxExponent)
 	}
 	f, err := strconv.ParseFloat(lit, 64)
 	if err != nil || math.IsInf(f, 0) {
-		return errors.New("payload has a number out of range")
+		return 0, errors.New("payload has a number out of range")
 	}
-	if f == 0 && !isZeroLiteral(lit) {
-		return errors.New("payload has a number out of range")
+	if f == 0 && !n.zero() {
+		return 0, errors.New("payload has a number out of range")
 	}
-	return nil
+	return n.printedLen(), nil
 }
 
-// isZeroLiteral reports whether the mantissa of a number literal is zero.
-func isZeroLiteral(lit string) bool {
-	for i := 0; i < len(lit); i++ {
-		switch c := lit[i]; {
-		case c == 'e' || c == 'E':
-			return true
-		case c >= '1' && c <= '9':
-			return false
+// literal is a JSON number literal taken apart: -intPart.fracPart e exp.
+type literal struct {
+	neg      bool
+	intPart  string
+	fracPart string
+	exp      int
+}
+
+// parseLiteral splits a JSON number literal; false when it is not one. An
+// exponent of more than 9 significant digits is taken as ±MaxInt32.
+func parseLiteral(lit string) (literal, bool) {
+	var n literal
+	n.neg = strings.HasPrefix(lit, "-")
+	mant := strings.TrimPrefix(lit, "-")
+	if i := strings.IndexAny(mant, "eE"); i >= 0 {
+		digits := mant[i+1:]
+		mant = mant[:i]
+		negExp := strings.HasPrefix(digits, "-")
+		digits = strings.TrimLeft(strings.TrimLeft(digits, "+-"), "0")
+		switch {
+		case len(digits) > 9:
+			n.exp = math.MaxInt32 // out of range, whatever its exact value
+		case digits != "":
+			e, err := strconv.Atoi(digits)
+			if err != nil {
+				return n, false
+			}
+			n.exp = e
+		}
+		if negExp {
+			n.exp = -n.exp
 		}
 	}
-	return true
+	n.intPart, n.fracPart, _ = strings.Cut(mant, ".")
+	if n.intPart == "" || strings.Trim(n.intPart+n.fracPart, "0123456789") != "" {
+		return n, false
+	}
+	return n, true
+}
+
+// zero reports whether every digit of the mantissa is 0.
+func (n literal) zero() bool {
+	return strings.Trim(n.intPart+n.fracPart, "0") == ""
+}
+
+// printedLen is the length of the number as Postgres's numeric output
+// writes it: no exponent, a sign only when it is not zero, at least one
+// integer digit, and every decimal place the literal implies (its
+// fraction digits less its exponent).
+func (n literal) printedLen() int {
+	digits := n.intPart + n.fracPart
+	size := 1 // a zero's integer part
+	if lz := len(digits) - len(strings.TrimLeft(digits, "0")); lz < len(digits) {
+		size = max(1, len(n.intPart)+n.exp-lz)
+		if n.neg {
+			size++
+		}
+	}
+	if scale := len(n.fracPart) - n.exp; scale > 0 {
+		size += 1 + scale
+	}
+	return size
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -426,6 +427,53 @@ func TestSecretsNeverInErrorsHistoryOrLogs(t *testing.T) {
 		}
 		require.True(t, sawRetry && sawFail, "the failures were logged")
 	})
+}
+
+// TestSecretsScrubbedInAnyCaseOrHTMLEscaped: an upstream error that echoes
+// a token lower-cased, upper-cased or HTML-escaped is scrubbed like an
+// exact copy from the stored error, the attempt history and the logs.
+func TestSecretsScrubbedInAnyCaseOrHTMLEscaped(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := secretSetup(t, b)
+		kr := keyring(t, secKeyA)
+		svc := x.service(kr)
+		w := x.secretWorker(kr)
+		x.h.script = func(p secretPayload, _ int) (json.RawMessage, error) {
+			return nil, jobs.Permanent(fmt.Errorf("<html><body>invalid token %s; also %s and <code>%s</code> (%s)</body></html>",
+				strings.ToLower(p.AccessToken), strings.ToUpper(p.Targets[0].AccessToken),
+				html.EscapeString(p.Targets[1].AccessToken), strings.ToUpper(html.EscapeString(p.Targets[1].AccessToken))))
+		}
+		job := x.createSocial(t, svc, jobs.CreateRequest{MaxAttempts: 1})
+		sum, err := w.Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, 1, sum.Failed)
+
+		row := x.reload(t, job.ID)
+		want := "<html><body>invalid token " + jobs.Redacted + "; also " + jobs.Redacted + " and <code>" + jobs.Redacted + "</code> (" + jobs.Redacted + ")</body></html>"
+		require.Equal(t, want, row.Error)
+		history, err := svc.Attempts(ctx, "user-1", job.ID)
+		require.NoError(t, err)
+		require.Len(t, history, 1)
+		require.Equal(t, want, history[0].Error)
+		for i, line := range x.logs.lines() {
+			requireNoTokensAnyForm(t, fmt.Sprintf("log line %d", i+1), line)
+		}
+		requireNoTokensAnyForm(t, "the stored error", row.Error)
+	})
+}
+
+// requireNoTokensAnyForm is requireNoTokens in any letter case and after
+// undoing HTML escapes.
+func requireNoTokensAnyForm(t *testing.T, what, text string) {
+	t.Helper()
+	for _, variant := range []string{text, strings.ToLower(html.UnescapeString(text))} {
+		for _, tok := range allToks {
+			for _, f := range secretForms(tok) {
+				require.NotContains(t, strings.ToLower(variant), strings.ToLower(f), "%s holds a secret", what)
+			}
+		}
+	}
 }
 
 // TestSecretKeyRotation: jobs sealed with key A still open with keyring

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"gorm.io/gorm"
@@ -39,7 +41,9 @@ type ServiceConfig struct {
 	Clock Clock
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// MaxPayloadBytes limits a payload's size. Defaults to DefaultMaxPayloadBytes.
+	// MaxPayloadBytes limits a payload's size, as sent and as stored (with
+	// its numbers written out in full, as Postgres keeps them). Defaults to
+	// DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
 	// Notify, when set, is called after a job that is due now is enqueued,
 	// to start a worker soon (the in-process runner, or a trigger).
@@ -126,8 +130,13 @@ func (s *Service) Validate(req *CreateRequest) error {
 	if err := json.Unmarshal(req.Payload, &obj); err != nil || obj == nil {
 		return invalid("invalid_payload", "payload", "payload must be a JSON object")
 	}
-	if err := checkStorableJSON(req.Payload); err != nil {
+	stored, err := checkStorableJSON(req.Payload)
+	if err != nil {
 		return invalid("invalid_payload", "payload", "%s", err.Error())
+	}
+	if stored > s.cfg.MaxPayloadBytes {
+		return invalid("payload_too_large", "payload", "payload is %d bytes with its numbers written out in full, as the database stores them, over the limit of %d",
+			stored, s.cfg.MaxPayloadBytes)
 	}
 	if req.Priority < models.MinPriority || req.Priority > models.MaxPriority {
 		return invalid("invalid_priority", "priority", "priority must be an integer from %d to %d", models.MinPriority, models.MaxPriority)
@@ -138,8 +147,10 @@ func (s *Service) Validate(req *CreateRequest) error {
 	if req.MaxAttempts < models.MinMaxAttempts || req.MaxAttempts > models.MaxMaxAttempts {
 		return invalid("invalid_max_attempts", "maxAttempts", "maxAttempts must be an integer from %d to %d", models.MinMaxAttempts, models.MaxMaxAttempts)
 	}
-	if len(req.IdempotencyKey) > MaxIdempotencyKeyLength || !utf8.ValidString(req.IdempotencyKey) {
-		return invalid("invalid_idempotency_key", "Idempotency-Key", "Idempotency-Key must be valid UTF-8 of at most %d bytes", MaxIdempotencyKeyLength)
+	if len(req.IdempotencyKey) > MaxIdempotencyKeyLength || !utf8.ValidString(req.IdempotencyKey) ||
+		strings.ContainsFunc(req.IdempotencyKey, unicode.IsControl) {
+		return invalid("invalid_idempotency_key", "Idempotency-Key",
+			"Idempotency-Key must be valid UTF-8 of at most %d bytes, without control characters", MaxIdempotencyKeyLength)
 	}
 	if v, ok := h.(PayloadValidator); ok {
 		if err := v.ValidatePayload(req.Payload); err != nil {

@@ -81,21 +81,11 @@ type ImageStore interface {
 // DirImageStore is an ImageStore writing files into Dir and returning
 // BaseURL + "/" + name.
 //
-// Serving (for the lead wiring the app): mount a read-only GET route on
-// BaseURL's path that serves only names matching ImageNamePattern from
-// Dir, for example with Echo:
-//
-//	e.GET("/files/images/:name", func(c echo.Context) error {
-//		name := c.Param("name")
-//		if !tasks.ImageNamePattern.MatchString(name) {
-//			return echo.ErrNotFound
-//		}
-//		c.Response().Header().Set("X-Content-Type-Options", "nosniff")
-//		c.Response().Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-//		return c.File(filepath.Join(dir, name))
-//	})
-//
-// with BaseURL the public URL of that route ("https://jobs.example.com/files/images",
+// Serving: handlers.Config.Images (handlers.ImageFiles with Dir and
+// ImageNamePattern) mounts the read-only GET /files/images/:name route. It
+// serves only names matching ImageNamePattern, and only regular files
+// directly inside Dir: a symbolic link there is never followed. BaseURL is
+// the public URL of that route ("https://jobs.example.com/files/images",
 // from IMAGES_BASE_URL) so Instagram and Facebook can fetch it. Names are
 // random (128 bits), so URLs are unguessable but not secret; the route
 // needs no auth. Nothing deletes old files: prune Dir with a cron job if

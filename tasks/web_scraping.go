@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
@@ -110,6 +112,9 @@ type WebScrapingConfig struct {
 	// Clock gives the time for fetchedAt, the robots.txt cache and
 	// Retry-After dates. Defaults to jobs.SystemClock.
 	Clock jobs.Clock
+
+	// resolver replaces the system's DNS resolver (tests).
+	resolver *net.Resolver
 }
 
 func (c WebScrapingConfig) withDefaults() WebScrapingConfig {
@@ -215,6 +220,7 @@ func NewWebScraping(cfg WebScrapingConfig) *WebScraping {
 		AnyPort:       cfg.AnyPort,
 		Timeout:       cfg.Timeout,
 		MaxRedirects:  cfg.MaxRedirects,
+		Resolver:      cfg.resolver,
 	}
 	h := &WebScraping{
 		cfg:          cfg,
@@ -380,13 +386,13 @@ func (e *refusedError) Unwrap() []error { return []error{e.reason, e.cause} }
 // classifyFetchError turns an error from requesting or reading reqURL into
 // a permanent or retryable job error.
 func classifyFetchError(reqURL string, err error) error {
-	what := "fetch " + reqURL
+	what, failed := "fetch "+reqURL, reqURL
 	if uerr, ok := err.(*url.Error); ok {
 		// Keep the URL only when it is a redirect target, and the cause.
 		if uerr.URL != reqURL {
 			what += " (redirected to " + uerr.URL + ")"
 		}
-		err = uerr.Err
+		err, failed = uerr.Err, uerr.URL
 	}
 	// Errors from checkRobots (run for each redirect) are already
 	// classified.
@@ -401,7 +407,76 @@ func classifyFetchError(reqURL string, err error) error {
 	case errors.Is(err, safehttp.ErrTooManyRedirects), errors.Is(err, safehttp.ErrUnsupportedScheme):
 		return jobs.Permanent(fmt.Errorf("%s: %w", what, err))
 	}
+	if ne := describeNetError(failed, err); ne != nil {
+		err = ne
+	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// netError replaces the text of a network error, which names the server's
+// DNS resolver ("lookup x on 10.0.0.2:53: no such host") or its own
+// address ("read tcp 10.0.0.5:41000->…"), with what went wrong in the
+// terms of the URL the user gave, keeping the cause for errors.Is and
+// errors.As.
+type netError struct {
+	msg   string
+	cause error
+}
+
+func (e *netError) Error() string { return e.msg }
+func (e *netError) Unwrap() error { return e.cause }
+
+// describeNetError returns err as a *netError when it is a DNS or socket
+// error met fetching rawURL, else nil. It names the URL's host and port,
+// never an address: not the server's own, nor the one the host resolved
+// to (see safehttp.BlockedError).
+func describeNetError(rawURL string, err error) error {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		why := "the DNS lookup failed"
+		switch {
+		case dnsErr.IsNotFound:
+			why = "no such host"
+		case dnsErr.IsTimeout:
+			why = "the DNS lookup timed out"
+		}
+		return &netError{msg: fmt.Sprintf("could not resolve host %s (%s)", dnsErr.Name, why), cause: err}
+	}
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) {
+		return nil
+	}
+	why := "network error"
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		why = "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		why = "connection reset"
+	case errors.Is(err, syscall.EPIPE):
+		why = "connection closed"
+	case errors.Is(err, syscall.ENETUNREACH):
+		why = "network unreachable"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		why = "host unreachable"
+	case opErr.Timeout():
+		why = "timed out"
+	}
+	host := "the host"
+	if u, perr := url.Parse(rawURL); perr == nil && u.Host != "" {
+		host = u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+		}
+	}
+	switch opErr.Op {
+	case "dial":
+		return &netError{msg: fmt.Sprintf("could not connect to %s (%s)", host, why), cause: err}
+	case "read":
+		return &netError{msg: fmt.Sprintf("the connection to %s failed while reading (%s)", host, why), cause: err}
+	case "write":
+		return &netError{msg: fmt.Sprintf("the connection to %s failed while writing (%s)", host, why), cause: err}
+	}
+	return &netError{msg: fmt.Sprintf("the connection to %s failed (%s)", host, why), cause: err}
 }
 
 // statusError classifies a non-2xx status; it returns nil for 2xx.

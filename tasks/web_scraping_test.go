@@ -5,20 +5,25 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/jobhook/jobhook/internal/safehttp"
 	"github.com/jobhook/jobhook/jobs"
@@ -695,6 +700,113 @@ func FuzzExtractHTML(f *testing.F) {
 			if utf8.RuneCountInString(s) > maxExcerptRunes {
 				t.Fatalf("text too long: %d runes", utf8.RuneCountInString(s))
 			}
+		}
+	})
+}
+
+// nxdomainResolver is a DNS resolver that answers every query "no such
+// host", as the system's resolver would for an unknown name; the lookup
+// error still names the system's resolver address, as in production.
+func nxdomainResolver(t *testing.T) *net.Resolver {
+	t.Helper()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		client, server := net.Pipe()
+		go func() {
+			defer server.Close()
+			for {
+				// A stream connection: messages carry a 2-byte length.
+				var size [2]byte
+				if _, err := io.ReadFull(server, size[:]); err != nil {
+					return
+				}
+				q := make([]byte, int(size[0])<<8|int(size[1]))
+				if _, err := io.ReadFull(server, q); err != nil {
+					return
+				}
+				var p dnsmessage.Parser
+				h, err := p.Start(q)
+				if err != nil {
+					return
+				}
+				questions, err := p.AllQuestions()
+				if err != nil {
+					return
+				}
+				b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, RecursionAvailable: true, RCode: dnsmessage.RCodeNameError})
+				_ = b.StartQuestions()
+				for _, qq := range questions {
+					_ = b.Question(qq)
+				}
+				msg, err := b.Finish()
+				if err != nil {
+					return
+				}
+				if _, err := server.Write(append([]byte{byte(len(msg) >> 8), byte(len(msg))}, msg...)); err != nil {
+					return
+				}
+			}
+		}()
+		return client, nil
+	}}
+}
+
+// TestNetworkErrorsNameTheProblem: a host that does not resolve, or a
+// connection that fails, is reported in the terms of the URL the user
+// gave: never the server's DNS resolver ("lookup x on 10.0.0.2:53") nor an
+// address of the server or of the resolved host. The cause is kept for
+// errors.As and the retry policy is unchanged.
+func TestNetworkErrorsNameTheProblem(t *testing.T) {
+	leaks := regexp.MustCompile(`\d+\.\d+\.\d+\.\d+|:53\b|lookup \S+ on |dial tcp|read tcp|write tcp`)
+	t.Run("unresolvable host, robots.txt and page", func(t *testing.T) {
+		for _, ignoreRobots := range []bool{false, true} {
+			cfg := WebScrapingConfig{AllowPrivate: true, Clock: jobs.NewManualClock(testNow), IgnoreRobots: ignoreRobots, resolver: nxdomainResolver(t)}
+			h := NewWebScraping(cfg)
+			_, err := scrape(t, h, "http://nothing.example/page")
+			require.Error(t, err)
+			require.Contains(t, err.Error(), "could not resolve host nothing.example (no such host)")
+			require.NotRegexp(t, leaks, err.Error())
+			var dnsErr *net.DNSError
+			require.ErrorAs(t, err, &dnsErr, "the cause is kept")
+			requireRetryable(t, err)
+		}
+	})
+	t.Run("refused connection", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		require.NoError(t, ln.Close())
+		h := NewWebScraping(WebScrapingConfig{AllowPrivate: true, IgnoreRobots: true, Clock: jobs.NewManualClock(testNow)})
+		_, err = scrape(t, h, "http://"+addr+"/")
+		require.Error(t, err)
+		require.Equal(t, "fetch http://"+addr+"/: could not connect to "+addr+" (connection refused)", err.Error())
+		require.ErrorIs(t, err, syscall.ECONNREFUSED)
+		requireRetryable(t, err)
+	})
+	t.Run("socket errors naming local addresses", func(t *testing.T) {
+		local := &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 41000}
+		remote := &net.TCPAddr{IP: net.IPv4(93, 184, 216, 34), Port: 443}
+		for _, tc := range []struct {
+			err  error
+			want string
+		}{
+			{&net.OpError{Op: "dial", Net: "tcp", Source: local, Addr: remote, Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)},
+				"could not connect to example.com:443 (host unreachable)"},
+			{&net.OpError{Op: "dial", Net: "tcp", Addr: remote, Err: os.NewSyscallError("connect", syscall.ENETUNREACH)},
+				"could not connect to example.com:443 (network unreachable)"},
+			{&net.OpError{Op: "read", Net: "tcp", Source: local, Addr: remote, Err: os.NewSyscallError("read", syscall.ECONNRESET)},
+				"the connection to example.com:443 failed while reading (connection reset)"},
+			{&net.OpError{Op: "write", Net: "tcp", Source: local, Addr: remote, Err: os.NewSyscallError("write", syscall.EPIPE)},
+				"the connection to example.com:443 failed while writing (connection closed)"},
+			{&net.OpError{Op: "dial", Net: "tcp", Source: local, Addr: remote, Err: &net.DNSError{Err: "i/o timeout", Name: "example.com", Server: "10.9.9.9:53", IsTimeout: true}},
+				"could not resolve host example.com (the DNS lookup timed out)"},
+			{&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "server misbehaving", Name: "example.com", Server: "10.9.9.9:53", IsTemporary: true}},
+				"could not resolve host example.com (the DNS lookup failed)"},
+		} {
+			err := classifyFetchError("https://example.com/x", &url.Error{Op: "Get", URL: "https://example.com/x", Err: tc.err})
+			require.Equal(t, "fetch https://example.com/x: "+tc.want, err.Error())
+			require.NotRegexp(t, leaks, err.Error())
+			require.ErrorIs(t, err, tc.err)
+			requireRetryable(t, err)
 		}
 	})
 }

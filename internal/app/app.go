@@ -334,7 +334,8 @@ func (a *App) Start(ln net.Listener) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		if err := a.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// net/http's own answers to malformed requests become JSON errors.
+		if err := a.server.Serve(handlers.ProtocolErrorListener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("http server stopped", "err", err)
 		}
 	}()

@@ -123,6 +123,9 @@ type Options struct {
 	// ResponseHeaderTimeout bounds the wait for response headers. Defaults
 	// to DefaultResponseHeaderTimeout.
 	ResponseHeaderTimeout time.Duration
+	// Resolver looks up host names. Defaults to net.DefaultResolver. The
+	// guard checks the addresses it returns like any other.
+	Resolver *net.Resolver
 }
 
 func (o Options) withDefaults() Options {
@@ -156,6 +159,7 @@ func NewClient(opts Options) *http.Client {
 		Timeout:   opts.DialTimeout,
 		KeepAlive: 30 * time.Second,
 		Control:   control(opts),
+		Resolver:  opts.Resolver,
 	}
 	transport := &http.Transport{
 		Proxy:                 nil, // a proxy would hide the destination from the guard

@@ -3,6 +3,8 @@ package safehttp
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
@@ -219,4 +222,67 @@ func TestTimeout(t *testing.T) {
 	require.ErrorAs(t, err, &uerr)
 	assert.True(t, uerr.Timeout())
 	assert.NotErrorIs(t, err, ErrBlockedAddress)
+}
+
+// fixedResolver answers every A query with ip (and AAAA with nothing).
+func fixedResolver(t *testing.T, ip [4]byte) *net.Resolver {
+	t.Helper()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		client, server := net.Pipe()
+		go func() {
+			defer server.Close()
+			for {
+				var size [2]byte
+				if _, err := io.ReadFull(server, size[:]); err != nil {
+					return
+				}
+				q := make([]byte, int(size[0])<<8|int(size[1]))
+				if _, err := io.ReadFull(server, q); err != nil {
+					return
+				}
+				var p dnsmessage.Parser
+				h, err := p.Start(q)
+				if err != nil {
+					return
+				}
+				qq, err := p.Question()
+				if err != nil {
+					return
+				}
+				b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
+				_ = b.StartQuestions()
+				_ = b.Question(qq)
+				_ = b.StartAnswers()
+				if qq.Type == dnsmessage.TypeA {
+					_ = b.AResource(dnsmessage.ResourceHeader{Name: qq.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: ip})
+				}
+				msg, err := b.Finish()
+				if err != nil {
+					return
+				}
+				if _, err := server.Write(append([]byte{byte(len(msg) >> 8), byte(len(msg))}, msg...)); err != nil {
+					return
+				}
+			}
+		}()
+		return client, nil
+	}}
+}
+
+// TestResolverIsUsedAndItsAnswersChecked: Options.Resolver looks up the
+// names, and the guard checks the addresses it returns like any other.
+func TestResolverIsUsedAndItsAnswersChecked(t *testing.T) {
+	srv, hits := countingServer(t)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	resolver := fixedResolver(t, [4]byte{127, 0, 0, 1})
+	target := fmt.Sprintf("http://public.example:%d/", port)
+
+	_, err := get(t, NewClient(Options{Resolver: resolver, AnyPort: true}), target)
+	requireBlocked(t, err)
+	require.Zero(t, hits.Load())
+
+	resp, err := get(t, NewClient(Options{Resolver: resolver, AnyPort: true, AllowPrefixes: loopback}), target)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, int64(1), hits.Load())
 }
