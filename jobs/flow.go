@@ -13,7 +13,7 @@ import (
 // Parent and child jobs (flows). A handler creates its children with
 // SpawnChildren, then waits for them with AwaitChildren, which ends the
 // attempt without counting it (a snooze) until every child has finished;
-// a child's end wakes its parent at once. Spawning is idempotent: a retry
+// the last child's end wakes its parent at once. Spawning is idempotent: a retry
 // of the parent gets the same children back, never a second set.
 //
 //	children, err := jobs.SpawnChildren(ctx, specs)
