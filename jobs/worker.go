@@ -82,7 +82,7 @@ type Worker struct {
 	abortCtx context.Context
 	abort    context.CancelFunc
 	// running counts jobs in handlers, across drains.
-	running sync.WaitGroup
+	running *runningSet
 }
 
 // NewWorker returns a Worker.
@@ -106,7 +106,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		cfg.Backoff = ExponentialBackoff(DefaultBackoffBase, DefaultBackoffMax, nil)
 	}
 	abortCtx, abort := context.WithCancel(context.Background())
-	return &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), abortCtx: abortCtx, abort: abort}
+	return &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), abortCtx: abortCtx, abort: abort, running: newRunningSet()}
 }
 
 // Shutdown stops every drain from claiming, lets the running handlers
@@ -115,8 +115,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 // returns when every handler has returned.
 func (w *Worker) Shutdown(ctx context.Context) {
 	w.stopOnce.Do(func() { close(w.stop) })
-	done := make(chan struct{})
-	go func() { w.running.Wait(); close(done) }()
+	done := w.running.close()
 	select {
 	case <-done:
 		return
@@ -304,12 +303,17 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 			continue
 		}
 		for i := range rows {
+			if !w.running.add() {
+				// Shutdown began after the claim: give the job back
+				// unrun, like the jobs it releases.
+				record(w.release(w.log.With("job_id", rows[i].ID, "type", rows[i].Type), &rows[i], w.cfg.Clock.Now().UTC()))
+				continue
+			}
 			inflight++
 			wg.Add(1)
-			w.running.Add(1)
 			go func(job models.Job) {
 				defer wg.Done()
-				defer w.running.Done()
+				defer w.running.done()
 				record(w.run(ctx, &job))
 				done <- struct{}{}
 			}(rows[i])
