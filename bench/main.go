@@ -100,7 +100,7 @@ func main() {
 	flag.IntVar(&o.batchSize, "batch-size", 1000, "jobs per batch in the batch create phase")
 	flag.IntVar(&o.drainJobs, "drain-jobs", 50000, "jobs preloaded for the drain phase")
 	flag.IntVar(&o.concurrency, "concurrency", 50, "handlers running at once in the drain and latency phases")
-	flag.IntVar(&o.pgConns, "pg-conns", 20, "Postgres pool size of jobhook and River (jobhook's default; River's would be 4 on 2 cores)")
+	flag.IntVar(&o.pgConns, "pg-conns", 20, "pool size of jobhook's and River's Postgres and of jobhook's and asynq's Redis (jobhook's default; River's own would be 4 on 2 cores)")
 	flag.IntVar(&o.latencyRate, "latency-rate", 500, "jobs inserted per second in the latency phase")
 	flag.DurationVar(&o.latencyDuration, "latency-duration", 10*time.Second, "length of the latency phase")
 	flag.IntVar(&o.httpJobs, "http-jobs", 5000, "jobs created through HTTP (jobhook load) per round")
@@ -180,7 +180,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	fmt.Printf("\n%d rounds; create %d jobs with %d goroutines; batches of %d; drain %d jobs at concurrency %d; latency at %d jobs/s for %s; HTTP %d jobs; Postgres pool %d\n",
+	fmt.Printf("\n%d rounds; create %d jobs with %d goroutines; batches of %d; drain %d jobs at concurrency %d; latency at %d jobs/s for %s; HTTP %d jobs; pools of %d connections\n",
 		o.rounds, o.createJobs, o.createWorkers, o.batchSize, o.drainJobs, o.concurrency, o.latencyRate, o.latencyDuration, o.httpJobs, o.pgConns)
 	res.print(os.Stdout, []string{"jobhook", "river", "asynq"})
 	fmt.Println("ratios are jobhook's median over the other's: above 1 means jobhook is higher (better for jobs/s, worse for ms)")
