@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/migrations"
+	"github.com/jobhook/jobhook/models"
+)
+
+// noopType is the no-op job type of every system.
+const noopType = "bench_noop"
+
+// drainBudget is the budget of one jobhook drain, as POST /api/workers
+// gives it (handlers.DefaultDrainBudget).
+const drainBudget = 2 * time.Minute
+
+// jobhookBench drives jobhook's engine through its public API: a Service
+// that creates, and a Worker whose Drain runs jobs, wired as `jobhook
+// serve` wires them (a Reconciler in every drain, the in-process Runner
+// kicked after every create).
+type jobhookBench struct {
+	env    *env
+	p      probe
+	db     *gorm.DB
+	rdb    *redis.Client
+	svc    *jobs.Service
+	worker *jobs.Worker
+	runner *jobs.Runner
+	log    *slog.Logger
+}
+
+func newJobhook(ctx context.Context, e *env, o options, log *slog.Logger) (*jobhookBench, error) {
+	db, err := gorm.Open(postgres.Open(e.dbURL), &gorm.Config{
+		Logger:                 logger.Discard,
+		TranslateError:         true,
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobhook: open Postgres: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("jobhook: %w", err)
+	}
+	sqlDB.SetMaxOpenConns(o.pgConns)
+	sqlDB.SetMaxIdleConns(o.pgConns)
+	if _, err := migrations.Up(ctx, sqlDB, migrations.Postgres, log); err != nil {
+		return nil, fmt.Errorf("jobhook: migrate: %w", err)
+	}
+	j := &jobhookBench{env: e, db: db, rdb: e.newRedis(o.pgConns), log: log}
+	reg := jobs.NewRegistry()
+	reg.MustRegister(noopType, jobs.HandlerFunc(func(_ context.Context, job *models.Job) (json.RawMessage, error) {
+		var p struct {
+			T int64 `json:"t"`
+		}
+		_ = json.Unmarshal(job.Payload, &p)
+		j.p.hit(p.T)
+		return nil, nil
+	}))
+	queue := jobs.NewQueue(j.rdb, jobhookPrefix, nil)
+	j.worker = jobs.NewWorker(jobs.WorkerConfig{
+		DB: db, Queue: queue, Registry: reg, Logger: log,
+		Concurrency: o.concurrency,
+		Reconciler:  jobs.NewReconciler(jobs.ReconcilerConfig{DB: db, Queue: queue, Logger: log}),
+	})
+	j.runner = jobs.NewRunner(j.worker, drainBudget, time.Second, log)
+	j.svc = jobs.NewService(jobs.ServiceConfig{DB: db, Queue: queue, Registry: reg, Logger: log, Notify: j.runner.Kick})
+	return j, nil
+}
+
+func (j *jobhookBench) name() string  { return "jobhook" }
+func (j *jobhookBench) probe() *probe { return &j.p }
+
+func (j *jobhookBench) insert(ctx context.Context, sentNanos int64) error {
+	_, _, err := j.svc.Create(ctx, jobs.CreateRequest{UserID: "bench", Type: noopType, Payload: payload(sentNanos)})
+	return err
+}
+
+// batch reports no batch API: jobs.Service has no CreateMany yet.
+func (j *jobhookBench) batch(context.Context, int, int) ([]timed, error) { return nil, nil }
+
+func (j *jobhookBench) preload(ctx context.Context, m int) error {
+	_, err := createParallel(ctx, j, m, 16)
+	return err
+}
+
+// drain calls Worker.Drain back to back, as QStash calls POST
+// /api/workers when a drain ends with work left, until every job is done.
+func (j *jobhookBench) drain(ctx context.Context, m int) (time.Duration, error) {
+	j.p.arm(m, false)
+	start := time.Now()
+	completed := 0
+	for completed < m {
+		sum, err := j.worker.Drain(ctx, drainBudget)
+		if err != nil {
+			return 0, err
+		}
+		completed += sum.Completed
+		if sum.Claimed == 0 && sum.Remaining == 0 && completed < m {
+			return 0, fmt.Errorf("queue empty after %d of %d jobs completed", completed, m)
+		}
+	}
+	return time.Since(start), nil
+}
+
+// startWorkers runs the in-process Runner (INPROCESS_WORKER's loop): a
+// drain at once after every create, and every second.
+func (j *jobhookBench) startWorkers(ctx context.Context) (func(), error) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		j.runner.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}, nil
+}
+
+func (j *jobhookBench) reset(ctx context.Context) error {
+	if err := j.env.truncate(ctx, "jobs", "job_attempts"); err != nil {
+		return err
+	}
+	return j.env.resetRedis(ctx)
+}
+
+func (j *jobhookBench) close() {
+	_ = j.rdb.Close()
+	if sqlDB, err := j.db.DB(); err == nil {
+		_ = sqlDB.Close()
+	}
+}
