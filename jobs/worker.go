@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -85,6 +86,8 @@ type Worker struct {
 
 	store *store.Store
 	fin   *finisher
+	// testCompleter, when set, adjusts each drain's completer (tests).
+	testCompleter func(*completer)
 }
 
 // NewWorker returns a Worker.
@@ -234,6 +237,18 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 	}
 	sum.Promoted = promoted + n
 
+	// The completer records the outcomes of this drain's jobs in batches;
+	// it ends once every one of them is written.
+	// handling counts this drain's jobs in their handlers: the completer
+	// waits a moment for them before a write that they could join.
+	var handling atomic.Int64
+	comp := newCompleter(w.fin, w.log)
+	comp.busy = handling.Load
+	if w.testCompleter != nil {
+		w.testCompleter(comp)
+	}
+	comp.start(ctx)
+	defer comp.stop()
 	var (
 		mu       sync.Mutex
 		wg       sync.WaitGroup
@@ -312,11 +327,27 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 			inflight++
 			wg.Add(1)
 			w.running.Add(1)
+			handling.Add(1)
 			go func(job models.Job) {
-				defer wg.Done()
-				defer w.running.Done()
-				record(w.run(ctx, &job))
-				done <- struct{}{}
+				r := w.run(ctx, &job)
+				handling.Add(-1)
+				end := func(o outcome) {
+					record(o)
+					w.running.Done()
+					wg.Done()
+					done <- struct{}{}
+				}
+				if !r.write {
+					end(r.o)
+					return
+				}
+				// The job holds its slot until its outcome is written, so
+				// the next job starts after it (as one drain's jobs did
+				// before the completer). After the handler returned the
+				// lease has at least two thirds of its length left.
+				comp.submit(completion{item: r.item, until: time.Now().Add(w.cfg.LeaseDuration * 2 / 3), reply: func(a store.Applied, err error) {
+					end(w.recorded(r, a, err))
+				}})
 			}(rows[i])
 		}
 	}
@@ -431,16 +462,16 @@ func (w *Worker) settleSkipped(ctx context.Context, ids []int64) error {
 // job's lease while the handler runs; if the lease is lost (the job was
 // reaped and maybe claimed again elsewhere) the handler's context is
 // cancelled and nothing is recorded.
-func (w *Worker) run(ctx context.Context, job *models.Job) outcome {
+func (w *Worker) run(ctx context.Context, job *models.Job) ran {
 	log := w.log.With("job_id", job.ID, "type", job.Type, "attempt", job.Attempts)
 	started := w.cfg.Clock.Now().UTC()
 	job, err := w.decryptSecrets(job) // the handler's copy; the row keeps the ciphertext
 	if err != nil {
-		return w.finish(ctx, log, job, started, nil, err)
+		return w.finish(log, job, started, nil, err)
 	}
 	h, ok := w.cfg.Registry.Lookup(job.Type)
 	if !ok {
-		return w.finish(ctx, log, job, started, nil, Permanent(fmt.Errorf("no handler registered for job type %q", job.Type)))
+		return w.finish(log, job, started, nil, Permanent(fmt.Errorf("no handler registered for job type %q", job.Type)))
 	}
 	timeout := w.cfg.JobTimeout
 	if th, ok := h.(TimeoutHandler); ok && th.Timeout() > 0 {
@@ -466,7 +497,7 @@ func (w *Worker) run(ctx context.Context, job *models.Job) outcome {
 	select {
 	case <-lost:
 		log.Warn("lease lost while running; the outcome is dropped (the job runs again elsewhere)")
-		return outcomeLost
+		return ran{o: outcomeLost}
 	default:
 	}
 	if err != nil && w.abortCtx.Err() != nil && ctx.Err() == nil {
@@ -478,7 +509,7 @@ func (w *Worker) run(ctx context.Context, job *models.Job) outcome {
 	if err != nil && context.Cause(jctx) == errJobTimeout && ctx.Err() == nil {
 		err = fmt.Errorf("job timed out after %s: %w", timeout, err)
 	}
-	return w.finish(ctx, log, job, started, result, err)
+	return w.finish(log, job, started, result, err)
 }
 
 var errJobTimeout = errors.New("job timeout")
@@ -531,8 +562,8 @@ func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, job *models.Jo
 
 // release gives an unfinished job back at shutdown: pending again, now, and
 // the interrupted attempt does not count.
-func (w *Worker) release(log *slog.Logger, job *models.Job, started time.Time) outcome {
-	return w.complete(context.Background(), log, job, started, store.Released(), false)
+func (w *Worker) release(log *slog.Logger, job *models.Job, started time.Time) ran {
+	return w.transition(log, job, started, store.Released(), false)
 }
 
 func (w *Worker) safeHandle(ctx context.Context, log *slog.Logger, h Handler, job *models.Job) (res json.RawMessage, err error) {
@@ -548,9 +579,7 @@ func (w *Worker) safeHandle(ctx context.Context, log *slog.Logger, h Handler, jo
 }
 
 // finish turns a handler's result into a transition and records it.
-func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, started time.Time, result json.RawMessage, herr error) outcome {
-	// Record even when the drain's context is cancelled: the outcome is known.
-	wctx := context.WithoutCancel(ctx)
+func (w *Worker) finish(log *slog.Logger, job *models.Job, started time.Time, result json.RawMessage, herr error) ran {
 	now := w.cfg.Clock.Now().UTC()
 	var errText string
 	if herr != nil {
@@ -575,20 +604,33 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, 
 			t = store.Retry(now.Add(delay), errText)
 		}
 	}
-	return w.complete(wctx, log, job, started, t, forChildren)
+	return w.transition(log, job, started, t, forChildren)
 }
 
-// complete records a running job's transition through the finisher and
-// says what it came to.
-func (w *Worker) complete(ctx context.Context, log *slog.Logger, job *models.Job, started time.Time, t store.Transition, wakeSelf bool) outcome {
+// ran is what running one job came to: a transition to record, or (when
+// write is false) an outcome with nothing to record.
+type ran struct {
+	write bool
+	log   *slog.Logger
+	item  finishing
+	o     outcome
+}
+
+// transition is a running job's transition, to be recorded by the
+// completer.
+func (w *Worker) transition(log *slog.Logger, job *models.Job, started time.Time, t store.Transition, wakeSelf bool) ran {
 	it := finishing{update: store.Update{Fence: fenceOf(job), Transition: t, StartedAt: started, Now: w.cfg.Clock.Now()}, wakeSelf: wakeSelf}
-	applied, err := w.fin.apply(ctx, []finishing{it})
+	return ran{write: true, log: log, item: it}
+}
+
+// recorded says what a transition came to once the completer wrote it.
+func (w *Worker) recorded(r ran, a store.Applied, err error) outcome {
 	if err != nil {
 		// The row stays processing; its lease expiry brings it back.
-		log.Error("could not record job outcome", "err", err)
+		r.log.Error("could not record job outcome", "err", err)
 		return outcomeLost
 	}
-	return w.outcomeOf(log, t, applied[0])
+	return w.outcomeOf(r.log, r.item.update.Transition, a)
 }
 
 // outcomeOf logs what a recorded transition did and names it for the
