@@ -8,6 +8,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/jobhook/jobhook/jobs/internal/store"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -45,8 +46,9 @@ type attemptRecord struct {
 	Error      string
 }
 
-// recordAttempt keeps one finished attempt in the job's history. A failure
-// is logged only: the history must never block a job's progress.
+// recordAttempt keeps one finished attempt in the job's history, outside
+// any transition (the finisher writes the history of the transitions it
+// applies with them). A failure is logged only.
 //
 // A zero StartedAt is stored as unknown (NULL), a zero FinishedAt as now;
 // the error is truncated like the job's. The insert runs under ctx: pass a
@@ -69,23 +71,8 @@ func recordAttempt(ctx context.Context, db *gorm.DB, log *slog.Logger, r attempt
 		log.Warn("attempt not recorded: unknown outcome")
 		return
 	}
-	now := time.Now().UTC()
-	row := models.JobAttempt{
-		JobID:      r.JobID,
-		Attempt:    r.Attempt,
-		FinishedAt: r.FinishedAt.UTC(),
-		Outcome:    string(r.Outcome),
-		Error:      truncate(r.Error),
-		CreatedAt:  now,
-	}
-	if !r.StartedAt.IsZero() {
-		at := r.StartedAt.UTC()
-		row.StartedAt = &at
-	}
-	if r.FinishedAt.IsZero() {
-		row.FinishedAt = now
-	}
-	if err := db.WithContext(ctx).Create(&row).Error; err != nil {
+	a := store.Attempt{JobID: r.JobID, Attempt: r.Attempt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Outcome: string(r.Outcome), Error: r.Error}
+	if err := store.New(db).InsertAttempts(ctx, a); err != nil {
 		log.Warn("attempt not recorded in the job's history", "err", err)
 	}
 }

@@ -43,12 +43,11 @@ func SaveCheckpoint(ctx context.Context, v any) error {
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
-	res := leased(jc.w.cfg.DB.WithContext(ctx), jc.job).
-		Updates(map[string]any{"checkpoint": models.JSON(raw), "updated_at": jc.w.cfg.Clock.Now().UTC()})
-	if res.Error != nil {
-		return fmt.Errorf("save checkpoint of job %d: %w: %w", jc.job.ID, ErrUnavailable, res.Error)
+	saved, err := jc.w.store.SaveCheckpoint(ctx, fenceOf(jc.job), raw, jc.w.cfg.Clock.Now())
+	if err != nil {
+		return fmt.Errorf("save checkpoint of job %d: %w: %w", jc.job.ID, ErrUnavailable, err)
 	}
-	if res.RowsAffected == 0 {
+	if !saved {
 		return fmt.Errorf("save checkpoint of job %d: %w", jc.job.ID, ErrLeaseLost)
 	}
 	jc.job.Checkpoint = models.JSON(raw)

@@ -89,9 +89,9 @@ func Children(ctx context.Context) ([]models.Job, error) {
 	if !ok {
 		return nil, ErrNoJob
 	}
-	var rows []models.Job
-	if err := jc.w.cfg.DB.WithContext(ctx).Where("parent_id = ?", jc.job.ID).Order("id").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("children of job %d: %w: %w", jc.job.ID, ErrUnavailable, err)
+	rows, err := jc.w.store.Children(ctx, jc.job.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return rows, nil
 }
@@ -143,43 +143,4 @@ func snoozeOf(err error) (*snoozeError, bool) {
 		return s, true
 	}
 	return nil, false
-}
-
-// wakeIfChildrenDone makes a waiting parent run now, once every one of its
-// children has finished. Both ends call it: a child after its final
-// outcome is recorded, and the parent after its snooze is recorded. Each
-// call runs after its own write committed, so whichever of the two comes
-// last sees the other's write and wakes the parent: the wake is never lost
-// and never early (a child whose siblings still run leaves the parent
-// asleep, so the parent waits once, not once per child).
-func (w *Worker) wakeIfChildrenDone(ctx context.Context, parentID int64) {
-	now := w.cfg.Clock.Now().UTC()
-	db := w.cfg.DB.WithContext(ctx)
-	unfinished := w.cfg.DB.Model(&models.Job{}).Select("1").
-		Where("parent_id = ? AND status NOT IN ?", parentID, []models.Status{models.StatusCompleted, models.StatusFailed, models.StatusCancelled})
-	err := db.Model(&models.Job{}).
-		Where("id = ? AND status = ? AND next_run_at > ? AND NOT EXISTS (?)", parentID, models.StatusPending, now, unfinished).
-		Updates(map[string]any{"next_run_at": now, "updated_at": now}).Error
-	if err != nil {
-		w.log.Warn("parent not woken; it runs at its next poll", "parent_id", parentID, "err", err)
-		return
-	}
-	// Queue the parent when its row says it is due, whoever made it so:
-	// the other end may have set next_run_at while this end's own queue
-	// write (the snooze's delay) was still to come.
-	var parent models.Job
-	if err := db.Select("id", "priority", "status", "next_run_at").Take(&parent, parentID).Error; err != nil {
-		w.log.Warn("parent not looked up; it runs at its next poll", "parent_id", parentID, "err", err)
-		return
-	}
-	if parent.Status != models.StatusPending || parent.NextRunAt.After(now) {
-		return
-	}
-	if err := w.cfg.Queue.EnqueueAt(ctx, parent.NextRunAt, Item{ID: parent.ID, Priority: parent.Priority}); err != nil {
-		w.log.Warn("parent not re-queued; the reconciler will", "parent_id", parent.ID, "err", err)
-		return
-	}
-	if w.cfg.Notify != nil {
-		w.cfg.Notify(ctx)
-	}
 }

@@ -24,3 +24,12 @@ func ownedBy(userID string) func(*gorm.DB) *gorm.DB {
 		return q.Where("user_id = ?", userID)
 	}
 }
+
+// ownerScope is the store's owner for a user's request: nil (any user) for
+// Operator.
+func ownerScope(userID string) *string {
+	if userID == Operator {
+		return nil
+	}
+	return &userID
+}

@@ -8,6 +8,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/jobhook/jobhook/jobs/internal/store"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -24,6 +25,7 @@ type Reconciler struct {
 	clock    Clock
 	log      *slog.Logger
 	interval time.Duration
+	fin      *finisher
 }
 
 // ReconcilerConfig builds a Reconciler.
@@ -37,6 +39,9 @@ type ReconcilerConfig struct {
 	// Interval is the least time between two RunIfDue passes across every
 	// process sharing the Redis. Defaults to DefaultReconcileInterval.
 	Interval time.Duration
+	// Notify, when set, is called when a reaped child's end makes its
+	// waiting parent due, to start a worker call (a debounced trigger).
+	Notify func(ctx context.Context)
 }
 
 // NewReconciler returns a Reconciler.
@@ -50,7 +55,9 @@ func NewReconciler(cfg ReconcilerConfig) *Reconciler {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultReconcileInterval
 	}
-	return &Reconciler{db: cfg.DB, queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval}
+	r := &Reconciler{db: cfg.DB, queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval}
+	r.fin = &finisher{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: r.log, notify: cfg.Notify}
+	return r
 }
 
 // ReconcileResult says what a pass did.
@@ -153,46 +160,34 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileResult, error) {
 // longer record anything for this job. Reap runs at the start of every
 // drain and periodically inside serve.
 func (r *Reconciler) Reap(ctx context.Context) (int, error) {
+	const reason = "lease expired: worker lost"
 	now := r.clock.Now().UTC()
-	var rows []models.Job
-	if err := r.db.WithContext(ctx).Select("id", "priority", "attempts", "max_attempts", "started_at", "lease_id").
-		Where("status = ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)", models.StatusProcessing, now).
-		Order("id").Limit(1000).Find(&rows).Error; err != nil {
-		return 0, fmt.Errorf("reap: list expired leases: %w: %w", ErrUnavailable, err)
+	rows, err := r.fin.store.Expired(ctx, now, 1000)
+	if err != nil {
+		return 0, fmt.Errorf("reap: %w: %w", ErrUnavailable, err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	items := make([]finishing, len(rows))
+	for i := range rows {
+		started := now
+		if rows[i].StartedAt != nil {
+			started = *rows[i].StartedAt
+		}
+		items[i] = finishing{update: store.Update{Fence: fenceOf(&rows[i]), Transition: store.Lost(reason), StartedAt: started, Now: now}}
+	}
+	applied, err := r.fin.apply(ctx, items)
+	if err != nil {
+		return 0, fmt.Errorf("reap: %w: %w", ErrUnavailable, err)
 	}
 	reaped := 0
-	for _, row := range rows {
-		const reason = "lease expired: worker lost"
-		updates := map[string]any{"status": models.StatusPending, "error": reason, "next_run_at": now, "lease_expires_at": nil, "lease_id": nil, "updated_at": now}
-		failed := row.Attempts >= row.MaxAttempts
-		if failed {
-			updates = map[string]any{"status": models.StatusFailed, "error": reason, "completed_at": now, "lease_expires_at": nil, "lease_id": nil, "updated_at": now}
-		}
-		res := leased(r.db.WithContext(ctx), &row).
-			Where("lease_expires_at IS NULL OR lease_expires_at < ?", now).
-			Updates(updates)
-		if res.Error != nil {
-			return reaped, fmt.Errorf("reap job %d: %w: %w", row.ID, ErrUnavailable, res.Error)
-		}
-		if res.RowsAffected == 0 {
+	for i, a := range applied {
+		if !a.Applied {
 			continue // renewed or finished meanwhile
 		}
-		started := now
-		if row.StartedAt != nil {
-			started = *row.StartedAt
-		}
-		recordAttempt(ctx, r.db, r.log, attemptRecord{JobID: row.ID, Attempt: row.Attempts, StartedAt: started, FinishedAt: now, Outcome: AttemptLost, Error: reason})
-		var err error
-		if failed {
-			err = r.queue.Ack(ctx, row.ID)
-		} else {
-			err = r.queue.Release(ctx, Item{ID: row.ID, Priority: row.Priority})
-		}
-		if err != nil {
-			r.log.Warn("reaped job not re-enqueued; the reconciler will enqueue it", "job_id", row.ID, "err", err)
-		}
 		reaped++
-		r.log.Warn("reaped a job whose worker was lost", "job_id", row.ID, "attempt", row.Attempts, "failed", failed)
+		r.log.Warn("reaped a job whose worker was lost", "job_id", rows[i].ID, "attempt", rows[i].Attempts, "failed", a.Status == models.StatusFailed)
 	}
 	return reaped, nil
 }

@@ -14,9 +14,9 @@ import (
 	"unicode/utf8"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/jobhook/jobhook/internal/secretbox"
+	"github.com/jobhook/jobhook/jobs/internal/store"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -66,8 +66,10 @@ const DeliveryTolerance = 5 * time.Second
 // Service creates, reads and cancels jobs. The database is the source of
 // truth; the queue only orders the jobs that can run.
 type Service struct {
-	cfg ServiceConfig
-	log *slog.Logger
+	cfg   ServiceConfig
+	log   *slog.Logger
+	store *store.Store
+	fin   *finisher
 }
 
 // NewService returns a Service.
@@ -81,7 +83,9 @@ func NewService(cfg ServiceConfig) *Service {
 	if cfg.MaxPayloadBytes <= 0 {
 		cfg.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("component", "service")}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "service"), store: store.New(cfg.DB)}
+	s.fin = &finisher{store: s.store, queue: cfg.Queue, clock: cfg.Clock, log: s.log, notify: cfg.Notify}
+	return s
 }
 
 // CreateRequest asks for a new job.
@@ -245,10 +249,7 @@ func (s *Service) publishScheduled(ctx context.Context, log *slog.Logger, job *m
 		log.Warn("delayed delivery not published; the per-minute drain will start the job", "err", err)
 		return
 	}
-	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
-		Where("id = ? AND status = ? AND scheduled_for = ?", job.ID, models.StatusScheduled, *job.ScheduledFor).
-		Update("qstash_message_id", id)
-	if res.Error != nil || res.RowsAffected == 0 {
+	if ok, err := s.store.SetMessageID(ctx, job.ID, *job.ScheduledFor, id); err != nil || !ok {
 		// Moved or cancelled meanwhile: the message is stale.
 		if cerr := s.cfg.Publisher.Cancel(ctx, id); cerr != nil {
 			log.Warn("stale delayed delivery not cancelled; it will be ignored when it arrives", "message_id", id, "err", cerr)
@@ -291,13 +292,11 @@ func (s *Service) Reschedule(ctx context.Context, userID string, id int64, at ti
 	if !at.After(now) {
 		status, next = models.StatusPending, now
 	}
-	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
-		Scopes(ownedBy(userID)).Where("id = ? AND status = ? AND updated_at = ?", id, before.Status, before.UpdatedAt).
-		Updates(map[string]any{"status": status, "scheduled_for": at, "next_run_at": next, "qstash_message_id": nil, "updated_at": now})
-	if res.Error != nil {
-		return nil, fmt.Errorf("reschedule job %d: %w: %w", id, ErrUnavailable, res.Error)
+	moved, err := s.store.Reschedule(ctx, ownerScope(userID), id, before.Status, before.UpdatedAt, status, at, next, now)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if res.RowsAffected == 0 {
+	if !moved {
 		// It changed under us (claimed, cancelled, moved): report its state.
 		cur, err := s.Get(ctx, userID, id)
 		if err != nil {
@@ -337,19 +336,15 @@ func (s *Service) Reschedule(ctx context.Context, userID string, id int64, at ti
 // time or unknown does nothing. It reports whether the job was started.
 func (s *Service) Deliver(ctx context.Context, id int64) (bool, error) {
 	now := s.cfg.Clock.Now().UTC()
-	var rows []models.Job
-	err := s.cfg.DB.WithContext(ctx).Model(&rows).
-		Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "priority"}}}).
-		Where("id = ? AND status = ? AND scheduled_for <= ?", id, models.StatusScheduled, now.Add(DeliveryTolerance)).
-		Updates(map[string]any{"status": models.StatusPending, "next_run_at": now, "updated_at": now}).Error
+	row, err := s.store.Deliver(ctx, id, now.Add(DeliveryTolerance), now)
 	if err != nil {
-		return false, fmt.Errorf("deliver job %d: %w: %w", id, ErrUnavailable, err)
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if len(rows) == 0 {
+	if row == nil {
 		s.log.Info("delivery ignored: job not scheduled for now", "job_id", id)
 		return false, nil
 	}
-	if err := s.cfg.Queue.Enqueue(ctx, Item{ID: rows[0].ID, Priority: rows[0].Priority}); err != nil {
+	if err := s.cfg.Queue.Enqueue(ctx, Item{ID: row.ID, Priority: row.Priority}); err != nil {
 		s.log.Warn("delivered job not enqueued; the reconciler will enqueue it", "job_id", id, "err", err)
 	}
 	s.log.Info("scheduled job delivered", "job_id", id)
@@ -471,25 +466,21 @@ func decodeCursor(c string) (int64, error) {
 // Cancel cancels a user's pending or scheduled job. A job in any other
 // status is ErrNotCancellable; another user's job is ErrNotFound.
 func (s *Service) Cancel(ctx context.Context, userID string, id int64) (*models.Job, error) {
-	now := s.cfg.Clock.Now().UTC()
-	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
-		Scopes(ownedBy(userID)).Where("id = ? AND status IN ?", id, []string{string(models.StatusPending), string(models.StatusScheduled)}).
-		Updates(map[string]any{"status": models.StatusCancelled, "completed_at": now, "updated_at": now})
-	if res.Error != nil {
-		return nil, fmt.Errorf("cancel job %d: %w: %w", id, ErrUnavailable, res.Error)
+	// The finisher removes the job from the queue and wakes its parent
+	// when it was the last of its siblings to finish.
+	it := finishing{update: store.Update{Fence: store.Fence{ID: id}, Transition: store.Cancelled(ownerScope(userID)), Now: s.cfg.Clock.Now()}}
+	applied, err := s.fin.apply(ctx, []finishing{it})
+	if err != nil {
+		return nil, fmt.Errorf("cancel job %d: %w: %w", id, ErrUnavailable, err)
 	}
 	job, err := s.Get(ctx, userID, id)
 	if err != nil {
 		return nil, err
 	}
-	if res.RowsAffected == 0 {
+	if !applied[0].Applied {
 		return job, ErrNotCancellable
 	}
 	s.cancelMessage(ctx, job)
-	if err := s.cfg.Queue.Remove(ctx, id); err != nil {
-		// Harmless: a claimed cancelled job is skipped by the worker.
-		s.log.Warn("cancelled job left in the queue", "job_id", id, "err", err)
-	}
 	s.log.Info("job cancelled", "job_id", id)
 	return job, nil
 }

@@ -19,26 +19,15 @@ var ErrNotRetryable = errors.New("job cannot be retried in its current status")
 // pending: the reconciler enqueues it.
 func (s *Service) Retry(ctx context.Context, userID string, id int64) (*models.Job, error) {
 	now := s.cfg.Clock.Now().UTC()
-	res := s.cfg.DB.WithContext(ctx).Model(&models.Job{}).
-		Scopes(ownedBy(userID)).Where("id = ? AND status = ?", id, models.StatusFailed).
-		Updates(map[string]any{
-			"status":           models.StatusPending,
-			"attempts":         0,
-			"error":            "",
-			"result":           nil,
-			"completed_at":     nil,
-			"lease_expires_at": nil,
-			"next_run_at":      now,
-			"updated_at":       now,
-		})
-	if res.Error != nil {
-		return nil, fmt.Errorf("retry job %d: %w: %w", id, ErrUnavailable, res.Error)
+	retried, err := s.store.Retry(ctx, ownerScope(userID), id, now)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	job, err := s.Get(ctx, userID, id)
 	if err != nil {
 		return nil, err
 	}
-	if res.RowsAffected == 0 {
+	if !retried {
 		return job, ErrNotRetryable
 	}
 	log := s.log.With("job_id", id, "type", job.Type)

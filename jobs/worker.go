@@ -11,13 +11,13 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/jobhook/jobhook/internal/secretbox"
+	"github.com/jobhook/jobhook/jobs/internal/store"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -29,7 +29,7 @@ const (
 	// heartbeat while its handler runs.
 	DefaultLeaseDuration = 30 * time.Second
 	// maxErrorLength caps the error text stored on a job.
-	maxErrorLength = 2000
+	maxErrorLength = store.MaxErrorLength
 )
 
 // WorkerConfig builds a Worker.
@@ -83,6 +83,11 @@ type Worker struct {
 	abort    context.CancelFunc
 	// running counts jobs in handlers, across drains.
 	running *runningSet
+
+	store *store.Store
+	fin   *finisher
+	// testCompleter, when set, adjusts each drain's completer (tests).
+	testCompleter func(*completer)
 }
 
 // NewWorker returns a Worker.
@@ -106,7 +111,10 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		cfg.Backoff = ExponentialBackoff(DefaultBackoffBase, DefaultBackoffMax, nil)
 	}
 	abortCtx, abort := context.WithCancel(context.Background())
-	return &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), abortCtx: abortCtx, abort: abort, running: newRunningSet()}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), abortCtx: abortCtx, abort: abort, running: newRunningSet()}
+	w.store = store.New(cfg.DB)
+	w.fin = &finisher{store: w.store, queue: cfg.Queue, clock: cfg.Clock, log: w.log, notify: cfg.Notify}
+	return w
 }
 
 // Shutdown stops every drain from claiming, lets the running handlers
@@ -228,6 +236,18 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 	}
 	sum.Promoted = promoted + n
 
+	// The completer records the outcomes of this drain's jobs in batches;
+	// it ends once every one of them is written.
+	// handling counts this drain's jobs in their handlers: the completer
+	// waits a moment for them before a write that they could join.
+	var handling atomic.Int64
+	comp := newCompleter(w.fin, w.log)
+	comp.busy = handling.Load
+	if w.testCompleter != nil {
+		w.testCompleter(comp)
+	}
+	comp.start(ctx)
+	defer comp.stop()
 	var (
 		mu       sync.Mutex
 		wg       sync.WaitGroup
@@ -306,16 +326,37 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 			if !w.running.add() {
 				// Shutdown began after the claim: give the job back
 				// unrun, like the jobs it releases.
-				record(w.release(w.log.With("job_id", rows[i].ID, "type", rows[i].Type), &rows[i], w.cfg.Clock.Now().UTC()))
+				r := w.release(w.log.With("job_id", rows[i].ID, "type", rows[i].Type), &rows[i], w.cfg.Clock.Now().UTC())
+				wg.Add(1)
+				comp.submit(completion{item: r.item, until: time.Now().Add(w.cfg.LeaseDuration * 2 / 3), reply: func(a store.Applied, err error) {
+					record(w.recorded(r, a, err))
+					wg.Done()
+				}})
 				continue
 			}
 			inflight++
 			wg.Add(1)
+			handling.Add(1)
 			go func(job models.Job) {
-				defer wg.Done()
-				defer w.running.done()
-				record(w.run(ctx, &job))
-				done <- struct{}{}
+				r := w.run(ctx, &job)
+				handling.Add(-1)
+				end := func(o outcome) {
+					record(o)
+					w.running.done()
+					wg.Done()
+					done <- struct{}{}
+				}
+				if !r.write {
+					end(r.o)
+					return
+				}
+				// The job holds its slot until its outcome is written, so
+				// the next job starts after it (as one drain's jobs did
+				// before the completer). After the handler returned the
+				// lease has at least two thirds of its length left.
+				comp.submit(completion{item: r.item, until: time.Now().Add(w.cfg.LeaseDuration * 2 / 3), reply: func(a store.Applied, err error) {
+					end(w.recorded(r, a, err))
+				}})
 			}(rows[i])
 		}
 	}
@@ -338,15 +379,9 @@ func (w *Worker) promoteScheduled(ctx context.Context) (int, error) {
 	now := w.cfg.Clock.Now().UTC()
 	total := 0
 	for {
-		var rows []models.Job
-		sub := w.cfg.DB.Model(&models.Job{}).Select("id").
-			Where("status = ? AND next_run_at <= ?", models.StatusScheduled, now).Order("next_run_at").Limit(500)
-		err := w.cfg.DB.WithContext(ctx).Model(&rows).
-			Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "priority"}}}).
-			Where("id IN (?) AND status = ?", sub, models.StatusScheduled).
-			Updates(map[string]any{"status": models.StatusPending, "updated_at": now}).Error
+		rows, err := w.store.PromoteScheduled(ctx, now, 500)
 		if err != nil {
-			return total, fmt.Errorf("drain: promote scheduled jobs: %w: %w", ErrUnavailable, err)
+			return total, fmt.Errorf("drain: %w: %w", ErrUnavailable, err)
 		}
 		if len(rows) == 0 {
 			return total, nil
@@ -374,17 +409,7 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 		return nil, 0, err
 	}
 	now := w.cfg.Clock.Now().UTC()
-	var rows []models.Job
-	err = w.cfg.DB.WithContext(ctx).Model(&rows).Clauses(clause.Returning{}).
-		Where("id IN ? AND status = ? AND next_run_at <= ?", ids, models.StatusPending, now).
-		Updates(map[string]any{
-			"status":           models.StatusProcessing,
-			"attempts":         gorm.Expr("attempts + 1"),
-			"started_at":       now,
-			"lease_expires_at": now.Add(lease),
-			"lease_id":         newLeaseID(),
-			"updated_at":       now,
-		}).Error
+	rows, err := w.store.Claim(ctx, ids, now, lease, newLeaseID())
 	if err != nil {
 		// The rows are unchanged: hand the ids back so nothing is lost.
 		items := make([]Item, len(ids))
@@ -394,7 +419,7 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 		if rerr := w.cfg.Queue.Release(ctx, items...); rerr != nil {
 			w.log.Error("claimed jobs neither started nor released; the reconciler will restore them", "err", rerr)
 		}
-		return nil, 0, fmt.Errorf("drain: mark jobs processing: %w: %w", ErrUnavailable, err)
+		return nil, 0, fmt.Errorf("drain: %w: %w", ErrUnavailable, err)
 	}
 	// Keep queue order: RETURNING gives no order guarantee.
 	pos := make(map[int64]int, len(ids))
@@ -426,10 +451,9 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 // other (finished, cancelled, scheduled, running elsewhere, deleted) leaves
 // the queue.
 func (w *Worker) settleSkipped(ctx context.Context, ids []int64) error {
-	var rows []models.Job
-	if err := w.cfg.DB.WithContext(ctx).Select("id", "status", "priority", "next_run_at").
-		Where("id IN ?", ids).Find(&rows).Error; err != nil {
-		return fmt.Errorf("look up skipped jobs: %w", err)
+	rows, err := w.store.Lookup(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("skipped jobs: %w", err)
 	}
 	drop := slices.Clone(ids)
 	for _, r := range rows {
@@ -447,16 +471,16 @@ func (w *Worker) settleSkipped(ctx context.Context, ids []int64) error {
 // job's lease while the handler runs; if the lease is lost (the job was
 // reaped and maybe claimed again elsewhere) the handler's context is
 // cancelled and nothing is recorded.
-func (w *Worker) run(ctx context.Context, job *models.Job) outcome {
+func (w *Worker) run(ctx context.Context, job *models.Job) ran {
 	log := w.log.With("job_id", job.ID, "type", job.Type, "attempt", job.Attempts)
 	started := w.cfg.Clock.Now().UTC()
 	job, err := w.decryptSecrets(job) // the handler's copy; the row keeps the ciphertext
 	if err != nil {
-		return w.finish(ctx, log, job, started, nil, err)
+		return w.finish(log, job, started, nil, err)
 	}
 	h, ok := w.cfg.Registry.Lookup(job.Type)
 	if !ok {
-		return w.finish(ctx, log, job, started, nil, Permanent(fmt.Errorf("no handler registered for job type %q", job.Type)))
+		return w.finish(log, job, started, nil, Permanent(fmt.Errorf("no handler registered for job type %q", job.Type)))
 	}
 	timeout := w.cfg.JobTimeout
 	if th, ok := h.(TimeoutHandler); ok && th.Timeout() > 0 {
@@ -482,7 +506,7 @@ func (w *Worker) run(ctx context.Context, job *models.Job) outcome {
 	select {
 	case <-lost:
 		log.Warn("lease lost while running; the outcome is dropped (the job runs again elsewhere)")
-		return outcomeLost
+		return ran{o: outcomeLost}
 	default:
 	}
 	if err != nil && w.abortCtx.Err() != nil && ctx.Err() == nil {
@@ -494,20 +518,10 @@ func (w *Worker) run(ctx context.Context, job *models.Job) outcome {
 	if err != nil && context.Cause(jctx) == errJobTimeout && ctx.Err() == nil {
 		err = fmt.Errorf("job timed out after %s: %w", timeout, err)
 	}
-	return w.finish(ctx, log, job, started, result, err)
+	return w.finish(log, job, started, result, err)
 }
 
 var errJobTimeout = errors.New("job timeout")
-
-// leased scopes a write to the claim that holds the job's lease: its
-// status, attempt and lease id must all be the ones this worker claimed.
-func leased(db *gorm.DB, job *models.Job) *gorm.DB {
-	q := db.Model(&models.Job{}).Where("id = ? AND status = ? AND attempts = ?", job.ID, models.StatusProcessing, job.Attempts)
-	if job.LeaseID != nil {
-		q = q.Where("lease_id = ?", *job.LeaseID)
-	}
-	return q
-}
 
 // newLeaseID returns a random claim id.
 func newLeaseID() string {
@@ -533,19 +547,19 @@ func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, job *models.Jo
 		case <-t.C:
 		}
 		now := w.cfg.Clock.Now().UTC()
-		res := leased(w.cfg.DB.WithContext(ctx), job).Update("lease_expires_at", now.Add(lease))
+		ok, err := w.store.Renew(ctx, fenceOf(job), now.Add(lease))
 		switch {
-		case res.Error == nil && res.RowsAffected == 1:
+		case err == nil && ok:
 			validUntil = time.Now().Add(lease)
 			if err := w.cfg.Queue.Renew(ctx, job.ID, now.Add(lease)); err != nil {
 				log.Debug("lease renewed in the database but not in redis", "err", err)
 			}
-		case res.Error == nil:
+		case err == nil:
 			return false
 		case ctx.Err() != nil:
 			return true
 		default:
-			log.Warn("lease not renewed", "err", res.Error)
+			log.Warn("lease not renewed", "err", err)
 			// Stop before the lease runs out, so that two workers never
 			// run the job at the same time.
 			if time.Until(validUntil) < every {
@@ -555,40 +569,10 @@ func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, job *models.Jo
 	}
 }
 
-// snooze ends an attempt that asked to wait (AwaitChildren): pending again
-// at until, the attempt not counted.
-func (w *Worker) snooze(ctx context.Context, log *slog.Logger, job *models.Job, until time.Time) outcome {
-	now := w.cfg.Clock.Now().UTC()
-	res := leased(w.cfg.DB.WithContext(ctx), job).
-		Updates(map[string]any{"status": models.StatusPending, "attempts": gorm.Expr("attempts - 1"), "lease_expires_at": nil, "lease_id": nil, "next_run_at": until, "updated_at": now})
-	if res.Error != nil || res.RowsAffected == 0 {
-		log.Warn("job moved on while running; snooze dropped", "err", res.Error)
-		return outcomeLost
-	}
-	if err := w.cfg.Queue.EnqueueAt(ctx, until, Item{ID: job.ID, Priority: job.Priority}); err != nil {
-		log.Warn("snoozed job not queued; the reconciler will queue it", "err", err)
-	}
-	log.Debug("job waits", "until", until)
-	return outcomeSnoozed
-}
-
 // release gives an unfinished job back at shutdown: pending again, now, and
 // the interrupted attempt does not count.
-func (w *Worker) release(log *slog.Logger, job *models.Job, started time.Time) outcome {
-	ctx := context.Background()
-	now := w.cfg.Clock.Now().UTC()
-	res := leased(w.cfg.DB.WithContext(ctx), job).
-		Updates(map[string]any{"status": models.StatusPending, "attempts": gorm.Expr("attempts - 1"), "lease_expires_at": nil, "lease_id": nil, "next_run_at": now, "updated_at": now})
-	if res.Error != nil || res.RowsAffected == 0 {
-		log.Warn("job not released; its lease expiry brings it back", "err", res.Error)
-		return outcomeLost
-	}
-	if err := w.cfg.Queue.Release(ctx, Item{ID: job.ID, Priority: job.Priority}); err != nil {
-		log.Warn("released job not re-enqueued; the reconciler will enqueue it", "err", err)
-	}
-	recordAttempt(ctx, w.cfg.DB, log, attemptRecord{JobID: job.ID, Attempt: job.Attempts, StartedAt: started, FinishedAt: now, Outcome: AttemptReleased, Error: "released at shutdown"})
-	log.Info("job released at shutdown")
-	return outcomeReleased
+func (w *Worker) release(log *slog.Logger, job *models.Job, started time.Time) ran {
+	return w.transition(log, job, started, store.Released(), false)
 }
 
 func (w *Worker) safeHandle(ctx context.Context, log *slog.Logger, h Handler, job *models.Job) (res json.RawMessage, err error) {
@@ -603,97 +587,85 @@ func (w *Worker) safeHandle(ctx context.Context, log *slog.Logger, h Handler, jo
 	return h.Handle(ctx, job)
 }
 
-// finish records a job's outcome with a compare-and-set on its status and
-// attempt (the lease fence), then updates the queue.
-func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *models.Job, started time.Time, result json.RawMessage, herr error) outcome {
-	// Record even when the drain's context is cancelled: the outcome is known.
-	wctx := context.WithoutCancel(ctx)
+// finish turns a handler's result into a transition and records it.
+func (w *Worker) finish(log *slog.Logger, job *models.Job, started time.Time, result json.RawMessage, herr error) ran {
 	now := w.cfg.Clock.Now().UTC()
-	guard := leased(w.cfg.DB.WithContext(wctx), job)
-
-	var (
-		o       outcome
-		ao      AttemptOutcome
-		updates map[string]any
-		retryAt time.Time
-		errText string
-	)
+	var errText string
 	if herr != nil {
 		// Secret values never reach the row, the history or the log.
 		errText = truncate(scrub(herr.Error(), w.secretValuesOf(job)))
 	}
+	var t store.Transition
+	forChildren := false
 	if sn, ok := snoozeOf(herr); ok {
-		o := w.snooze(wctx, log, job, now.Add(sn.after))
-		if o == outcomeSnoozed && sn.forChildren {
-			w.wakeIfChildrenDone(wctx, job.ID)
+		t, forChildren = store.Snoozed(now.Add(sn.after)), sn.forChildren
+	} else {
+		switch {
+		case herr == nil:
+			t = store.Completed(result)
+		case IsPermanent(herr) || job.Attempts >= job.MaxAttempts:
+			t = store.Failed(errText)
+		default:
+			delay := w.cfg.Backoff(job.Attempts)
+			if d, ok := retryAfterDelay(herr); ok && d > delay {
+				delay = d
+			}
+			t = store.Retry(now.Add(delay), errText)
 		}
-		return o
 	}
-	switch {
-	case herr == nil:
-		o, ao = outcomeCompleted, AttemptCompleted
-		updates = map[string]any{"status": models.StatusCompleted, "result": models.JSON(result), "error": "", "checkpoint": nil, "completed_at": now}
-	case IsPermanent(herr) || job.Attempts >= job.MaxAttempts:
-		o, ao = outcomeFailed, AttemptFailed
-		updates = map[string]any{"status": models.StatusFailed, "error": errText, "completed_at": now}
-	default:
-		o, ao = outcomeRetried, AttemptRetried
-		delay := w.cfg.Backoff(job.Attempts)
-		if d, ok := retryAfterDelay(herr); ok && d > delay {
-			delay = d
-		}
-		retryAt = now.Add(delay)
-		updates = map[string]any{"status": models.StatusPending, "error": errText, "next_run_at": retryAt}
-	}
-	updates["lease_expires_at"] = nil
-	updates["lease_id"] = nil
-	updates["updated_at"] = now
-	res := guard.Updates(updates)
-	if res.Error != nil {
+	return w.transition(log, job, started, t, forChildren)
+}
+
+// ran is what running one job came to: a transition to record, or (when
+// write is false) an outcome with nothing to record.
+type ran struct {
+	write bool
+	log   *slog.Logger
+	item  finishing
+	o     outcome
+}
+
+// transition is a running job's transition, to be recorded by the
+// completer.
+func (w *Worker) transition(log *slog.Logger, job *models.Job, started time.Time, t store.Transition, wakeSelf bool) ran {
+	it := finishing{update: store.Update{Fence: fenceOf(job), Transition: t, StartedAt: started, Now: w.cfg.Clock.Now()}, wakeSelf: wakeSelf}
+	return ran{write: true, log: log, item: it}
+}
+
+// recorded says what a transition came to once the completer wrote it.
+func (w *Worker) recorded(r ran, a store.Applied, err error) outcome {
+	if err != nil {
 		// The row stays processing; its lease expiry brings it back.
-		log.Error("could not record job outcome", "err", res.Error)
+		r.log.Error("could not record job outcome", "err", err)
 		return outcomeLost
 	}
-	if res.RowsAffected == 0 {
-		log.Warn("job moved on while running (cancelled, or its lease was taken over); outcome dropped")
+	return w.outcomeOf(r.log, r.item.update.Transition, a)
+}
+
+// outcomeOf logs what a recorded transition did and names it for the
+// drain's summary.
+func (w *Worker) outcomeOf(log *slog.Logger, t store.Transition, a store.Applied) outcome {
+	if !a.Applied {
+		log.Warn("job moved on while running (cancelled, or its lease was taken over); outcome dropped", "transition", string(t.Kind()))
 		return outcomeLost
 	}
-	recordAttempt(wctx, w.cfg.DB, log, attemptRecord{JobID: job.ID, Attempt: job.Attempts, StartedAt: started, FinishedAt: now, Outcome: ao, Error: errText})
-	var qerr error
-	switch o {
-	case outcomeRetried:
-		qerr = w.cfg.Queue.EnqueueAt(wctx, retryAt, Item{ID: job.ID, Priority: job.Priority})
-		log.Info("job will be retried", "retry_at", retryAt, "err", errText)
-	case outcomeFailed:
-		qerr = w.cfg.Queue.Ack(wctx, job.ID)
-		log.Warn("job failed", "err", errText)
-		defer w.wakeParentOf(wctx, job)
-	default:
-		qerr = w.cfg.Queue.Ack(wctx, job.ID)
+	switch t.Kind() {
+	case store.KindCompleted:
 		log.Info("job completed")
-		defer w.wakeParentOf(wctx, job)
+		return outcomeCompleted
+	case store.KindRetry:
+		log.Info("job will be retried", "retry_at", t.At(), "err", t.Err())
+		return outcomeRetried
+	case store.KindSnoozed:
+		log.Debug("job waits", "until", t.At())
+		return outcomeSnoozed
+	case store.KindReleased:
+		log.Info("job released at shutdown")
+		return outcomeReleased
+	default:
+		log.Warn("job failed", "err", t.Err())
+		return outcomeFailed
 	}
-	if qerr != nil {
-		log.Warn("job recorded but queue not updated; the reconciler will repair it", "err", qerr)
-	}
-	return o
 }
 
-// wakeParentOf wakes a finished child's parent if it was the last of its
-// siblings to finish.
-func (w *Worker) wakeParentOf(ctx context.Context, child *models.Job) {
-	if child.ParentID != nil {
-		w.wakeIfChildrenDone(ctx, *child.ParentID)
-	}
-}
-
-func truncate(s string) string {
-	if len(s) <= maxErrorLength {
-		return s
-	}
-	s = s[:maxErrorLength]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "…"
-}
+func truncate(s string) string { return store.Truncate(s) }

@@ -149,7 +149,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 
 	a.Queue = jobs.NewQueue(a.Redis.Client, cfg.RedisPrefix, nil)
-	reconciler := jobs.NewReconciler(jobs.ReconcilerConfig{DB: a.DB.Gorm, Queue: a.Queue, Logger: log})
+	// A reaped child that makes its parent due asks for a worker call
+	// through the notify chosen below.
+	var reapNotify func(context.Context)
+	reconciler := jobs.NewReconciler(jobs.ReconcilerConfig{DB: a.DB.Gorm, Queue: a.Queue, Logger: log,
+		Notify: func(ctx context.Context) {
+			if reapNotify != nil {
+				reapNotify(ctx)
+			}
+		}})
 	a.reconciler = reconciler
 	workerCfg := jobs.WorkerConfig{
 		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
@@ -222,6 +230,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
 		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: notify, Publisher: publisher, Secrets: keyring,
 	})
+	reapNotify = notify
 
 	// The in-process Redis starts empty, and a real one may have lost
 	// entries: the database is the truth.

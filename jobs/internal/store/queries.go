@@ -1,0 +1,214 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/jobhook/jobhook/models"
+)
+
+// Truncate caps s at MaxErrorLength bytes, on a rune boundary, marking the
+// cut with an ellipsis.
+func Truncate(s string) string {
+	if len(s) <= MaxErrorLength {
+		return s
+	}
+	s = s[:MaxErrorLength]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}
+
+// Claim moves the pending, due rows among ids to processing in one
+// statement, under a new lease, and returns them (in no particular order).
+func (s *Store) Claim(ctx context.Context, ids []int64, now time.Time, lease time.Duration, leaseID string) ([]models.Job, error) {
+	now = now.UTC()
+	var rows []models.Job
+	err := s.db.WithContext(ctx).Model(&rows).Clauses(clause.Returning{}).
+		Where("id IN ? AND status = ? AND next_run_at <= ?", ids, models.StatusPending, now).
+		Updates(map[string]any{
+			"status":           models.StatusProcessing,
+			"attempts":         gorm.Expr("attempts + 1"),
+			"started_at":       now,
+			"lease_expires_at": now.Add(lease),
+			"lease_id":         leaseID,
+			"updated_at":       now,
+		}).Error
+	if err != nil {
+		return nil, fmt.Errorf("mark jobs processing: %w", err)
+	}
+	return rows, nil
+}
+
+// Lookup returns the id, status, priority and next run time of the rows
+// among ids.
+func (s *Store) Lookup(ctx context.Context, ids []int64) ([]models.Job, error) {
+	var rows []models.Job
+	if err := s.db.WithContext(ctx).Select("id", "status", "priority", "next_run_at").
+		Where("id IN ?", ids).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("look up jobs: %w", err)
+	}
+	return rows, nil
+}
+
+// PromoteScheduled moves up to limit scheduled jobs due by now to pending
+// and returns their ids and priorities.
+func (s *Store) PromoteScheduled(ctx context.Context, now time.Time, limit int) ([]models.Job, error) {
+	now = now.UTC()
+	var rows []models.Job
+	sub := s.db.Model(&models.Job{}).Select("id").
+		Where("status = ? AND next_run_at <= ?", models.StatusScheduled, now).Order("next_run_at").Limit(limit)
+	err := s.db.WithContext(ctx).Model(&rows).
+		Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "priority"}}}).
+		Where("id IN (?) AND status = ?", sub, models.StatusScheduled).
+		Updates(map[string]any{"status": models.StatusPending, "updated_at": now}).Error
+	if err != nil {
+		return nil, fmt.Errorf("promote scheduled jobs: %w", err)
+	}
+	return rows, nil
+}
+
+// Renew extends the lease of a running job to until. It reports false
+// when the job no longer holds the claim f.
+func (s *Store) Renew(ctx context.Context, f Fence, until time.Time) (bool, error) {
+	res := fence(s.db.WithContext(ctx).Model(&models.Job{}), f).Update("lease_expires_at", until.UTC())
+	if res.Error != nil {
+		return false, fmt.Errorf("renew the lease of job %d: %w", f.ID, res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// SaveCheckpoint stores raw as a running job's checkpoint. It reports
+// false when the job no longer holds the claim f.
+func (s *Store) SaveCheckpoint(ctx context.Context, f Fence, raw []byte, now time.Time) (bool, error) {
+	res := fence(s.db.WithContext(ctx).Model(&models.Job{}), f).
+		Updates(map[string]any{"checkpoint": models.JSON(raw), "updated_at": now.UTC()})
+	if res.Error != nil {
+		return false, fmt.Errorf("save the checkpoint of job %d: %w", f.ID, res.Error)
+	}
+	return res.RowsAffected > 0, nil
+}
+
+// Expired returns up to limit processing jobs whose lease ran out by now.
+func (s *Store) Expired(ctx context.Context, now time.Time, limit int) ([]models.Job, error) {
+	var rows []models.Job
+	if err := s.db.WithContext(ctx).Select("id", "priority", "attempts", "max_attempts", "started_at", "lease_id", "parent_id").
+		Where("status = ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)", models.StatusProcessing, now.UTC()).
+		Order("id").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list expired leases: %w", err)
+	}
+	return rows, nil
+}
+
+// Children returns a job's children in creation order.
+func (s *Store) Children(ctx context.Context, parentID int64) ([]models.Job, error) {
+	var rows []models.Job
+	if err := s.db.WithContext(ctx).Where("parent_id = ?", parentID).Order("id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("children of job %d: %w", parentID, err)
+	}
+	return rows, nil
+}
+
+// WakeIfChildrenDone makes a waiting (pending, not yet due) parent due now
+// when every one of its children has finished, then reads the parent back.
+// It returns the parent (id, priority, status, next run) when it is
+// pending and due by now, whoever made it so, and nil otherwise.
+func (s *Store) WakeIfChildrenDone(ctx context.Context, parentID int64, now time.Time) (*models.Job, error) {
+	now = now.UTC()
+	db := s.db.WithContext(ctx)
+	unfinished := s.db.Model(&models.Job{}).Select("1").
+		Where("parent_id = ? AND status NOT IN ?", parentID, []models.Status{models.StatusCompleted, models.StatusFailed, models.StatusCancelled})
+	err := db.Model(&models.Job{}).
+		Where("id = ? AND status = ? AND next_run_at > ? AND NOT EXISTS (?)", parentID, models.StatusPending, now, unfinished).
+		Updates(map[string]any{"next_run_at": now, "updated_at": now}).Error
+	if err != nil {
+		return nil, fmt.Errorf("wake job %d: %w", parentID, err)
+	}
+	var parent models.Job
+	if err := db.Select("id", "priority", "status", "next_run_at").Take(&parent, parentID).Error; err != nil {
+		return nil, fmt.Errorf("look up job %d: %w", parentID, err)
+	}
+	if parent.Status != models.StatusPending || parent.NextRunAt.After(now) {
+		return nil, nil
+	}
+	return &parent, nil
+}
+
+// owned scopes a statement to a user's jobs; a nil owner is any user.
+func owned(q *gorm.DB, owner *string) *gorm.DB {
+	if owner == nil {
+		return q
+	}
+	return q.Where("user_id = ?", *owner)
+}
+
+// Retry makes a failed job pending again, due now, with no attempts, no
+// error and no result. It reports whether the job was failed.
+func (s *Store) Retry(ctx context.Context, owner *string, id int64, now time.Time) (bool, error) {
+	now = now.UTC()
+	res := owned(s.db.WithContext(ctx).Model(&models.Job{}), owner).Where("id = ? AND status = ?", id, models.StatusFailed).
+		Updates(map[string]any{
+			"status":           models.StatusPending,
+			"attempts":         0,
+			"error":            "",
+			"result":           nil,
+			"completed_at":     nil,
+			"lease_expires_at": nil,
+			"next_run_at":      now,
+			"updated_at":       now,
+		})
+	if res.Error != nil {
+		return false, fmt.Errorf("retry job %d: %w", id, res.Error)
+	}
+	return res.RowsAffected > 0, nil
+}
+
+// Reschedule moves a job that is still in status from, unchanged since
+// updatedAt, to status to, running at next, scheduled for at. It reports
+// whether the job was moved.
+func (s *Store) Reschedule(ctx context.Context, owner *string, id int64, from models.Status, updatedAt time.Time, to models.Status, at, next, now time.Time) (bool, error) {
+	res := owned(s.db.WithContext(ctx).Model(&models.Job{}), owner).
+		Where("id = ? AND status = ? AND updated_at = ?", id, from, updatedAt).
+		Updates(map[string]any{"status": to, "scheduled_for": at.UTC(), "next_run_at": next.UTC(), "qstash_message_id": nil, "updated_at": now.UTC()})
+	if res.Error != nil {
+		return false, fmt.Errorf("reschedule job %d: %w", id, res.Error)
+	}
+	return res.RowsAffected > 0, nil
+}
+
+// Deliver makes a scheduled job whose time is at most by pending, due now,
+// and returns it (id and priority), or nil when it is not scheduled by
+// then.
+func (s *Store) Deliver(ctx context.Context, id int64, by, now time.Time) (*models.Job, error) {
+	now = now.UTC()
+	var rows []models.Job
+	err := s.db.WithContext(ctx).Model(&rows).
+		Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "priority"}}}).
+		Where("id = ? AND status = ? AND scheduled_for <= ?", id, models.StatusScheduled, by.UTC()).
+		Updates(map[string]any{"status": models.StatusPending, "next_run_at": now, "updated_at": now}).Error
+	if err != nil {
+		return nil, fmt.Errorf("deliver job %d: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return &rows[0], nil
+}
+
+// SetMessageID records the QStash message that delivers a job still
+// scheduled for scheduledFor. It reports false when the job moved on.
+func (s *Store) SetMessageID(ctx context.Context, id int64, scheduledFor time.Time, messageID string) (bool, error) {
+	res := s.db.WithContext(ctx).Model(&models.Job{}).
+		Where("id = ? AND status = ? AND scheduled_for = ?", id, models.StatusScheduled, scheduledFor).
+		Update("qstash_message_id", messageID)
+	if res.Error != nil {
+		return false, fmt.Errorf("record the message of job %d: %w", id, res.Error)
+	}
+	return res.RowsAffected > 0, nil
+}

@@ -1,0 +1,406 @@
+// Package store owns every statement the engine runs on the jobs and
+// job_attempts tables for claiming, running and finishing jobs. A change of
+// a running job's state is a Transition value, built by one of the
+// constructors (Completed, Retry, Failed, Snoozed, Released, Lost,
+// Cancelled), and applied by Apply, which takes many at once: one fenced
+// UPDATE for every job of the batch and one multi-row INSERT of their
+// attempts, in one transaction.
+//
+// The fence is written once, in Apply: a transition of a running job
+// applies only while the row is still processing with the attempt and the
+// lease id that the worker claimed. A write that was already applied, or
+// whose job moved on, changes nothing, so a batch is safe to retry.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/jobhook/jobhook/models"
+)
+
+// Kind names a transition.
+type Kind string
+
+// The transitions.
+const (
+	KindCompleted Kind = "completed"
+	KindRetry     Kind = "retry"
+	KindFailed    Kind = "failed"
+	KindSnoozed   Kind = "snoozed"
+	KindReleased  Kind = "released"
+	KindLost      Kind = "lost"
+	KindCancelled Kind = "cancelled"
+)
+
+// Transition is a change of one job's state, built by a constructor.
+type Transition struct {
+	kind   Kind
+	at     time.Time
+	result json.RawMessage
+	err    string
+	owner  *string
+}
+
+// Kind returns which transition t is.
+func (t Transition) Kind() Kind { return t.kind }
+
+// At returns the time a retried or snoozed job runs again.
+func (t Transition) At() time.Time { return t.at }
+
+// Err returns the error text the transition stores.
+func (t Transition) Err() string { return t.err }
+
+// Completed ends the attempt and the job with result; the error and the
+// checkpoint are cleared.
+func Completed(result json.RawMessage) Transition {
+	return Transition{kind: KindCompleted, result: result}
+}
+
+// Retry ends the attempt with err; the job is pending again at at.
+func Retry(at time.Time, err string) Transition {
+	return Transition{kind: KindRetry, at: at.UTC(), err: err}
+}
+
+// Failed ends the attempt and the job with err.
+func Failed(err string) Transition { return Transition{kind: KindFailed, err: err} }
+
+// Snoozed ends the attempt without counting it: the job is pending again
+// at until. No attempt is recorded.
+func Snoozed(until time.Time) Transition { return Transition{kind: KindSnoozed, at: until.UTC()} }
+
+// Released gives the job back unfinished, due now; the attempt does not
+// count.
+func Released() Transition { return Transition{kind: KindReleased, err: "released at shutdown"} }
+
+// Lost ends an attempt whose lease expired: the job is pending again now,
+// or failed when it has no attempt left. It applies only while the lease
+// is still expired.
+func Lost(reason string) Transition { return Transition{kind: KindLost, err: reason} }
+
+// Cancelled cancels a pending or scheduled job. owner, when not nil, must
+// be the job's user.
+func Cancelled(owner *string) Transition { return Transition{kind: KindCancelled, owner: owner} }
+
+// Fence is the claim a transition of a running job must still hold. A nil
+// LeaseID matches any lease (rows claimed before lease ids existed).
+// Cancelled transitions use only ID.
+type Fence struct {
+	ID      int64
+	Attempt int
+	LeaseID *string
+}
+
+// Update is one transition of one job.
+type Update struct {
+	Fence      Fence
+	Transition Transition
+	// StartedAt is when the attempt began, for its history; zero is
+	// unknown.
+	StartedAt time.Time
+	// Now stamps the row (updated_at, completed_at, a due time).
+	Now time.Time
+}
+
+// outcome is the attempt history's name for how the attempt ended; empty
+// when the transition records no attempt.
+func (u Update) outcome() string {
+	switch u.Transition.kind {
+	case KindCompleted:
+		return "completed"
+	case KindRetry:
+		return "retried"
+	case KindFailed:
+		return "failed"
+	case KindReleased:
+		return "released"
+	case KindLost:
+		return "lost"
+	}
+	return ""
+}
+
+// Applied says what became of one Update: Applied is false when the job
+// had moved on (nothing was written).
+type Applied struct {
+	Applied  bool
+	Status   models.Status
+	Priority int
+	ParentID *int64
+}
+
+// Store runs the engine's statements on one database.
+type Store struct {
+	db       *gorm.DB
+	postgres bool
+}
+
+// New returns a Store on db.
+func New(db *gorm.DB) *Store {
+	return &Store{db: db, postgres: db != nil && db.Dialector.Name() == "postgres"}
+}
+
+// MaxErrorLength caps the error text stored on a job and in its history.
+const MaxErrorLength = 2000
+
+// returned is the part of a row Apply reads back.
+type returned struct {
+	ID       int64
+	Status   models.Status
+	Priority int
+	ParentID *int64
+}
+
+// Apply applies every update in one transaction and reports, in the same
+// order, which were applied. The updates must name distinct jobs.
+func (s *Store) Apply(ctx context.Context, updates []Update) ([]Applied, error) {
+	out := make([]Applied, len(updates))
+	if len(updates) == 0 {
+		return out, nil
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for i := range out {
+			out[i] = Applied{}
+		}
+		var running, cancels []int
+		for i, u := range updates {
+			if u.Transition.kind == KindCancelled {
+				cancels = append(cancels, i)
+			} else {
+				running = append(running, i)
+			}
+		}
+		rows, err := s.applyRunning(tx, updates, running)
+		if err != nil {
+			return err
+		}
+		for _, i := range cancels {
+			r, err := s.applyCancel(tx, updates[i])
+			if err != nil {
+				return err
+			}
+			if r != nil {
+				rows = append(rows, *r)
+			}
+		}
+		byID := make(map[int64]returned, len(rows))
+		for _, r := range rows {
+			byID[r.ID] = r
+		}
+		var history []models.JobAttempt
+		created := time.Now().UTC()
+		for i, u := range updates {
+			r, ok := byID[u.Fence.ID]
+			if !ok {
+				continue
+			}
+			out[i] = Applied{Applied: true, Status: r.Status, Priority: r.Priority, ParentID: r.ParentID}
+			if o := u.outcome(); o != "" {
+				history = append(history, attemptRow(u.Fence.ID, u.Fence.Attempt, u.StartedAt, u.Now, o, u.Transition.err, created))
+			}
+		}
+		if len(history) > 0 {
+			if err := tx.Create(&history).Error; err != nil {
+				return fmt.Errorf("record attempts: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply %d job transitions: %w", len(updates), err)
+	}
+	return out, nil
+}
+
+// fence scopes a statement to the claim that holds a running job.
+func fence(db *gorm.DB, f Fence) *gorm.DB {
+	q := db.Where("id = ? AND status = ? AND attempts = ?", f.ID, models.StatusProcessing, f.Attempt)
+	if f.LeaseID != nil {
+		q = q.Where("lease_id = ?", *f.LeaseID)
+	}
+	return q
+}
+
+// applyRunning applies the transitions of running jobs: on Postgres one
+// UPDATE ... FROM (VALUES ...) for all of them, elsewhere one fenced
+// UPDATE each.
+func (s *Store) applyRunning(tx *gorm.DB, updates []Update, idx []int) ([]returned, error) {
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	if s.postgres {
+		return s.applyRunningPostgres(tx, updates, idx)
+	}
+	var all []returned
+	for _, i := range idx {
+		u := updates[i]
+		var rows []models.Job
+		q := fence(tx.Model(&rows), u.Fence).
+			Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "status"}, {Name: "priority"}, {Name: "parent_id"}}})
+		if u.Transition.kind == KindLost {
+			q = q.Where("lease_expires_at IS NULL OR lease_expires_at < ?", u.Now.UTC())
+		}
+		if err := q.Updates(columns(u)).Error; err != nil {
+			return nil, fmt.Errorf("job %d: %w", u.Fence.ID, err)
+		}
+		for _, r := range rows {
+			all = append(all, returned{ID: r.ID, Status: r.Status, Priority: r.Priority, ParentID: r.ParentID})
+		}
+	}
+	return all, nil
+}
+
+// columns is what one transition writes, for a single-row UPDATE.
+func columns(u Update) map[string]any {
+	now := u.Now.UTC()
+	t := u.Transition
+	c := map[string]any{"lease_expires_at": nil, "lease_id": nil, "updated_at": now}
+	switch t.kind {
+	case KindCompleted:
+		c["status"], c["result"], c["error"], c["checkpoint"], c["completed_at"] = models.StatusCompleted, models.JSON(t.result), "", nil, now
+	case KindRetry:
+		c["status"], c["error"], c["next_run_at"] = models.StatusPending, t.err, t.at
+	case KindFailed:
+		c["status"], c["error"], c["completed_at"] = models.StatusFailed, t.err, now
+	case KindSnoozed:
+		c["status"], c["attempts"], c["next_run_at"] = models.StatusPending, gorm.Expr("attempts - 1"), t.at
+	case KindReleased:
+		c["status"], c["attempts"], c["next_run_at"] = models.StatusPending, gorm.Expr("attempts - 1"), now
+	case KindLost:
+		c["status"] = gorm.Expr("CASE WHEN attempts >= max_attempts THEN ? ELSE ? END", models.StatusFailed, models.StatusPending)
+		c["error"] = t.err
+		c["completed_at"] = gorm.Expr("CASE WHEN attempts >= max_attempts THEN ? ELSE completed_at END", now)
+		c["next_run_at"] = gorm.Expr("CASE WHEN attempts >= max_attempts THEN next_run_at ELSE ? END", now)
+	}
+	return c
+}
+
+// pgBatch is the Postgres batch update: every running job's transition as
+// one row of a VALUES list, one statement for all.
+const pgBatch = `UPDATE jobs AS j SET
+  status = CASE WHEN v.kind = 'lost' THEN (CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END) ELSE v.status END,
+  attempts = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.attempts - 1 ELSE j.attempts END,
+  result = CASE WHEN v.kind = 'completed' THEN v.result ELSE j.result END,
+  error = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.error ELSE v.error END,
+  checkpoint = CASE WHEN v.kind = 'completed' THEN NULL ELSE j.checkpoint END,
+  completed_at = CASE WHEN v.kind IN ('completed', 'failed') OR (v.kind = 'lost' AND j.attempts >= j.max_attempts) THEN v.now ELSE j.completed_at END,
+  next_run_at = CASE WHEN v.kind IN ('retry', 'snoozed') THEN v.at
+    WHEN v.kind = 'released' OR (v.kind = 'lost' AND j.attempts < j.max_attempts) THEN v.now
+    ELSE j.next_run_at END,
+  lease_expires_at = NULL,
+  lease_id = NULL,
+  updated_at = v.now
+FROM (VALUES %s) AS v(id, attempt, lease_id, kind, status, result, error, at, now)
+WHERE j.id = v.id AND j.status = 'processing' AND j.attempts = v.attempt
+  AND (v.lease_id IS NULL OR j.lease_id = v.lease_id)
+  AND (v.kind <> 'lost' OR j.lease_expires_at IS NULL OR j.lease_expires_at < v.now)
+RETURNING j.id, j.status, j.priority, j.parent_id`
+
+const pgRow = "(CAST(? AS bigint), CAST(? AS integer), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS jsonb), CAST(? AS text), CAST(? AS timestamptz), CAST(? AS timestamptz))"
+
+// pgChunk bounds the rows of one statement (9 parameters each, far below
+// Postgres's 65,535).
+const pgChunk = 1000
+
+func (s *Store) applyRunningPostgres(tx *gorm.DB, updates []Update, idx []int) ([]returned, error) {
+	var all []returned
+	for start := 0; start < len(idx); start += pgChunk {
+		chunk := idx[start:min(start+pgChunk, len(idx))]
+		values := make([]string, len(chunk))
+		args := make([]any, 0, 9*len(chunk))
+		for n, i := range chunk {
+			u := updates[i]
+			t := u.Transition
+			values[n] = pgRow
+			var status, at any
+			switch t.kind {
+			case KindCompleted:
+				status = models.StatusCompleted
+			case KindFailed:
+				status = models.StatusFailed
+			case KindRetry, KindSnoozed, KindReleased:
+				status = models.StatusPending
+			}
+			if !t.at.IsZero() {
+				at = t.at
+			}
+			var result any
+			if t.kind == KindCompleted {
+				result = models.JSON(t.result)
+			}
+			args = append(args, u.Fence.ID, u.Fence.Attempt, u.Fence.LeaseID, string(t.kind), status, result, t.err, at, u.Now.UTC())
+		}
+		var rows []returned
+		q := fmt.Sprintf(pgBatch, strings.Join(values, ", "))
+		if err := tx.Raw(q, args...).Scan(&rows).Error; err != nil {
+			return nil, err
+		}
+		all = append(all, rows...)
+	}
+	return all, nil
+}
+
+// applyCancel cancels one pending or scheduled job.
+func (s *Store) applyCancel(tx *gorm.DB, u Update) (*returned, error) {
+	now := u.Now.UTC()
+	var rows []models.Job
+	q := tx.Model(&rows).
+		Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "status"}, {Name: "priority"}, {Name: "parent_id"}}}).
+		Where("id = ? AND status IN ?", u.Fence.ID, []models.Status{models.StatusPending, models.StatusScheduled})
+	q = owned(q, u.Transition.owner)
+	if err := q.Updates(map[string]any{"status": models.StatusCancelled, "completed_at": now, "updated_at": now}).Error; err != nil {
+		return nil, fmt.Errorf("cancel job %d: %w", u.Fence.ID, err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	r := rows[0]
+	return &returned{ID: r.ID, Status: r.Status, Priority: r.Priority, ParentID: r.ParentID}, nil
+}
+
+// Attempt is one finished attempt for InsertAttempts.
+type Attempt struct {
+	JobID      int64
+	Attempt    int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Outcome    string
+	Error      string
+}
+
+// attemptRow builds a history row: a zero start is unknown (NULL), a zero
+// end is now, the error is truncated like the job's.
+func attemptRow(jobID int64, attempt int, started, finished time.Time, outcome, errText string, created time.Time) models.JobAttempt {
+	row := models.JobAttempt{JobID: jobID, Attempt: attempt, FinishedAt: finished.UTC(), Outcome: outcome, Error: Truncate(errText), CreatedAt: created}
+	if !started.IsZero() {
+		at := started.UTC()
+		row.StartedAt = &at
+	}
+	if finished.IsZero() {
+		row.FinishedAt = created
+	}
+	return row
+}
+
+// InsertAttempts writes finished attempts to the history in one
+// statement.
+func (s *Store) InsertAttempts(ctx context.Context, attempts ...Attempt) error {
+	if len(attempts) == 0 {
+		return nil
+	}
+	created := time.Now().UTC()
+	rows := make([]models.JobAttempt, len(attempts))
+	for i, a := range attempts {
+		rows[i] = attemptRow(a.JobID, a.Attempt, a.StartedAt, a.FinishedAt, a.Outcome, a.Error, created)
+	}
+	if err := s.db.WithContext(ctx).Create(&rows).Error; err != nil {
+		return fmt.Errorf("record %d attempts: %w", len(rows), err)
+	}
+	return nil
+}
