@@ -94,3 +94,30 @@ func TestSecretsNeverLeaveTheServer(t *testing.T) {
 		require.NotEmpty(t, logs.String())
 	})
 }
+
+// TestEncryptionUnconfiguredIsAConfigurationGap: a server without a
+// keyring refuses a job type with secret fields with 503
+// encryption_unconfigured and no Retry-After (retrying does not help until
+// an operator sets the key), and stores nothing.
+func TestEncryptionUnconfiguredIsAConfigurationGap(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		reg := jobs.NewRegistry()
+		reg.MustRegister("vault", vaultHandler{seen: make(chan string, 1)})
+		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
+		svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg})
+		w := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg})
+		app := handlers.New(handlers.Config{Service: svc, Worker: w, Verifier: auth.NewHS256Verifier([]byte(testJWTSecret)), WorkerSecret: testWorkerSecret})
+
+		req := httptest.NewRequest(http.MethodPost, "/api/jobs", strings.NewReader(`{"type":"vault","payload":{"accessToken":"t","pageId":"42"}}`))
+		req.Header.Set("Authorization", "Bearer "+token(t, "owner"))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		app.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+		require.Contains(t, rec.Body.String(), `"code":"encryption_unconfigured"`)
+		require.Empty(t, rec.Header().Get("Retry-After"), "a configuration gap does not invite retries")
+		var n int64
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Count(&n).Error)
+		require.Zero(t, n, "nothing stored")
+	})
+}
