@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,8 +22,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/net/dns/dnsmessage"
 
+	fakedns "github.com/jobhook/jobhook/internal/fakes/dns"
 	"github.com/jobhook/jobhook/internal/safehttp"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
@@ -704,52 +703,6 @@ func FuzzExtractHTML(f *testing.F) {
 	})
 }
 
-// nxdomainResolver is a DNS resolver that answers every query "no such
-// host", as the system's resolver would for an unknown name; the lookup
-// error still names the system's resolver address, as in production.
-func nxdomainResolver(t *testing.T) *net.Resolver {
-	t.Helper()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-		client, server := net.Pipe()
-		go func() {
-			defer server.Close()
-			for {
-				// A stream connection: messages carry a 2-byte length.
-				var size [2]byte
-				if _, err := io.ReadFull(server, size[:]); err != nil {
-					return
-				}
-				q := make([]byte, int(size[0])<<8|int(size[1]))
-				if _, err := io.ReadFull(server, q); err != nil {
-					return
-				}
-				var p dnsmessage.Parser
-				h, err := p.Start(q)
-				if err != nil {
-					return
-				}
-				questions, err := p.AllQuestions()
-				if err != nil {
-					return
-				}
-				b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, RecursionAvailable: true, RCode: dnsmessage.RCodeNameError})
-				_ = b.StartQuestions()
-				for _, qq := range questions {
-					_ = b.Question(qq)
-				}
-				msg, err := b.Finish()
-				if err != nil {
-					return
-				}
-				if _, err := server.Write(append([]byte{byte(len(msg) >> 8), byte(len(msg))}, msg...)); err != nil {
-					return
-				}
-			}
-		}()
-		return client, nil
-	}}
-}
-
 // TestNetworkErrorsNameTheProblem: a host that does not resolve, or a
 // connection that fails, is reported in the terms of the URL the user
 // gave: never the server's DNS resolver ("lookup x on 10.0.0.2:53") nor an
@@ -759,7 +712,7 @@ func TestNetworkErrorsNameTheProblem(t *testing.T) {
 	leaks := regexp.MustCompile(`\d+\.\d+\.\d+\.\d+|:53\b|lookup \S+ on |dial tcp|read tcp|write tcp`)
 	t.Run("unresolvable host, robots.txt and page", func(t *testing.T) {
 		for _, ignoreRobots := range []bool{false, true} {
-			cfg := WebScrapingConfig{AllowPrivate: true, Clock: jobs.NewManualClock(testNow), IgnoreRobots: ignoreRobots, resolver: nxdomainResolver(t)}
+			cfg := WebScrapingConfig{AllowPrivate: true, Clock: jobs.NewManualClock(testNow), IgnoreRobots: ignoreRobots, resolver: fakedns.NXDomain()}
 			h := NewWebScraping(cfg)
 			_, err := scrape(t, h, "http://nothing.example/page")
 			require.Error(t, err)

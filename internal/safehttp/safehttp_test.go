@@ -3,7 +3,6 @@ package safehttp
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,7 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/net/dns/dnsmessage"
+
+	fakedns "github.com/jobhook/jobhook/internal/fakes/dns"
 )
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
@@ -224,57 +224,12 @@ func TestTimeout(t *testing.T) {
 	assert.NotErrorIs(t, err, ErrBlockedAddress)
 }
 
-// fixedResolver answers every A query with ip (and AAAA with nothing).
-func fixedResolver(t *testing.T, ip [4]byte) *net.Resolver {
-	t.Helper()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-		client, server := net.Pipe()
-		go func() {
-			defer server.Close()
-			for {
-				var size [2]byte
-				if _, err := io.ReadFull(server, size[:]); err != nil {
-					return
-				}
-				q := make([]byte, int(size[0])<<8|int(size[1]))
-				if _, err := io.ReadFull(server, q); err != nil {
-					return
-				}
-				var p dnsmessage.Parser
-				h, err := p.Start(q)
-				if err != nil {
-					return
-				}
-				qq, err := p.Question()
-				if err != nil {
-					return
-				}
-				b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
-				_ = b.StartQuestions()
-				_ = b.Question(qq)
-				_ = b.StartAnswers()
-				if qq.Type == dnsmessage.TypeA {
-					_ = b.AResource(dnsmessage.ResourceHeader{Name: qq.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: ip})
-				}
-				msg, err := b.Finish()
-				if err != nil {
-					return
-				}
-				if _, err := server.Write(append([]byte{byte(len(msg) >> 8), byte(len(msg))}, msg...)); err != nil {
-					return
-				}
-			}
-		}()
-		return client, nil
-	}}
-}
-
 // TestResolverIsUsedAndItsAnswersChecked: Options.Resolver looks up the
 // names, and the guard checks the addresses it returns like any other.
 func TestResolverIsUsedAndItsAnswersChecked(t *testing.T) {
 	srv, hits := countingServer(t)
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
-	resolver := fixedResolver(t, [4]byte{127, 0, 0, 1})
+	resolver := fakedns.Resolver([4]byte{127, 0, 0, 1})
 	target := fmt.Sprintf("http://public.example:%d/", port)
 
 	_, err := get(t, NewClient(Options{Resolver: resolver, AnyPort: true}), target)
