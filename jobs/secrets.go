@@ -53,14 +53,6 @@ type SecretFielder interface {
 // nothing is stored.
 var ErrSecretsUnconfigured = errors.New("job type has secret payload fields but no encryption key is configured (JOBS_ENCRYPTION_KEY)")
 
-// Redacted replaces a secret value in the jobs the Service returns and in
-// error texts.
-const Redacted = secretfields.Redacted
-
-// SecretKey is the key of the object that holds a sealed value in a stored
-// payload: {"$secret":"v1.<kid>.<base64url>"}.
-const SecretKey = secretfields.Key
-
 // secretFieldsOf returns the parsed secret paths a handler declares; none
 // when it is not a SecretFielder.
 func secretFieldsOf(h Handler) (secretfields.Fields, error) {
