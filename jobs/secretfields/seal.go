@@ -43,7 +43,9 @@ var ErrNotAuthentic = errors.New("sealed value failed authentication")
 // these and its location ("targets[1].accessToken"), so it opens only at
 // the same place in a payload of the same user and type.
 type Binding struct {
-	UserID  string
+	// UserID is the id of the user who owns the job.
+	UserID string
+	// JobType is the job's type.
 	JobType string
 }
 
@@ -57,7 +59,7 @@ func (b Binding) aad(loc string) []byte {
 // Seal replaces each secret value of payload (compacted JSON, whatever its
 // type) with {"$secret": sealed}, sealed by s for b. The plaintext is never
 // kept. Errors: those of Walk (a *ShapeError for a container of the wrong
-// shape) or of s, naming the field.
+// shape), or of s naming the field; s must not be nil unless f is empty.
 func (f Fields) Seal(s Sealer, b Binding, payload []byte) ([]byte, error) {
 	if s == nil && !f.Empty() {
 		return nil, errors.New("seal secret payload fields: no Sealer")
@@ -77,12 +79,13 @@ func (f Fields) Seal(s Sealer, b Binding, payload []byte) ([]byte, error) {
 }
 
 // Open returns payload with each sealed value at the paths of f opened by
-// s for b, and the locations of the secret values found stored unsealed,
-// which it leaves as they are (a payload sealed before its type declared
-// the field), also when it fails. A value that does not open fails with
-// an error that names the field, never the value; the error says "it was
-// altered or does not belong to this job and field" for one that is not
-// authentic. A container of the wrong shape is a *ShapeError.
+// s for b. A secret value stored unsealed (a payload sealed before its
+// type declared the field) is left as it is, and its location is returned
+// in unsealed, also when Open fails. A value that does not open fails Open
+// with an error that names the field, never the value; for one that is not
+// authentic the error says "it was altered or does not belong to this job
+// and field" and matches ErrNotAuthentic. A container of the wrong shape
+// is a *ShapeError.
 func (f Fields) Open(s Sealer, b Binding, payload []byte) (opened []byte, unsealed []string, err error) {
 	out, err := f.Walk(payload, func(loc string, v json.RawMessage) (json.RawMessage, error) {
 		sealed, ok := unwrap(v)
