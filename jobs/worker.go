@@ -16,8 +16,8 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/jobs/internal/store"
+	"github.com/jobhook/jobhook/jobs/secretfields"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -72,7 +72,7 @@ type WorkerConfig struct {
 	Notify func(ctx context.Context)
 	// Secrets opens the secret payload fields of claimed jobs (see
 	// SecretFielder). Without it, a job with sealed fields fails.
-	Secrets *secretbox.Keyring
+	Secrets secretfields.Sealer
 	// Children creates child jobs for SpawnChildren (the Service).
 	Children ChildCreator
 }
