@@ -24,20 +24,21 @@ const noopType = "bench_noop"
 // gives it (handlers.DefaultDrainBudget).
 const drainBudget = 2 * time.Minute
 
-// jobhookBench drives jobhook's engine through its public API: a Service
-// that creates, and a Worker whose Drain runs jobs, wired as `jobhook
-// serve` wires them (a Reconciler in every drain, the in-process Runner
-// kicked after every create).
+// jobhookBench drives jobhook's engine through its public API: an Engine
+// (jobs.New) whose Service creates and whose Worker's Drain runs jobs,
+// wired as `jobhook serve` wires it (a reaper and reconciler in every
+// drain; for the latency phase, the in-process runner kicked after every
+// create).
 type jobhookBench struct {
-	env    *env
-	p      probe
-	db     *gorm.DB
-	rdb    *redis.Client
-	svc    *jobs.Service
-	worker *jobs.Worker
-	runner *jobs.Runner
-	log    *slog.Logger
-	count  counter
+	env   *env
+	p     probe
+	db    *gorm.DB
+	rdb   *redis.Client
+	o     options
+	reg   *jobs.Registry
+	eng   *jobs.Engine
+	log   *slog.Logger
+	count counter
 }
 
 func newJobhook(ctx context.Context, e *env, o options, log *slog.Logger) (*jobhookBench, error) {
@@ -59,13 +60,13 @@ func newJobhook(ctx context.Context, e *env, o options, log *slog.Logger) (*jobh
 	if _, err := migrations.Up(ctx, sqlDB, migrations.Postgres, log); err != nil {
 		return nil, fmt.Errorf("jobhook: migrate: %w", err)
 	}
-	j := &jobhookBench{env: e, db: db, rdb: e.newRedis(o.pgConns), log: log}
+	j := &jobhookBench{env: e, db: db, rdb: e.newRedis(o.pgConns), o: o, log: log}
 	if err := j.count.watchGorm(db); err != nil {
 		return nil, fmt.Errorf("jobhook: %w", err)
 	}
 	j.count.watchRedis(j.rdb)
-	reg := jobs.NewRegistry()
-	reg.MustRegister(noopType, jobs.HandlerFunc(func(_ context.Context, job *models.Job) (json.RawMessage, error) {
+	j.reg = jobs.NewRegistry()
+	j.reg.MustRegister(noopType, jobs.HandlerFunc(func(_ context.Context, job *models.Job) (json.RawMessage, error) {
 		var p struct {
 			T int64 `json:"t"`
 		}
@@ -73,15 +74,23 @@ func newJobhook(ctx context.Context, e *env, o options, log *slog.Logger) (*jobh
 		j.p.hit(p.T)
 		return nil, nil
 	}))
-	queue := jobs.NewQueue(j.rdb, jobhookPrefix, nil)
-	j.worker = jobs.NewWorker(jobs.WorkerConfig{
-		DB: db, Queue: queue, Registry: reg, Logger: log,
-		Concurrency: o.concurrency,
-		Reconciler:  jobs.NewReconciler(jobs.ReconcilerConfig{DB: db, Queue: queue, Logger: log}),
-	})
-	j.runner = jobs.NewRunner(j.worker, drainBudget, time.Second, log)
-	j.svc = jobs.NewService(jobs.ServiceConfig{DB: db, Queue: queue, Registry: reg, Logger: log, Notify: j.runner.Kick})
+	if j.eng, err = j.engine(false); err != nil {
+		return nil, err
+	}
 	return j, nil
+}
+
+// engine builds an Engine; inProcess adds the in-process runner (a drain
+// at once after every create, and every second).
+func (j *jobhookBench) engine(inProcess bool) (*jobs.Engine, error) {
+	eng, err := jobs.New(jobs.Config{
+		DB: j.db, Redis: j.rdb, RedisPrefix: jobhookPrefix, Registry: j.reg, Logger: j.log,
+		Concurrency: j.o.concurrency, InProcess: inProcess, DrainBudget: drainBudget,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobhook: %w", err)
+	}
+	return eng, nil
 }
 
 func (j *jobhookBench) name() string  { return "jobhook" }
@@ -90,7 +99,7 @@ func (j *jobhookBench) probe() *probe { return &j.p }
 func (j *jobhookBench) counter() *counter { return &j.count }
 
 func (j *jobhookBench) insert(ctx context.Context, sentNanos int64) error {
-	_, _, err := j.svc.Create(ctx, jobs.CreateRequest{UserID: "bench", Type: noopType, Payload: payload(sentNanos)})
+	_, _, err := j.eng.Service().Create(ctx, jobs.CreateRequest{UserID: "bench", Type: noopType, Payload: payload(sentNanos)})
 	return err
 }
 
@@ -109,7 +118,7 @@ func (j *jobhookBench) drain(ctx context.Context, m int) (time.Duration, error) 
 	start := time.Now()
 	completed := 0
 	for completed < m {
-		sum, err := j.worker.Drain(ctx, drainBudget)
+		sum, err := j.eng.Worker().Drain(ctx, drainBudget)
 		if err != nil {
 			return 0, err
 		}
@@ -121,18 +130,27 @@ func (j *jobhookBench) drain(ctx context.Context, m int) (time.Duration, error) 
 	return time.Since(start), nil
 }
 
-// startWorkers runs the in-process Runner (INPROCESS_WORKER's loop): a
-// drain at once after every create, and every second.
+// startWorkers starts an Engine with the in-process runner
+// (INPROCESS_WORKER's loop): a drain at once after every create, and
+// every second. stop shuts it down and puts a fresh engine in its place
+// (a Worker, once shut down, claims no more).
 func (j *jobhookBench) startWorkers(ctx context.Context) (func(), error) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		j.runner.Run(ctx)
-	}()
+	eng, err := j.engine(true)
+	if err != nil {
+		return nil, err
+	}
+	if err := eng.Start(ctx); err != nil {
+		return nil, fmt.Errorf("jobhook: %w", err)
+	}
+	idle := j.eng
+	j.eng = eng
 	return func() {
-		cancel()
-		<-done
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := eng.Shutdown(sctx); err != nil {
+			progress("jobhook: shutdown: " + err.Error())
+		}
+		j.eng = idle
 	}, nil
 }
 

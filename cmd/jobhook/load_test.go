@@ -33,7 +33,7 @@ func TestLoadCommand(t *testing.T) {
 	// chaos_record in-process: serve has it only when built with -tags chaos.
 	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), app.WithJobTypes(chaostask.Register))
 	require.NoError(t, err)
-	a.Start(ln)
+	require.NoError(t, a.Start(ln))
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

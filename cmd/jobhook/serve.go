@@ -46,7 +46,11 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		_ = a.Shutdown(context.Background())
 		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
 	}
-	a.Start(ln)
+	if err := a.Start(ln); err != nil {
+		_ = ln.Close()
+		_ = a.Shutdown(context.Background())
+		return err
+	}
 	<-ctx.Done()
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)

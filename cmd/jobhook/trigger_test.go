@@ -45,7 +45,7 @@ func startServer(t *testing.T, env map[string]string) string {
 		ln.Close()
 	}
 	require.NoError(t, err)
-	a.Start(ln)
+	require.NoError(t, a.Start(ln))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -27,7 +27,6 @@ import (
 	"github.com/jobhook/jobhook/internal/redisconn"
 	"github.com/jobhook/jobhook/internal/schedules"
 	"github.com/jobhook/jobhook/jobs"
-	"github.com/jobhook/jobhook/models"
 	"github.com/jobhook/jobhook/tasks"
 )
 
@@ -36,28 +35,27 @@ type App struct {
 	Config   *config.Config
 	DB       *database.DB
 	Redis    *redisconn.Conn
-	Queue    *jobs.Queue
 	Registry *jobs.Registry
-	Service  *jobs.Service
-	Worker   *jobs.Worker
-	Echo     *echo.Echo
+	// Engine is the job engine; Service and Worker are its parts.
+	Engine  *jobs.Engine
+	Service *jobs.Service
+	Worker  *jobs.Worker
+	Echo    *echo.Echo
 	// QStash is the in-process QStash in the embedded mode, else nil.
 	QStash *qstashdev.Server
 	// QStashClient publishes to QStash (remote or embedded), else nil.
 	QStashClient *qstashclient.Client
 
-	log        *slog.Logger
-	jwks       *auth.JWKSVerifier
-	runner     *jobs.Runner
-	reconciler *jobs.Reconciler
-	schedules  *schedules.File
-	server     *http.Server
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	log       *slog.Logger
+	jwks      *auth.JWKSVerifier
+	schedules *schedules.File
+	server    *http.Server
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // New opens the backends, migrates (unless MIGRATE_ON_START is false),
-// builds the engine, and re-enqueues pending jobs the queue lacks. It logs
+// and builds the engine (Start starts it). It logs
 // one line per backend saying which it chose and why.
 //
 // JOBHOOK_CHAOS_TASKS=true is refused unless the binary was built with
@@ -148,27 +146,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 
-	a.Queue = jobs.NewQueue(a.Redis.Client, cfg.RedisPrefix, nil)
-	// A reaped child that makes its parent due asks for a worker call
-	// through the notify chosen below.
-	var reapNotify func(context.Context)
-	reconciler := jobs.NewReconciler(jobs.ReconcilerConfig{DB: a.DB.Gorm, Queue: a.Queue, Logger: log,
-		Notify: func(ctx context.Context) {
-			if reapNotify != nil {
-				reapNotify(ctx)
-			}
-		}})
-	a.reconciler = reconciler
-	workerCfg := jobs.WorkerConfig{
-		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
-		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration,
-		Reconciler: reconciler, Secrets: keyring,
-		// The Service is built below; children are created through it.
-		Children: childCreator(func(ctx context.Context, parent *models.Job, i int, spec jobs.ChildSpec) (*models.Job, error) {
-			return a.Service.CreateChild(ctx, parent, i, spec)
-		}),
-	}
-	var notify func(context.Context)
 	var publisher jobs.Publisher
 	signingCurrent, signingNext := cfg.QStashCurrentSigningKey, cfg.QStashNextSigningKey
 	switch cfg.QStashMode() {
@@ -211,33 +188,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	if a.QStashClient != nil {
 		publisher = a.QStashClient
-		notify = jobs.NewTriggerer(a.Queue, a.QStashClient, cfg.TriggerWindow, log).Notify
 	}
-	// Fan-out: a drain that ends with work left asks for another call.
-	workerCfg.Notify = notify
-	a.Worker = jobs.NewWorker(workerCfg)
+	a.Engine, err = jobs.New(jobs.Config{
+		DB: a.DB.Gorm, Redis: a.Redis.Client, RedisPrefix: cfg.RedisPrefix, Registry: a.Registry, Logger: log,
+		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration,
+		MaxPayloadBytes: cfg.MaxPayloadBytes, Secrets: keyring,
+		// Scheduled jobs are delivered, and drains triggered (after a
+		// create, and when a drain ends with work left), through QStash.
+		Publisher: publisher, TriggerWindow: cfg.TriggerWindow,
+		InProcess: cfg.InProcessWorker, InProcessInterval: cfg.InProcessInterval, DrainBudget: cfg.DrainBudget,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.Service, a.Worker = a.Engine.Service(), a.Engine.Worker()
 	if cfg.InProcessWorker {
-		a.runner = jobs.NewRunner(a.Worker, cfg.DrainBudget, cfg.InProcessInterval, log)
-		kick := a.runner.Kick
-		if trigger := notify; trigger != nil {
-			notify = func(ctx context.Context) { kick(ctx); trigger(ctx) }
-		} else {
-			notify = kick
-		}
 		log.Info("worker: in-process too, after each create and every "+cfg.InProcessInterval.String(), "why", "INPROCESS_WORKER=true")
 	}
-	a.Service = jobs.NewService(jobs.ServiceConfig{
-		DB: a.DB.Gorm, Queue: a.Queue, Registry: a.Registry, Logger: log,
-		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: notify, Publisher: publisher, Secrets: keyring,
-	})
-	reapNotify = notify
-
-	// The in-process Redis starts empty, and a real one may have lost
-	// entries: the database is the truth.
-	if _, err := reconciler.Run(ctx); err != nil {
-		return nil, fmt.Errorf("restore queue from database: %w", err)
-	}
-
 	limiter := ratelimit.New(a.Redis.Client, cfg.RedisPrefix+"ratelimit:", nil)
 	createRate := ratelimit.Rate{PerMinute: cfg.CreateRatePerMinute, Burst: cfg.CreateBurst}
 	authFailures := ratelimit.Failures{Limit: cfg.WorkerAuthFailuresPerMinute, Window: time.Minute}
@@ -310,36 +277,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	return a, nil
 }
 
-// Start serves HTTP on ln and starts the in-process worker, if enabled.
-func (a *App) Start(ln net.Listener) {
+// Start starts the engine (it restores the queue from the database, then
+// runs the reaper and, if enabled, the in-process worker), serves HTTP on
+// ln, and starts the embedded QStash. It fails, serving nothing, when the
+// queue cannot be restored.
+func (a *App) Start(ln net.Listener) error {
 	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	if a.runner != nil {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			a.runner.Run(ctx)
-		}()
-		a.runner.Kick(ctx)
+	// The in-process Redis starts empty, and a real one may have lost
+	// entries: the database is the truth.
+	if err := a.Engine.Start(ctx); err != nil {
+		cancel()
+		return err
 	}
-	// The reaper returns the jobs of dead workers within a lease, even
-	// when no drain runs.
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		t := time.NewTicker(a.Config.LeaseDuration / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if _, err := a.reconciler.Reap(ctx); err != nil && ctx.Err() == nil {
-				a.log.Warn("reap failed", "err", err)
-			}
-		}
-	}()
+	a.cancel = cancel
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -366,6 +316,7 @@ func (a *App) Start(ln net.Listener) {
 			a.log.Warn("start-up trigger not published; the next scheduled drain will run waiting jobs", "err", err)
 		}
 	}
+	return nil
 }
 
 // Shutdown stops the embedded QStash and the HTTP listener, stops every
@@ -386,11 +337,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 	defer cancel()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- a.server.Shutdown(httpCtx) }()
-	a.Worker.Shutdown(ctx)
+	engineErr := a.Engine.Shutdown(ctx)
 	if a.cancel != nil {
 		a.cancel()
 	}
-	err := <-httpDone
+	err := errors.Join(<-httpDone, engineErr)
 	done := make(chan struct{})
 	go func() { a.wg.Wait(); close(done) }()
 	select {
@@ -400,13 +351,6 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.closeBackends()
 	return err
-}
-
-// childCreator adapts a function to jobs.ChildCreator.
-type childCreator func(ctx context.Context, parent *models.Job, i int, spec jobs.ChildSpec) (*models.Job, error)
-
-func (f childCreator) CreateChild(ctx context.Context, parent *models.Job, i int, spec jobs.ChildSpec) (*models.Job, error) {
-	return f(ctx, parent, i, spec)
 }
 
 // workerAuthLimit adapts the limiter to the handlers' interface.

@@ -44,7 +44,7 @@ func start(t *testing.T, opts ...app.Option) (*app.App, string) {
 		ln.Close()
 	}
 	require.NoError(t, err)
-	a.Start(ln)
+	require.NoError(t, a.Start(ln))
 	return a, "http://" + ln.Addr().String()
 }
 
@@ -94,7 +94,7 @@ func TestEmbeddedRestartRunsJobsTheQueueLost(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		ids = append(ids, createJob(t, base, token, fmt.Sprintf(`{"type":"web_scraping","payload":{"url":%q}}`, page.URL+"/?n="+fmt.Sprint(i))))
 	}
-	depth, err := a1.Queue.Depth(context.Background())
+	depth, err := a1.Engine.Depth(context.Background())
 	require.NoError(t, err)
 	require.EqualValues(t, 5, depth.Pending)
 	stop(t, a1)

@@ -1,0 +1,317 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/jobhook/jobhook/jobs/secretfields"
+	"github.com/jobhook/jobhook/models"
+)
+
+// Engine defaults, beside the ones of the parts it builds
+// (DefaultConcurrency, DefaultJobTimeout, DefaultLeaseDuration,
+// DefaultPrefix, DefaultMaxPayloadBytes, DefaultTriggerWindow).
+const (
+	// DefaultDrainBudget is the budget of one in-process drain.
+	DefaultDrainBudget = 2 * time.Minute
+	// DefaultInProcessInterval is how often the in-process worker drains
+	// unasked (for retries and scheduled jobs that fell due).
+	DefaultInProcessInterval = time.Second
+	// shutdownMargin bounds the wait for the engine's loops once the
+	// workers have stopped.
+	shutdownMargin = 5 * time.Second
+)
+
+// Config configures an Engine. DB, Redis and Registry are required; every
+// other field has a default.
+type Config struct {
+	// DB is the database, migrated (Postgres, or SQLite for development).
+	DB *gorm.DB
+	// Redis holds the queue.
+	Redis redis.UniversalClient
+	// RedisPrefix prefixes the queue's keys. Defaults to DefaultPrefix.
+	RedisPrefix string
+	// Registry holds the job types.
+	Registry *Registry
+	// Clock defaults to the system clock.
+	Clock Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	// Concurrency is how many jobs one drain runs at once. Defaults to
+	// DefaultConcurrency.
+	Concurrency int
+	// JobTimeout bounds a handler that does not set its own. Defaults to
+	// DefaultJobTimeout.
+	JobTimeout time.Duration
+	// LeaseDuration is how long a claimed job's lease lasts; the heartbeat
+	// renews it while the handler runs, and the reaper returns the jobs of
+	// a dead worker within about one lease. Defaults to
+	// DefaultLeaseDuration.
+	LeaseDuration time.Duration
+	// Backoff spaces retries. Defaults to
+	// ExponentialBackoff(DefaultBackoffBase, DefaultBackoffMax, nil).
+	Backoff BackoffFunc
+	// MaxPayloadBytes limits a payload's size. Defaults to
+	// DefaultMaxPayloadBytes.
+	MaxPayloadBytes int
+	// Secrets seals and opens the secret payload fields (see
+	// SecretFielder). Without it, types with secret fields cannot be
+	// created.
+	Secrets secretfields.Sealer
+
+	// Publisher, when set, delivers scheduled jobs at their time and
+	// triggers worker calls (QStash): after a create, and when a drain ends
+	// with work left, debounced across servers within TriggerWindow.
+	Publisher Publisher
+	// TriggerWindow is the debounce window of the triggers. Defaults to
+	// DefaultTriggerWindow.
+	TriggerWindow time.Duration
+
+	// InProcess runs drains in this process too: at once after each create
+	// and every InProcessInterval.
+	InProcess bool
+	// InProcessInterval defaults to DefaultInProcessInterval.
+	InProcessInterval time.Duration
+	// DrainBudget is the budget of an in-process drain. Defaults to
+	// DefaultDrainBudget.
+	DrainBudget time.Duration
+}
+
+// validate names every problem of cfg at once.
+func (cfg Config) validate() error {
+	var errs []error
+	if cfg.DB == nil {
+		errs = append(errs, errors.New("DB is required"))
+	}
+	if cfg.Redis == nil {
+		errs = append(errs, errors.New("Redis is required"))
+	}
+	if cfg.Registry == nil {
+		errs = append(errs, errors.New("Registry is required"))
+	}
+	for _, c := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"JobTimeout", cfg.JobTimeout}, {"LeaseDuration", cfg.LeaseDuration}, {"TriggerWindow", cfg.TriggerWindow},
+		{"InProcessInterval", cfg.InProcessInterval}, {"DrainBudget", cfg.DrainBudget},
+	} {
+		if c.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", c.name, c.v))
+		}
+	}
+	if cfg.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("Concurrency must not be negative (got %d)", cfg.Concurrency))
+	}
+	if cfg.MaxPayloadBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxPayloadBytes must not be negative (got %d)", cfg.MaxPayloadBytes))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("jobs: invalid engine config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// withDefaults fills the zero fields.
+func (cfg Config) withDefaults() Config {
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.JobTimeout == 0 {
+		cfg.JobTimeout = DefaultJobTimeout
+	}
+	if cfg.LeaseDuration == 0 {
+		cfg.LeaseDuration = DefaultLeaseDuration
+	}
+	if cfg.MaxPayloadBytes == 0 {
+		cfg.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if cfg.TriggerWindow == 0 {
+		cfg.TriggerWindow = DefaultTriggerWindow
+	}
+	if cfg.InProcessInterval == 0 {
+		cfg.InProcessInterval = DefaultInProcessInterval
+	}
+	if cfg.DrainBudget == 0 {
+		cfg.DrainBudget = DefaultDrainBudget
+	}
+	return cfg
+}
+
+// Engine is jobhook's job engine, built from one Config: the Service that
+// creates and reads jobs, the Worker whose drains run them (with their
+// completer and heartbeat), the reaper and reconciler that repair the
+// queue, the debounced trigger, and the in-process runner when enabled.
+// Start restores the queue and starts the background loops; Shutdown stops
+// them in a fixed order.
+type Engine struct {
+	cfg        Config
+	queue      *Queue
+	reconciler *Reconciler
+	worker     *Worker
+	service    *Service
+	runner     *Runner
+	// notify asks for a drain: the runner's kick and the trigger, as
+	// configured.
+	notify func(ctx context.Context)
+
+	mu      sync.Mutex
+	started bool
+	cancel  context.CancelFunc
+	loops   sync.WaitGroup
+}
+
+// New builds an Engine; it starts nothing.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+	e := &Engine{cfg: cfg}
+	e.queue = NewQueue(cfg.Redis, cfg.RedisPrefix, cfg.Clock)
+	// A reaped child that makes its parent due, a create, and a drain that
+	// ends with work left all ask for a drain through e.notify.
+	ask := func(ctx context.Context) {
+		if e.notify != nil {
+			e.notify(ctx)
+		}
+	}
+	e.reconciler = NewReconciler(ReconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Notify: ask})
+	var trigger func(context.Context)
+	if cfg.Publisher != nil {
+		trigger = NewTriggerer(e.queue, cfg.Publisher, cfg.TriggerWindow, log).Notify
+	}
+	e.worker = NewWorker(WorkerConfig{
+		DB: cfg.DB, Queue: e.queue, Registry: cfg.Registry, Clock: cfg.Clock, Logger: log,
+		Concurrency: cfg.Concurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration, Backoff: cfg.Backoff,
+		Reconciler: e.reconciler, Secrets: cfg.Secrets, Notify: trigger,
+		Children: childCreatorFunc(func(ctx context.Context, parent *models.Job, i int, spec ChildSpec) (*models.Job, error) {
+			return e.service.CreateChild(ctx, parent, i, spec)
+		}),
+	})
+	e.notify = trigger
+	if cfg.InProcess {
+		e.runner = NewRunner(e.worker, cfg.DrainBudget, cfg.InProcessInterval, log)
+		kick := e.runner.Kick
+		if trigger != nil {
+			e.notify = func(ctx context.Context) { kick(ctx); trigger(ctx) }
+		} else {
+			e.notify = kick
+		}
+	}
+	e.service = NewService(ServiceConfig{
+		DB: cfg.DB, Queue: e.queue, Registry: cfg.Registry, Clock: cfg.Clock, Logger: log,
+		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: ask, Publisher: cfg.Publisher, Secrets: cfg.Secrets,
+	})
+	return e, nil
+}
+
+// childCreatorFunc adapts a function to ChildCreator.
+type childCreatorFunc func(ctx context.Context, parent *models.Job, i int, spec ChildSpec) (*models.Job, error)
+
+func (f childCreatorFunc) CreateChild(ctx context.Context, parent *models.Job, i int, spec ChildSpec) (*models.Job, error) {
+	return f(ctx, parent, i, spec)
+}
+
+// Service returns the engine's Service: create, read, cancel, reschedule.
+func (e *Engine) Service() *Service { return e.service }
+
+// Worker returns the engine's Worker, whose Drain a worker endpoint calls.
+func (e *Engine) Worker() *Worker { return e.worker }
+
+// Depth counts the jobs in each of the queue's sets.
+func (e *Engine) Depth(ctx context.Context) (Depth, error) { return e.queue.Depth(ctx) }
+
+// Start restores the queue from the database (the database is the truth:
+// an in-process Redis starts empty, a real one may have lost entries),
+// then starts the reaper, which returns the jobs of dead workers within a
+// lease even when no drain runs, and the in-process runner when enabled.
+// It returns an error only when the restore fails; nothing is started
+// then.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started {
+		return errors.New("jobs: engine already started")
+	}
+	if _, err := e.reconciler.Run(ctx); err != nil {
+		return fmt.Errorf("jobs: restore the queue from the database: %w", err)
+	}
+	e.started = true
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	e.loops.Add(1)
+	go func() {
+		defer e.loops.Done()
+		e.reap(loopCtx)
+	}()
+	if e.runner != nil {
+		e.loops.Add(1)
+		go func() {
+			defer e.loops.Done()
+			e.runner.Run(loopCtx)
+		}()
+		e.runner.Kick(loopCtx)
+	}
+	return nil
+}
+
+// reap reaps expired leases every half lease until ctx ends.
+func (e *Engine) reap(ctx context.Context) {
+	t := time.NewTicker(e.cfg.LeaseDuration / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := e.reconciler.Reap(ctx); err != nil && ctx.Err() == nil {
+			e.cfg.Logger.Warn("reap failed", "err", err)
+		}
+	}
+}
+
+// Shutdown stops the engine in a fixed order: every drain stops claiming,
+// the running handlers finish until ctx is done (the grace period), the
+// ones still running are cancelled and their jobs given back to the queue,
+// their outcomes are written; then the runner and the reaper stop. It
+// returns an error when the loops have not ended shortly after.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.worker.Shutdown(ctx)
+	e.mu.Lock()
+	cancel := e.cancel
+	e.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	done := make(chan struct{})
+	go func() {
+		e.loops.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(shutdownMargin)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("jobs: engine loops still running %s after the workers stopped", shutdownMargin)
+	}
+}
