@@ -74,6 +74,9 @@ type Config struct {
 	// TriggerWindow is the debounce window of the triggers. Defaults to
 	// DefaultTriggerWindow.
 	TriggerWindow time.Duration
+	// DisableTriggers publishes no triggers through Publisher; scheduled
+	// jobs are still delivered through it.
+	DisableTriggers bool
 
 	// InProcess runs drains in this process too: at once after each create
 	// and every InProcessInterval.
@@ -161,10 +164,10 @@ func (cfg Config) withDefaults() Config {
 type Engine struct {
 	cfg        Config
 	queue      *Queue
-	reconciler *Reconciler
+	reconciler *reconciler
 	worker     *Worker
 	service    *Service
-	runner     *Runner
+	runner     *runner
 	// notify asks for a drain: the runner's kick and the trigger, as
 	// configured.
 	notify func(ctx context.Context)
@@ -191,22 +194,22 @@ func New(cfg Config) (*Engine, error) {
 			e.notify(ctx)
 		}
 	}
-	e.reconciler = NewReconciler(ReconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Notify: ask})
+	e.reconciler = newReconciler(reconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Notify: ask})
 	var trigger func(context.Context)
-	if cfg.Publisher != nil {
-		trigger = NewTriggerer(e.queue, cfg.Publisher, cfg.TriggerWindow, log).Notify
+	if cfg.Publisher != nil && !cfg.DisableTriggers {
+		trigger = newTriggerer(e.queue, cfg.Publisher, cfg.TriggerWindow, log).Notify
 	}
 	e.worker = NewWorker(WorkerConfig{
 		DB: cfg.DB, Queue: e.queue, Registry: cfg.Registry, Clock: cfg.Clock, Logger: log,
 		Concurrency: cfg.Concurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration, Backoff: cfg.Backoff,
-		Reconciler: e.reconciler, Secrets: cfg.Secrets, Notify: trigger,
+		reconciler: e.reconciler, Secrets: cfg.Secrets, Notify: trigger,
 		Children: childCreatorFunc(func(ctx context.Context, parent *models.Job, i int, spec ChildSpec) (*models.Job, error) {
 			return e.service.CreateChild(ctx, parent, i, spec)
 		}),
 	})
 	e.notify = trigger
 	if cfg.InProcess {
-		e.runner = NewRunner(e.worker, cfg.DrainBudget, cfg.InProcessInterval, log)
+		e.runner = newRunner(e.worker, cfg.DrainBudget, cfg.InProcessInterval, log)
 		kick := e.runner.Kick
 		if trigger != nil {
 			e.notify = func(ctx context.Context) { kick(ctx); trigger(ctx) }

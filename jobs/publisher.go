@@ -23,24 +23,24 @@ type Publisher interface {
 	Trigger(ctx context.Context, delay time.Duration) error
 }
 
-// DefaultTriggerWindow is the debounce window of a Triggerer.
+// DefaultTriggerWindow is the debounce window of a triggerer.
 const DefaultTriggerWindow = time.Second
 
-// Triggerer debounces trigger messages across every server sharing a
+// triggerer debounces trigger messages across every server sharing a
 // Redis: in each window at most one leading trigger (published at once)
 // and one trailing trigger (published to arrive one window later, for the
 // jobs created after the leading one's drain may have ended). A burst of
 // creates lasting D therefore publishes at most 2·⌈D/window⌉+2 messages.
-type Triggerer struct {
+type triggerer struct {
 	queue     *Queue
 	publisher Publisher
 	window    time.Duration
 	log       *slog.Logger
 }
 
-// NewTriggerer returns a Triggerer; window defaults to DefaultTriggerWindow
+// newTriggerer returns a triggerer; window defaults to DefaultTriggerWindow
 // and is rounded up to whole seconds (QStash delays are in seconds).
-func NewTriggerer(q *Queue, p Publisher, window time.Duration, logger *slog.Logger) *Triggerer {
+func newTriggerer(q *Queue, p Publisher, window time.Duration, logger *slog.Logger) *triggerer {
 	if window <= 0 {
 		window = DefaultTriggerWindow
 	}
@@ -51,19 +51,19 @@ func NewTriggerer(q *Queue, p Publisher, window time.Duration, logger *slog.Logg
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Triggerer{queue: q, publisher: p, window: window, log: logger.With("component", "trigger")}
+	return &triggerer{queue: q, publisher: p, window: window, log: logger.With("component", "trigger")}
 }
 
 // Notify publishes a trigger unless this window already has its two. It
 // never fails the caller: a lost trigger only delays the job to the next
 // scheduled drain.
-func (t *Triggerer) Notify(ctx context.Context) {
+func (t *triggerer) Notify(ctx context.Context) {
 	if err := t.notify(ctx); err != nil {
 		t.log.Warn("trigger not published; the next scheduled drain will run the job", "err", err)
 	}
 }
 
-func (t *Triggerer) notify(ctx context.Context) error {
+func (t *triggerer) notify(ctx context.Context) error {
 	rdb := t.queue.Redis()
 	lead, err := rdb.SetNX(ctx, t.queue.Key("trigger:lead"), 1, t.window).Result()
 	if err != nil {

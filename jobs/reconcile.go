@@ -15,11 +15,11 @@ import (
 // DefaultReconcileInterval is how often drains reconcile at most.
 const DefaultReconcileInterval = time.Minute
 
-// Reconciler makes Redis agree with the database, the source of truth: every
+// reconciler makes Redis agree with the database, the source of truth: every
 // pending job the queue has lost (an enqueue that failed after the insert,
 // an in-process Redis that restarted empty, a flushed Redis) is enqueued
 // again — now if it is due, at its next run time if not.
-type Reconciler struct {
+type reconciler struct {
 	db       *gorm.DB
 	queue    *Queue
 	clock    Clock
@@ -28,8 +28,8 @@ type Reconciler struct {
 	fin      *finisher
 }
 
-// ReconcilerConfig builds a Reconciler.
-type ReconcilerConfig struct {
+// reconcilerConfig builds a reconciler.
+type reconcilerConfig struct {
 	DB    *gorm.DB
 	Queue *Queue
 	// Clock defaults to the system clock.
@@ -44,8 +44,8 @@ type ReconcilerConfig struct {
 	Notify func(ctx context.Context)
 }
 
-// NewReconciler returns a Reconciler.
-func NewReconciler(cfg ReconcilerConfig) *Reconciler {
+// newReconciler returns a reconciler.
+func newReconciler(cfg reconcilerConfig) *reconciler {
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
 	}
@@ -55,13 +55,13 @@ func NewReconciler(cfg ReconcilerConfig) *Reconciler {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultReconcileInterval
 	}
-	r := &Reconciler{db: cfg.DB, queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval}
+	r := &reconciler{db: cfg.DB, queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval}
 	r.fin = &finisher{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: r.log, notify: cfg.Notify}
 	return r
 }
 
-// ReconcileResult says what a pass did.
-type ReconcileResult struct {
+// reconcileResult says what a pass did.
+type reconcileResult struct {
 	// Checked counts pending jobs looked at.
 	Checked int
 	// Enqueued counts jobs found missing from Redis and enqueued again.
@@ -74,13 +74,13 @@ type ReconcileResult struct {
 }
 
 // RunIfDue runs a pass unless one ran, in any process, within the interval.
-func (r *Reconciler) RunIfDue(ctx context.Context) (ReconcileResult, error) {
+func (r *reconciler) RunIfDue(ctx context.Context) (reconcileResult, error) {
 	ok, err := r.queue.rdb.SetNX(ctx, r.queue.Key("reconcile:lock"), r.clock.Now().UnixMilli(), r.interval).Result()
 	if err != nil {
-		return ReconcileResult{}, fmt.Errorf("reconcile: take turn: %w", err)
+		return reconcileResult{}, fmt.Errorf("reconcile: take turn: %w", err)
 	}
 	if !ok {
-		return ReconcileResult{}, nil
+		return reconcileResult{}, nil
 	}
 	return r.Run(ctx)
 }
@@ -88,9 +88,9 @@ func (r *Reconciler) RunIfDue(ctx context.Context) (ReconcileResult, error) {
 // Run reaps expired leases, drops Redis entries of finished, cancelled or
 // missing jobs, then enqueues every pending job that is in none of the
 // queue's sets.
-func (r *Reconciler) Run(ctx context.Context) (ReconcileResult, error) {
+func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 	const page = 500
-	var res ReconcileResult
+	var res reconcileResult
 	n, err := r.Reap(ctx)
 	res.Recovered = n
 	if err != nil {
@@ -159,7 +159,7 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileResult, error) {
 // on the attempt number fences the old worker: if it comes back, it can no
 // longer record anything for this job. Reap runs at the start of every
 // drain and periodically inside serve.
-func (r *Reconciler) Reap(ctx context.Context) (int, error) {
+func (r *reconciler) Reap(ctx context.Context) (int, error) {
 	const reason = "lease expired: worker lost"
 	now := r.clock.Now().UTC()
 	rows, err := r.fin.store.Expired(ctx, now, 1000)
@@ -194,7 +194,7 @@ func (r *Reconciler) Reap(ctx context.Context) (int, error) {
 
 // dropStale removes from Redis the ids whose row is finished, cancelled or
 // missing, and processing entries whose row is no longer processing.
-func (r *Reconciler) dropStale(ctx context.Context) (int, error) {
+func (r *reconciler) dropStale(ctx context.Context) (int, error) {
 	members, err := r.queue.Members(ctx)
 	if err != nil || len(members) == 0 {
 		return 0, err

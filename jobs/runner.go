@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-// Runner drains the queue inside the serving process: at once when kicked
+// runner drains the queue inside the serving process: at once when kicked
 // (after a create), and every interval (for retries and scheduled jobs
 // that fell due). It is the embedded default's worker; serverless
 // deployments let QStash call POST /api/workers instead.
-type Runner struct {
+type runner struct {
 	worker   *Worker
 	budget   time.Duration
 	interval time.Duration
@@ -18,17 +18,17 @@ type Runner struct {
 	kick     chan struct{}
 }
 
-// NewRunner returns a Runner; call Run to start it.
-func NewRunner(w *Worker, budget, interval time.Duration, logger *slog.Logger) *Runner {
+// newRunner returns a runner; call Run to start it.
+func newRunner(w *Worker, budget, interval time.Duration, logger *slog.Logger) *runner {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Runner{worker: w, budget: budget, interval: interval, log: logger.With("component", "runner"), kick: make(chan struct{}, 1)}
+	return &runner{worker: w, budget: budget, interval: interval, log: logger.With("component", "runner"), kick: make(chan struct{}, 1)}
 }
 
 // Kick asks for a drain as soon as possible. It never blocks; kicks that
 // arrive while a drain is pending are merged into it.
-func (r *Runner) Kick(context.Context) {
+func (r *runner) Kick(context.Context) {
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -37,7 +37,7 @@ func (r *Runner) Kick(context.Context) {
 
 // Run drains until ctx is cancelled, then returns after the drain in
 // progress, if any, has ended.
-func (r *Runner) Run(ctx context.Context) {
+func (r *runner) Run(ctx context.Context) {
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	for {

@@ -135,7 +135,7 @@ func TestRetryEnqueueFailureStillRuns(t *testing.T) {
 	require.Equal(t, models.StatusPending, got.Status)
 
 	rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
-	sum, err := x.worker(jobs.WorkerConfig{Reconciler: rec}).Drain(ctx, time.Minute)
+	sum, err := x.worker(jobs.WithReconciler(jobs.WorkerConfig{}, rec)).Drain(ctx, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, 1, sum.Reenqueued)
 	require.Equal(t, 1, sum.Completed)

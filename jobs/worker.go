@@ -64,9 +64,9 @@ type WorkerConfig struct {
 	// Backoff spaces retries. Defaults to
 	// ExponentialBackoff(DefaultBackoffBase, DefaultBackoffMax, nil).
 	Backoff BackoffFunc
-	// Reconciler, when set, reaps expired leases at the start of every
+	// reconciler, when set, reaps expired leases at the start of every
 	// drain and reconciles Redis at most once per its interval.
-	Reconciler *Reconciler
+	reconciler *reconciler
 	// Notify, when set, is called when a drain ends with work left, to
 	// start another worker call (a debounced trigger).
 	Notify func(ctx context.Context)
@@ -216,13 +216,13 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 	var sum DrainSummary
 	defer func() { sum.DurationMs = time.Since(start).Milliseconds() }()
 
-	if w.cfg.Reconciler != nil {
-		reaped, err := w.cfg.Reconciler.Reap(ctx)
+	if w.cfg.reconciler != nil {
+		reaped, err := w.cfg.reconciler.Reap(ctx)
 		if err != nil {
 			w.log.Warn("reap failed", "err", err)
 		}
 		sum.Reaped = reaped
-		res, err := w.cfg.Reconciler.RunIfDue(ctx)
+		res, err := w.cfg.reconciler.RunIfDue(ctx)
 		if err != nil {
 			w.log.Warn("reconcile failed", "err", err)
 		}

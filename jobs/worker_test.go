@@ -297,7 +297,7 @@ func TestEnqueueFailureAfterInsertStillRuns(t *testing.T) {
 	require.Equal(t, models.StatusPending, job.Status, "the create succeeds: the row is the truth")
 	b.Mini.SetError("")
 	rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
-	w := x.worker(jobs.WorkerConfig{Reconciler: rec})
+	w := x.worker(jobs.WithReconciler(jobs.WorkerConfig{}, rec))
 	sum, err := w.Drain(ctx, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, 1, sum.Reenqueued)
@@ -355,7 +355,7 @@ func TestReaperRecoversJobsOfALostWorker(t *testing.T) {
 
 		// The live one's worker dies too: its lease runs out.
 		x.clock.Advance(31 * time.Second)
-		sum, err := x.worker(jobs.WorkerConfig{Reconciler: rec}).Drain(ctx, time.Minute)
+		sum, err := x.worker(jobs.WithReconciler(jobs.WorkerConfig{}, rec)).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Reaped, "reaped at the start of the drain")
 		require.Equal(t, 2, sum.Completed)

@@ -36,7 +36,7 @@ type system struct {
 	dev     *qstashdev.Server
 	client  *qstashclient.Client
 	service *jobs.Service
-	queue   *jobs.Queue
+	engine  *jobs.Engine
 	server  *httptest.Server
 	calls   *calls
 	// WorkerURL is what QStash calls.
@@ -77,9 +77,6 @@ func newSystem(t *testing.T, b testenv.Backend, o options) *system {
 	if o.register != nil {
 		o.register(reg)
 	}
-	s.queue = jobs.NewQueue(b.Redis, b.Prefix, s.clock)
-	worker := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: s.queue, Registry: reg, Clock: s.clock, Logger: quiet(),
-		Secrets: o.secrets, Children: children{s}})
 
 	// The server's URL is known only once it listens: route through a
 	// handler that is filled in below.
@@ -97,11 +94,11 @@ func newSystem(t *testing.T, b testenv.Backend, o options) *system {
 	if o.publisher != nil {
 		publisher = o.publisher(s)
 	}
-	var notify func(context.Context)
-	if o.trigger {
-		notify = jobs.NewTriggerer(s.queue, publisher, time.Second, quiet()).Notify
-	}
-	s.service = jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: s.queue, Registry: reg, Clock: s.clock, Logger: quiet(), Publisher: publisher, Notify: notify, Secrets: o.secrets})
+	s.engine, err = jobs.New(jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Clock: s.clock, Logger: quiet(),
+		Secrets: o.secrets, Publisher: publisher, TriggerWindow: time.Second, DisableTriggers: !o.trigger})
+	require.NoError(t, err)
+	s.service = s.engine.Service()
+	worker := s.engine.Worker()
 	check, err := handlers.QStashSignatureAuth(handlers.QStashSignatureConfig{CurrentSigningKey: keys.CurrentSigningKey, NextSigningKey: keys.NextSigningKey, URL: s.workerURL})
 	require.NoError(t, err)
 	app = handlers.New(handlers.Config{
@@ -130,14 +127,6 @@ func (s *system) advance(t *testing.T, d time.Duration) {
 	t.Helper()
 	_, err := s.dev.Advance(context.Background(), d)
 	require.NoError(t, err)
-}
-
-// children creates child jobs through the system's service, built after
-// the worker.
-type children struct{ s *system }
-
-func (c children) CreateChild(ctx context.Context, parent *models.Job, i int, spec jobs.ChildSpec) (*models.Job, error) {
-	return c.s.service.CreateChild(ctx, parent, i, spec)
 }
 
 // calls counts handler runs per job.

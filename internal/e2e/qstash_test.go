@@ -135,7 +135,7 @@ func TestBurstOfCreatesPublishesBoundedTriggers(t *testing.T) {
 
 		// The triggers drain the whole burst.
 		s.advance(t, 2*time.Second)
-		d, err := s.queue.Depth(context.Background())
+		d, err := s.engine.Depth(context.Background())
 		require.NoError(t, err)
 		require.Zero(t, d.Pending)
 	})
