@@ -612,7 +612,14 @@ func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, job *models.Jo
 		case <-t.C:
 		}
 		now := w.cfg.Clock.Now().UTC()
-		ok, err := w.store.Renew(ctx, fenceOf(job), now.Add(lease))
+		// A renewal may not outlast the lease it renews: a call stuck on a
+		// dead connection must not let the lease run out unnoticed while
+		// the handler keeps running (the reaper would give the job to
+		// another worker). Half an interval before the lease ends the
+		// call gives up and the job counts as lost.
+		rctx, cancel := context.WithTimeout(ctx, time.Until(validUntil)-every/2)
+		ok, err := w.store.Renew(rctx, fenceOf(job), now.Add(lease))
+		cancel()
 		switch {
 		case err == nil && ok:
 			validUntil = time.Now().Add(lease)

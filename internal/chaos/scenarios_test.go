@@ -560,8 +560,11 @@ func TestPostgresConnectionsKilledMidDrain(t *testing.T) {
 			})
 			s.stopAll()
 
+			// A connection killed under the handler's own writes leaves the
+			// call's end unknown: such calls are left out of the overlap
+			// check.
 			jobs, calls := s.jobs(), s.calls()
-			r := analyse(jobs, calls, endAtExit(s.exitTimes()))
+			r := analyse(jobs, calls, finishedOnly)
 			var handlerFailed, failedThatSucceeded int
 			for _, j := range jobs {
 				if j.Status != "failed" {
