@@ -338,6 +338,13 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 				continue
 			}
 		}
+		// Whether the drain is quiet (nothing runs, nothing waits to be
+		// written) is read before the queue is: a write that lands after
+		// an empty claim may have queued work (a short retry, a woken
+		// parent). A handler counts its outcome as unwritten before it
+		// frees its slot, so unwritten is read after the slots.
+		inflight -= int(freed.Swap(0))
+		quiet := inflight == 0 && unwritten.Load() == 0
 		lastClaim = time.Now()
 		rows, skipped, err := w.claim(ctx, free)
 		if err != nil {
@@ -360,12 +367,9 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 				mu.Unlock()
 				continue
 			}
-			// Nothing runs and nothing waits to be written (a write may
-			// leave a short retry behind): the queue is drained. A
-			// handler counts its outcome as unwritten before it frees its
-			// slot, so unwritten is read after the slots.
-			inflight -= int(freed.Swap(0))
-			if inflight == 0 && unwritten.Load() == 0 {
+			if quiet {
+				// Nothing ran or waited to be written when the queue was
+				// found empty: the queue is drained.
 				break
 			}
 			// Wait for a running job or a write: either may leave work
