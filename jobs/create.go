@@ -88,6 +88,25 @@ func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) ([]Creat
 	if len(reqs) > MaxBatchSize {
 		return nil, fmt.Errorf("create %d jobs: %w", len(reqs), ErrBatchTooLarge)
 	}
+	prepared, err := s.prepareMany(reqs)
+	if err != nil {
+		return nil, err
+	}
+	return s.insertJobs(ctx, prepared)
+}
+
+// ValidateMany checks each request as CreateMany does (Validate, and the
+// shape of its secret fields), without touching any backend and without
+// changing reqs. Invalid requests give a *BatchError listing them by
+// index; the batch's size is not checked.
+func (s *Service) ValidateMany(reqs []CreateRequest) error {
+	_, err := s.prepareMany(reqs)
+	return err
+}
+
+// prepareMany prepares a copy of every request, or reports every invalid
+// one.
+func (s *Service) prepareMany(reqs []CreateRequest) ([]CreateRequest, error) {
 	prepared := slices.Clone(reqs)
 	var bad []ItemError
 	for i := range prepared {
@@ -102,7 +121,7 @@ func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) ([]Creat
 	if len(bad) > 0 {
 		return nil, &BatchError{Items: bad}
 	}
-	return s.insertJobs(ctx, prepared)
+	return prepared, nil
 }
 
 // prepare validates a request as Create does (its error scrubbed of the
