@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,11 +58,7 @@ func (p *fakePublisher) Trigger(context.Context, time.Duration) error { return n
 func (p *fakePublisher) published() map[int64]time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[int64]time.Time, len(p.ats))
-	for k, v := range p.ats {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(p.ats)
 }
 
 func recordReqs(n int, f func(i int, r *jobs.CreateRequest)) []jobs.CreateRequest {

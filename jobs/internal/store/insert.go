@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -51,7 +52,9 @@ func insertSQL(n int, withID bool) string {
 //
 // On Postgres a batch is one multi-row INSERT per 1,000 rows, with ids
 // taken from the sequence first, so each row's outcome is known by its id
-// whatever order RETURNING uses; several statements share one transaction.
+// whatever order RETURNING uses, and the keyed rows in key order, so that
+// concurrent batches cannot deadlock on each other's keys; several
+// statements share one transaction.
 // Elsewhere (SQLite) it is one INSERT per row in one transaction.
 func (s *Store) Insert(ctx context.Context, rows []*models.Job) ([]bool, error) {
 	out := make([]bool, len(rows))
@@ -110,13 +113,17 @@ func (s *Store) insertPostgres(db *gorm.DB, rows []*models.Job, out []bool) erro
 	for i, r := range rows {
 		r.ID = ids[i]
 	}
+	// Rows with keys go in key order: two batches racing for the same
+	// keys then wait on them in the same order, never on each other.
+	ordered := slices.Clone(rows)
+	slices.SortStableFunc(ordered, compareKeys)
 	write := func(tx *gorm.DB) error {
 		index := make(map[int64]int, len(rows))
 		for i, r := range rows {
 			index[r.ID] = i
 		}
-		for start := 0; start < len(rows); start += insertChunk {
-			chunk := rows[start:min(start+insertChunk, len(rows))]
+		for start := 0; start < len(ordered); start += insertChunk {
+			chunk := ordered[start:min(start+insertChunk, len(ordered))]
 			args := make([]any, 0, len(insertColumns)*len(chunk))
 			for _, r := range chunk {
 				args = insertArgs(args, r, true)
@@ -145,6 +152,28 @@ func (s *Store) insertPostgres(db *gorm.DB, rows []*models.Job, out []bool) erro
 		}
 	}
 	return nil
+}
+
+// compareKeys orders rows without a key first, then by key.
+func compareKeys(a, b *models.Job) int {
+	ka, oka := KeyOf(a)
+	kb, okb := KeyOf(b)
+	switch {
+	case !oka || !okb:
+		return cmp.Compare(boolInt(oka), boolInt(okb))
+	case ka.ParentID != kb.ParentID:
+		return cmp.Compare(ka.ParentID, kb.ParentID)
+	case ka.UserID != kb.UserID:
+		return strings.Compare(ka.UserID, kb.UserID)
+	}
+	return strings.Compare(ka.Key, kb.Key)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Key names a job by its idempotency key. A user's own keys (ParentID 0)
