@@ -87,10 +87,30 @@ func (s *Store) Insert(ctx context.Context, rows []*models.Job) ([]bool, error) 
 	return out, nil
 }
 
+// queryIDs runs a statement that returns one bigint column. It reads the
+// rows itself: gorm's Scan formats every statement with its values for a
+// trace, logged or not, which took half the CPU of a 1,000-row INSERT.
+func queryIDs(db *gorm.DB, sql string, args ...any) ([]int64, error) {
+	rows, err := db.Raw(sql, args...).Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // insertOne writes one row, taking the next id.
 func insertOne(db *gorm.DB, r *models.Job, inserted *bool) error {
-	var ids []int64
-	if err := db.Raw(insertSQL(1, false), insertArgs(nil, r, false)...).Scan(&ids).Error; err != nil {
+	ids, err := queryIDs(db, insertSQL(1, false), insertArgs(nil, r, false)...)
+	if err != nil {
 		return err
 	}
 	*inserted = len(ids) == 1
@@ -101,9 +121,8 @@ func insertOne(db *gorm.DB, r *models.Job, inserted *bool) error {
 }
 
 func (s *Store) insertPostgres(db *gorm.DB, rows []*models.Job, out []bool) error {
-	var ids []int64
-	if err := db.Raw("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, ?)", len(rows)).
-		Scan(&ids).Error; err != nil {
+	ids, err := queryIDs(db, "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, ?)", len(rows))
+	if err != nil {
 		return fmt.Errorf("allocate ids: %w", err)
 	}
 	if len(ids) != len(rows) {
@@ -128,8 +147,8 @@ func (s *Store) insertPostgres(db *gorm.DB, rows []*models.Job, out []bool) erro
 			for _, r := range chunk {
 				args = insertArgs(args, r, true)
 			}
-			var written []int64
-			if err := tx.Raw(insertSQL(len(chunk), true), args...).Scan(&written).Error; err != nil {
+			written, err := queryIDs(tx, insertSQL(len(chunk), true), args...)
+			if err != nil {
 				return err
 			}
 			for _, id := range written {
