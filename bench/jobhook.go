@@ -37,6 +37,7 @@ type jobhookBench struct {
 	worker *jobs.Worker
 	runner *jobs.Runner
 	log    *slog.Logger
+	count  counter
 }
 
 func newJobhook(ctx context.Context, e *env, o options, log *slog.Logger) (*jobhookBench, error) {
@@ -59,6 +60,10 @@ func newJobhook(ctx context.Context, e *env, o options, log *slog.Logger) (*jobh
 		return nil, fmt.Errorf("jobhook: migrate: %w", err)
 	}
 	j := &jobhookBench{env: e, db: db, rdb: e.newRedis(o.pgConns), log: log}
+	if err := j.count.watchGorm(db); err != nil {
+		return nil, fmt.Errorf("jobhook: %w", err)
+	}
+	j.count.watchRedis(j.rdb)
 	reg := jobs.NewRegistry()
 	reg.MustRegister(noopType, jobs.HandlerFunc(func(_ context.Context, job *models.Job) (json.RawMessage, error) {
 		var p struct {
@@ -81,6 +86,8 @@ func newJobhook(ctx context.Context, e *env, o options, log *slog.Logger) (*jobh
 
 func (j *jobhookBench) name() string  { return "jobhook" }
 func (j *jobhookBench) probe() *probe { return &j.p }
+
+func (j *jobhookBench) counter() *counter { return &j.count }
 
 func (j *jobhookBench) insert(ctx context.Context, sentNanos int64) error {
 	_, _, err := j.svc.Create(ctx, jobs.CreateRequest{UserID: "bench", Type: noopType, Payload: payload(sentNanos)})

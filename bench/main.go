@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,9 @@ type system interface {
 	startWorkers(ctx context.Context) (stop func(), err error)
 	// reset deletes every job of the system.
 	reset(ctx context.Context) error
+	// counter counts the system's statements and Redis calls; nil when
+	// they are not counted.
+	counter() *counter
 	// close releases the system's connections.
 	close()
 }
@@ -89,6 +93,9 @@ type options struct {
 	httpJobs        int
 	repo            string
 	skipHTTP        bool
+	// systems and phases are comma-separated lists of what runs.
+	systems, phases string
+	cpuProfile      string
 }
 
 func main() {
@@ -107,6 +114,9 @@ func main() {
 	flag.IntVar(&o.httpJobs, "http-jobs", 5000, "jobs created through HTTP (jobhook load) per round")
 	flag.StringVar(&o.repo, "repo", "..", "jobhook's repository root, where ./cmd/jobhook is built from")
 	flag.BoolVar(&o.skipHTTP, "skip-http", false, "skip the HTTP phase")
+	flag.StringVar(&o.systems, "systems", "jobhook,river,asynq", "comma-separated systems to run")
+	flag.StringVar(&o.phases, "phases", "create,batch,drain,latency", "comma-separated phases of the library runs (create, batch, drain, latency); -skip-http skips the HTTP one")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (the bench process: every library's client side) to this file")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -143,7 +153,21 @@ func run(ctx context.Context, o options) error {
 	defer rv.close()
 	aq := newAsynq(env, o)
 	defer aq.close()
-	systems := []system{jh, rv, aq}
+	systems, err := choose(o.systems, []system{jh, rv, aq})
+	if err != nil {
+		return err
+	}
+	phases, err := parsePhases(o.phases)
+	if err != nil {
+		return err
+	}
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 
 	var web *httpBench
 	if !o.skipHTTP {
@@ -160,7 +184,7 @@ func run(ctx context.Context, o options) error {
 	}
 	for round := 1; round <= o.rounds; round++ {
 		for _, s := range systems {
-			if err := runPhases(ctx, s, o, res, round); err != nil {
+			if err := runPhases(ctx, env, s, o, phases, res, round); err != nil {
 				return fmt.Errorf("round %d, %s: %w", round, s.name(), err)
 			}
 		}
@@ -198,14 +222,17 @@ func run(ctx context.Context, o options) error {
 
 // Metric names, in the order they are printed.
 const (
-	metricCreate       = "create, 16 goroutines"
-	metricBatchMany    = "batch create, InsertMany"
-	metricBatchCopy    = "batch create, COPY (InsertManyFast)"
-	metricDrain        = "drain, concurrency 50"
-	metricLatencyP50   = "latency p50"
-	metricLatencyP99   = "latency p99"
-	metricHTTPCreate   = "HTTP create, 16 clients"
-	metricHTTPEndToEnd = "HTTP end to end"
+	metricCreate          = "create, 16 goroutines"
+	metricBatchMany       = "batch create, InsertMany"
+	metricBatchCopy       = "batch create, COPY (InsertManyFast)"
+	metricDrain           = "drain, concurrency 50"
+	metricDrainStatements = "drain: SQL statements"
+	metricDrainCommits    = "drain: commits"
+	metricDrainRedis      = "drain: Redis calls"
+	metricLatencyP50      = "latency p50"
+	metricLatencyP99      = "latency p99"
+	metricHTTPCreate      = "HTTP create, 16 clients"
+	metricHTTPEndToEnd    = "HTTP end to end"
 )
 
 var metricOrder = []struct {
@@ -213,7 +240,8 @@ var metricOrder = []struct {
 	unit unit
 }{
 	{metricCreate, perSecond}, {metricBatchMany, perSecond}, {metricBatchCopy, perSecond},
-	{metricDrain, perSecond}, {metricLatencyP50, milliseconds}, {metricLatencyP99, milliseconds},
+	{metricDrain, perSecond}, {metricDrainStatements, perJob}, {metricDrainCommits, perJob}, {metricDrainRedis, perJob},
+	{metricLatencyP50, milliseconds}, {metricLatencyP99, milliseconds},
 	{metricHTTPCreate, perSecond}, {metricHTTPEndToEnd, perSecond},
 }
 
@@ -222,50 +250,51 @@ var metricOrder = []struct {
 var batchMetrics = []string{metricBatchMany, metricBatchCopy}
 
 // runPhases runs one round of phases 1–4 for one system.
-func runPhases(ctx context.Context, s system, o options, res *results, round int) error {
+func runPhases(ctx context.Context, e *env, s system, o options, phases map[string]bool, res *results, round int) error {
 	name := s.name()
 	step := func(phase string) { progress(fmt.Sprintf("round %d: %s %s", round, name, phase)) }
 
-	step("create")
-	if err := s.reset(ctx); err != nil {
-		return err
+	if phases["create"] {
+		step("create")
+		if err := s.reset(ctx); err != nil {
+			return err
+		}
+		d, err := createParallel(ctx, s, o.createJobs, o.createWorkers)
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		res.add(metricCreate, perSecond, name, rate(o.createJobs, d))
 	}
-	d, err := createParallel(ctx, s, o.createJobs, o.createWorkers)
-	if err != nil {
-		return fmt.Errorf("create: %w", err)
-	}
-	res.add(metricCreate, perSecond, name, rate(o.createJobs, d))
 
-	step("batch create")
-	if err := s.reset(ctx); err != nil {
-		return err
-	}
-	runs, err := s.batch(ctx, o.createJobs, o.batchSize)
-	if err != nil {
-		return fmt.Errorf("batch create: %w", err)
-	}
-	if len(runs) == 0 {
-		for _, m := range batchMetrics {
-			res.note(m, perSecond, name, "no API")
+	if phases["batch"] {
+		step("batch create")
+		if err := s.reset(ctx); err != nil {
+			return err
+		}
+		runs, err := s.batch(ctx, o.createJobs, o.batchSize)
+		if err != nil {
+			return fmt.Errorf("batch create: %w", err)
+		}
+		if len(runs) == 0 {
+			for _, m := range batchMetrics {
+				res.note(m, perSecond, name, "no API")
+			}
+		}
+		for _, r := range runs {
+			res.add(r.api, perSecond, name, rate(o.createJobs, r.d))
 		}
 	}
-	for _, r := range runs {
-		res.add(r.api, perSecond, name, rate(o.createJobs, r.d))
+
+	if phases["drain"] {
+		step("drain")
+		if err := drainPhase(ctx, e, s, o, res); err != nil {
+			return err
+		}
 	}
 
-	step("drain")
-	if err := s.reset(ctx); err != nil {
-		return err
+	if !phases["latency"] {
+		return s.reset(ctx)
 	}
-	if err := s.preload(ctx, o.drainJobs); err != nil {
-		return fmt.Errorf("preload: %w", err)
-	}
-	d, err = s.drain(ctx, o.drainJobs)
-	if err != nil {
-		return fmt.Errorf("drain: %w", err)
-	}
-	res.add(metricDrain, perSecond, name, rate(o.drainJobs, d))
-
 	step("latency")
 	if err := s.reset(ctx); err != nil {
 		return err
@@ -277,6 +306,92 @@ func runPhases(ctx context.Context, s system, o options, res *results, round int
 	res.add(metricLatencyP50, milliseconds, name, ms(percentile(lat, 50)))
 	res.add(metricLatencyP99, milliseconds, name, ms(percentile(lat, 99)))
 	return s.reset(ctx)
+}
+
+// drainPhase preloads the jobs, times their drain and counts, per drained
+// job, the statements, commits and Redis calls the drain made.
+func drainPhase(ctx context.Context, e *env, s system, o options, res *results) error {
+	name := s.name()
+	if err := s.reset(ctx); err != nil {
+		return err
+	}
+	if err := s.preload(ctx, o.drainJobs); err != nil {
+		return fmt.Errorf("preload: %w", err)
+	}
+	before, err := take(ctx, e, s.counter())
+	if err != nil {
+		return err
+	}
+	d, err := s.drain(ctx, o.drainJobs)
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	res.add(metricDrain, perSecond, name, rate(o.drainJobs, d))
+	after, err := take(ctx, e, s.counter())
+	if err != nil {
+		return err
+	}
+	per := func(n int64) float64 { return float64(n) / float64(o.drainJobs) }
+	// The two reads of pg_stat_database commit once each.
+	res.add(metricDrainCommits, perJob, name, per(after.commits-before.commits-1))
+	if s.counter() == nil {
+		res.note(metricDrainStatements, perJob, name, "not counted")
+		res.note(metricDrainRedis, perJob, name, "not counted")
+		return nil
+	}
+	res.add(metricDrainStatements, perJob, name, per(after.statements-before.statements))
+	res.add(metricDrainRedis, perJob, name, per(after.redisCalls-before.redisCalls))
+	return nil
+}
+
+// choose returns the systems named in list, in the order given.
+func choose(list string, all []system) ([]system, error) {
+	var out []system
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		found := false
+		for _, s := range all {
+			if s.name() == n {
+				out = append(out, s)
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("-systems: unknown system %q (jobhook, river, asynq)", n)
+		}
+	}
+	return out, nil
+}
+
+// parsePhases returns the set of library phases named in list.
+func parsePhases(list string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		switch n {
+		case "create", "batch", "drain", "latency":
+			out[n] = true
+		default:
+			return nil, fmt.Errorf("-phases: unknown phase %q (create, batch, drain, latency)", n)
+		}
+	}
+	return out, nil
+}
+
+// startCPUProfile writes a CPU profile to path until the returned stop.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // createParallel inserts n jobs with g goroutines and returns the time.

@@ -85,6 +85,9 @@ func newRiver(ctx context.Context, e *env, o options, log *slog.Logger) (*riverB
 func (r *riverBench) name() string  { return "river" }
 func (r *riverBench) probe() *probe { return &r.p }
 
+// counter is nil: only commits are counted for River.
+func (*riverBench) counter() *counter { return nil }
+
 func (r *riverBench) insert(ctx context.Context, sentNanos int64) error {
 	_, err := r.inserter.Insert(ctx, noopArgs{T: sentNanos}, nil)
 	return err

@@ -75,6 +75,7 @@ type unit int
 const (
 	perSecond    unit = iota // jobs per second; higher is better
 	milliseconds             // a latency; lower is better
+	perJob                   // a count per job; lower is better
 )
 
 // metric is one row of the report: one value per round for each system.
@@ -131,8 +132,11 @@ func summarize(vs []float64) (summary, bool) {
 }
 
 func format(v float64, u unit) string {
-	if u == milliseconds {
+	switch u {
+	case milliseconds:
 		return fmt.Sprintf("%.2f", v)
+	case perJob:
+		return fmt.Sprintf("%.3f", v)
 	}
 	return fmt.Sprintf("%.0f", v)
 }
@@ -152,10 +156,7 @@ func (r *results) print(w io.Writer, systems []string) {
 		if len(m.values) == 0 && len(m.notes) == 0 {
 			continue
 		}
-		unitName := "jobs/s"
-		if m.unit == milliseconds {
-			unitName = "ms"
-		}
+		unitName := map[unit]string{perSecond: "jobs/s", milliseconds: "ms", perJob: "per job"}[m.unit]
 		row := []string{fmt.Sprintf("%s (%s)", m.name, unitName)}
 		medians := map[string]float64{}
 		for _, s := range systems {

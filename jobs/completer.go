@@ -19,7 +19,10 @@ import (
 // Completer defaults.
 const (
 	// completerMaxBatch is the most transitions one write applies.
-	completerMaxBatch = 100
+	completerMaxBatch = 500
+	// completerQueue is how many transitions may wait for a write; a
+	// handler that finds it full waits (and keeps its slot).
+	completerQueue = 2 * completerMaxBatch
 	// completerRetryFirst and completerRetryMax space the retries of a
 	// batch whose write failed on a transient error.
 	completerRetryFirst = 10 * time.Millisecond
@@ -67,7 +70,7 @@ type completer struct {
 }
 
 func newCompleter(fin *finisher, log *slog.Logger) *completer {
-	return &completer{fin: fin, log: log.With("component", "completer"), in: make(chan completion, completerMaxBatch), done: make(chan struct{}), apply: fin.apply, sleep: sleepCtx}
+	return &completer{fin: fin, log: log.With("component", "completer"), in: make(chan completion, completerQueue), done: make(chan struct{}), apply: fin.apply, sleep: sleepCtx}
 }
 
 // start runs the completer until stop; ctx bounds nothing but carries

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,4 +125,60 @@ func TestTransient(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, transient(tc.err), tc.err.Error())
 	}
+}
+
+// TestSlotsFreeBeforeTheWriteLands: a job's slot frees once the completer
+// has its outcome, not once the outcome is written, so with one slot the
+// next jobs run while the first write is held back, and their outcomes
+// then go into one write together instead of one write each.
+func TestSlotsFreeBeforeTheWriteLands(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		quiet := slog.New(slog.DiscardHandler)
+		q := NewQueue(b.Redis, b.Prefix, nil)
+		reg := NewRegistry()
+		var handled atomic.Int64
+		reg.MustRegister("once", HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
+			handled.Add(1)
+			return nil, nil
+		}))
+		svc := NewService(ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
+		const n = 10
+		for range n {
+			_, _, err := svc.Create(ctx, CreateRequest{UserID: "u1", Type: "once"})
+			require.NoError(t, err)
+		}
+		w := NewWorker(WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, Concurrency: 1})
+		var (
+			mu      sync.Mutex
+			batches []int
+		)
+		w.testCompleter = func(c *completer) {
+			real := c.apply
+			c.apply = func(ctx context.Context, items []finishing) ([]store.Applied, error) {
+				mu.Lock()
+				firstWrite := len(batches) == 0
+				batches = append(batches, len(items))
+				mu.Unlock()
+				if firstWrite {
+					// Hold the first write until every job has run.
+					deadline := time.Now().Add(10 * time.Second)
+					for handled.Load() < n {
+						if time.Now().After(deadline) {
+							return nil, fmt.Errorf("only %d of %d handlers ran while the first write waited", handled.Load(), n)
+						}
+						time.Sleep(time.Millisecond)
+					}
+				}
+				return real(ctx, items)
+			}
+		}
+		sum, err := w.Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, n, sum.Completed)
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, 1, batches[0])
+		require.Less(t, len(batches), n, "the outcomes that waited were written together: %v", batches)
+	})
 }

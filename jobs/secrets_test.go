@@ -20,6 +20,7 @@ import (
 	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/jobs/secretfields"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -206,7 +207,7 @@ func requireRedacted(t *testing.T, what string, job *models.Job) {
 	out, err := json.Marshal(job)
 	require.NoError(t, err)
 	requireNoTokens(t, what, string(out))
-	require.NotContains(t, string(out), jobs.SecretKey, what)
+	require.NotContains(t, string(out), secretfields.Key, what)
 	require.NotContains(t, string(out), "v1.a.", what)
 	require.NotContains(t, string(out), "v1.b.", what)
 	var p struct {
@@ -215,13 +216,13 @@ func requireRedacted(t *testing.T, what string, job *models.Job) {
 		Targets     []json.RawMessage `json:"targets"`
 	}
 	require.NoError(t, json.Unmarshal(job.Payload, &p), what)
-	require.Equal(t, jobs.Redacted, p.AccessToken, what)
+	require.Equal(t, secretfields.Redacted, p.AccessToken, what)
 	require.Equal(t, "hello <world>", p.Caption, what)
 	require.Len(t, p.Targets, 3, what)
 	for i, raw := range p.Targets[:2] {
 		var tg map[string]any
 		require.NoError(t, json.Unmarshal(raw, &tg))
-		require.Equal(t, jobs.Redacted, tg["accessToken"], "%s: target %d", what, i)
+		require.Equal(t, secretfields.Redacted, tg["accessToken"], "%s: target %d", what, i)
 		require.NotEmpty(t, tg["accountId"], what)
 	}
 	require.Equal(t, "null", string(p.Targets[2]), what)
@@ -247,11 +248,11 @@ func sealedAt(t *testing.T, raw string, target int) string {
 	}
 	require.NoError(t, json.Unmarshal([]byte(raw), &p))
 	if target < 0 {
-		return p.AccessToken[jobs.SecretKey]
+		return p.AccessToken[secretfields.Key]
 	}
 	w, ok := p.Targets[target]["accessToken"].(map[string]any)
 	require.True(t, ok, "target %d is sealed: %s", target, raw)
-	s, _ := w[jobs.SecretKey].(string)
+	s, _ := w[secretfields.Key].(string)
 	return s
 }
 
@@ -270,7 +271,7 @@ func TestSecretFieldsAtRestAndInEveryReturn(t *testing.T) {
 
 		raw := rawPayload(t, b, job.ID)
 		requireNoTokens(t, "the payload column", raw)
-		require.Equal(t, 3, strings.Count(raw, `"`+jobs.SecretKey+`"`), raw)
+		require.Equal(t, 3, strings.Count(raw, `"`+secretfields.Key+`"`), raw)
 		for _, i := range []int{-1, 0, 1} {
 			require.True(t, strings.HasPrefix(sealedAt(t, raw, i), "v1.a."), raw)
 		}
@@ -369,9 +370,9 @@ func TestSecretsNeverInErrorsHistoryOrLogs(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Retried)
 		row := x.reload(t, job.ID)
-		require.Contains(t, row.Error, "access_token="+jobs.Redacted)
-		require.Contains(t, row.Error, `"token":"`+jobs.Redacted+`"`)
-		require.Contains(t, row.Error, "bad token "+jobs.Redacted)
+		require.Contains(t, row.Error, "access_token="+secretfields.Redacted)
+		require.Contains(t, row.Error, `"token":"`+secretfields.Redacted+`"`)
+		require.Contains(t, row.Error, "bad token "+secretfields.Redacted)
 		requireNoTokens(t, "the stored error", row.Error)
 
 		x.clock.Advance(time.Minute)
@@ -379,7 +380,7 @@ func TestSecretsNeverInErrorsHistoryOrLogs(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Failed)
 		row = x.reload(t, job.ID)
-		require.Equal(t, "token "+jobs.Redacted+" (path /"+jobs.Redacted+") revoked", row.Error)
+		require.Equal(t, "token "+secretfields.Redacted+" (path /"+secretfields.Redacted+") revoked", row.Error)
 		got, err := svc.Get(ctx, "user-1", job.ID)
 		require.NoError(t, err)
 		requireRedacted(t, "Get (failed)", got)
@@ -390,7 +391,7 @@ func TestSecretsNeverInErrorsHistoryOrLogs(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Failed)
 		row = x.reload(t, job.ID)
-		require.True(t, strings.HasPrefix(row.Error, strings.Repeat("x", 1990)+jobs.Redacted[:10]), row.Error[1980:])
+		require.True(t, strings.HasPrefix(row.Error, strings.Repeat("x", 1990)+secretfields.Redacted[:10]), row.Error[1980:])
 		requireNoTokens(t, "the truncated error", row.Error)
 		require.NotContains(t, row.Error, tokTop[:4], "no prefix of a token survives the truncation")
 
@@ -404,7 +405,7 @@ func TestSecretsNeverInErrorsHistoryOrLogs(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, history, 4)
 		for i, a := range history[:3] {
-			require.Contains(t, a.Error, jobs.Redacted, "attempt %d", i+1)
+			require.Contains(t, a.Error, secretfields.Redacted, "attempt %d", i+1)
 			requireNoTokens(t, fmt.Sprintf("attempt %d's error", i+1), a.Error)
 		}
 		var stored []models.JobAttempt
@@ -450,7 +451,7 @@ func TestSecretsScrubbedInAnyCaseOrHTMLEscaped(t *testing.T) {
 		require.Equal(t, 1, sum.Failed)
 
 		row := x.reload(t, job.ID)
-		want := "<html><body>invalid token " + jobs.Redacted + "; also " + jobs.Redacted + " and <code>" + jobs.Redacted + "</code> (" + jobs.Redacted + ")</body></html>"
+		want := "<html><body>invalid token " + secretfields.Redacted + "; also " + secretfields.Redacted + " and <code>" + secretfields.Redacted + "</code> (" + secretfields.Redacted + ")</body></html>"
 		require.Equal(t, want, row.Error)
 		history, err := svc.Attempts(ctx, "user-1", job.ID)
 		require.NoError(t, err)
@@ -583,7 +584,7 @@ func TestTamperedSecretFailsPermanently(t *testing.T) {
 			AccessToken map[string]string `json:"accessToken"`
 		}
 		require.NoError(t, json.Unmarshal(seen[0], &p))
-		require.Equal(t, stolen, p.AccessToken[jobs.SecretKey], "the client's value comes back as it was sent, unopened")
+		require.Equal(t, stolen, p.AccessToken[secretfields.Key], "the client's value comes back as it was sent, unopened")
 		require.Equal(t, models.StatusFailed, x.reload(t, wrapped.ID).Status, "the handler could not decode it")
 	})
 }
@@ -646,7 +647,7 @@ func TestSecretFieldKeysMatchLikeEncodingJSON(t *testing.T) {
 			out, err := json.Marshal(job)
 			require.NoError(t, err)
 			requireNoTokens(t, fmt.Sprintf("payload %d returned", i), string(out))
-			require.Contains(t, string(out), jobs.Redacted)
+			require.Contains(t, string(out), secretfields.Redacted)
 			require.NotContains(t, string(out), "decoy")
 		}
 		sum, err := x.secretWorker(kr).Drain(ctx, time.Minute)

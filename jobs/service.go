@@ -15,8 +15,8 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/jobs/internal/store"
+	"github.com/jobhook/jobhook/jobs/secretfields"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -53,9 +53,10 @@ type ServiceConfig struct {
 	// promotes due scheduled jobs.
 	Publisher Publisher
 	// Secrets seals the secret payload fields of new jobs (see
-	// SecretFielder). Without it, types with secret fields cannot be
-	// created (ErrSecretsUnconfigured).
-	Secrets *secretbox.Keyring
+	// SecretFielder): the keyring, a *secretbox.Keyring. Without it (nil,
+	// or a nil keyring), types with secret fields cannot be created
+	// (ErrSecretsUnconfigured).
+	Secrets secretfields.Sealer
 }
 
 // DeliveryTolerance is how early a scheduled job's delivery may arrive and

@@ -16,8 +16,8 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/jobs/internal/store"
+	"github.com/jobhook/jobhook/jobs/secretfields"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -30,6 +30,14 @@ const (
 	DefaultLeaseDuration = 30 * time.Second
 	// maxErrorLength caps the error text stored on a job.
 	maxErrorLength = store.MaxErrorLength
+	// claimCooldown is the longest a freed slot waits, while other jobs
+	// of the drain still run, for more slots to free before a claim fills
+	// them: claims come in batches, at most one per cooldown, instead of
+	// one per finished job.
+	claimCooldown = time.Millisecond
+	// claimRetryFor is how long a claim whose write failed on a transient
+	// error is retried before its ids go back to the queue.
+	claimRetryFor = 3 * time.Second
 )
 
 // WorkerConfig builds a Worker.
@@ -64,7 +72,7 @@ type WorkerConfig struct {
 	Notify func(ctx context.Context)
 	// Secrets opens the secret payload fields of claimed jobs (see
 	// SecretFielder). Without it, a job with sealed fields fails.
-	Secrets *secretbox.Keyring
+	Secrets secretfields.Sealer
 	// Children creates child jobs for SpawnChildren (the Service).
 	Children ChildCreator
 }
@@ -237,9 +245,9 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 	sum.Promoted = promoted + n
 
 	// The completer records the outcomes of this drain's jobs in batches;
-	// it ends once every one of them is written.
-	// handling counts this drain's jobs in their handlers: the completer
-	// waits a moment for them before a write that they could join.
+	// it ends once every one of them is written. handling counts this
+	// drain's jobs in their handlers: the completer waits a moment for them
+	// before a write that they could join.
 	var handling atomic.Int64
 	comp := newCompleter(w.fin, w.log)
 	comp.busy = handling.Load
@@ -249,11 +257,24 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 	comp.start(ctx)
 	defer comp.stop()
 	var (
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-		done     = make(chan struct{}, w.cfg.Concurrency)
-		inflight int
+		mu sync.Mutex
+		wg sync.WaitGroup
+		// inflight counts the slots taken by jobs in their handlers; it
+		// is the loop's own. freed counts the slots given back since the
+		// loop last looked, unwritten the outcomes the completer has not
+		// written yet. Every change of either signals wake.
+		inflight  int
+		freed     atomic.Int64
+		unwritten atomic.Int64
+		wake      = make(chan struct{}, 1)
+		lastClaim time.Time
 	)
+	signal := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
 	record := func(o outcome) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -272,27 +293,52 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 			sum.Snoozed++
 		}
 	}
+	// submit hands a transition to the completer (the lease still holds
+	// the row until the write lands); written, when not nil, runs once it
+	// has.
+	submit := func(r ran, written func()) {
+		unwritten.Add(1)
+		comp.submit(completion{item: r.item, until: time.Now().Add(w.cfg.LeaseDuration * 2 / 3), reply: func(a store.Applied, err error) {
+			record(w.recorded(r, a, err))
+			if written != nil {
+				written()
+			}
+			unwritten.Add(-1)
+			wg.Done()
+			signal()
+		}})
+	}
+	// waitFor blocks until a slot is freed or an outcome written, or
+	// until the timer t (when not nil) fires.
+	waitFor := func(t <-chan time.Time) {
+		select {
+		case <-wake:
+		case <-t:
+		}
+	}
 	var loopErr error
 	for first := true; ctx.Err() == nil && !w.stopping(); first = false {
 		if !first && time.Until(deadline) < reserve {
 			break
 		}
-		// Collect every job that has finished, so that one claim fills
-		// every free slot (one script call and one UPDATE per batch).
-		for collecting := true; collecting; {
-			select {
-			case <-done:
-				inflight--
-			default:
-				collecting = false
-			}
-		}
+		inflight -= int(freed.Swap(0))
 		free := w.cfg.Concurrency - inflight
 		if free == 0 {
-			<-done
-			inflight--
+			waitFor(nil)
 			continue
 		}
+		// Claim in batches: while other jobs still run, a freed slot waits
+		// up to claimCooldown for more to free, so that one claim (one
+		// script call, one UPDATE) fills them all.
+		if inflight > 0 && !lastClaim.IsZero() {
+			if wait := claimCooldown - time.Since(lastClaim); wait > 0 {
+				t := time.NewTimer(wait)
+				waitFor(t.C)
+				t.Stop()
+				continue
+			}
+		}
+		lastClaim = time.Now()
 		rows, skipped, err := w.claim(ctx, free)
 		if err != nil {
 			loopErr = err
@@ -314,24 +360,25 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 				mu.Unlock()
 				continue
 			}
-			if inflight == 0 {
+			// Nothing runs and nothing waits to be written (a write may
+			// leave a short retry behind): the queue is drained. A
+			// handler counts its outcome as unwritten before it frees its
+			// slot, so unwritten is read after the slots.
+			inflight -= int(freed.Swap(0))
+			if inflight == 0 && unwritten.Load() == 0 {
 				break
 			}
-			// Wait for a running job: it may leave retries or free a slot.
-			<-done
-			inflight--
+			// Wait for a running job or a write: either may leave work
+			// behind or free a slot.
+			waitFor(nil)
 			continue
 		}
 		for i := range rows {
 			if !w.running.add() {
 				// Shutdown began after the claim: give the job back
 				// unrun, like the jobs it releases.
-				r := w.release(w.log.With("job_id", rows[i].ID, "type", rows[i].Type), &rows[i], w.cfg.Clock.Now().UTC())
 				wg.Add(1)
-				comp.submit(completion{item: r.item, until: time.Now().Add(w.cfg.LeaseDuration * 2 / 3), reply: func(a store.Applied, err error) {
-					record(w.recorded(r, a, err))
-					wg.Done()
-				}})
+				submit(w.release(w.log.With("job_id", rows[i].ID, "type", rows[i].Type), &rows[i], w.cfg.Clock.Now().UTC()), nil)
 				continue
 			}
 			inflight++
@@ -340,23 +387,19 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 			go func(job models.Job) {
 				r := w.run(ctx, &job)
 				handling.Add(-1)
-				end := func(o outcome) {
-					record(o)
+				if r.write {
+					// The slot frees once the completer has taken the
+					// outcome, so the next job starts while it is
+					// written (the completer's queue bounds how many
+					// outcomes wait). Shutdown waits for the write.
+					submit(r, w.running.done)
+				} else {
+					record(r.o)
 					w.running.done()
 					wg.Done()
-					done <- struct{}{}
 				}
-				if !r.write {
-					end(r.o)
-					return
-				}
-				// The job holds its slot until its outcome is written, so
-				// the next job starts after it (as one drain's jobs did
-				// before the completer). After the handler returned the
-				// lease has at least two thirds of its length left.
-				comp.submit(completion{item: r.item, until: time.Now().Add(w.cfg.LeaseDuration * 2 / 3), reply: func(a store.Applied, err error) {
-					end(w.recorded(r, a, err))
-				}})
+				freed.Add(1)
+				signal()
 			}(rows[i])
 		}
 	}
@@ -408,8 +451,7 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 	if err != nil || len(ids) == 0 {
 		return nil, 0, err
 	}
-	now := w.cfg.Clock.Now().UTC()
-	rows, err := w.store.Claim(ctx, ids, now, lease, newLeaseID())
+	rows, err := w.claimRows(ctx, ids, lease)
 	if err != nil {
 		// The rows are unchanged: hand the ids back so nothing is lost.
 		items := make([]Item, len(ids))
@@ -444,6 +486,29 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 		w.log.Warn("settling skipped jobs", "err", err)
 	}
 	return rows, len(others), nil
+}
+
+// claimRows moves the rows of claimed ids to processing. A transient
+// failure (a connection lost, a deadline) is retried with the same lease id
+// a few times, at most claimRetryFor: the claim is fenced by its lease id,
+// so rows a lost try already claimed come back unchanged.
+func (w *Worker) claimRows(ctx context.Context, ids []int64, lease time.Duration) ([]models.Job, error) {
+	leaseID := newLeaseID()
+	give := time.Now().Add(claimRetryFor)
+	wait := completerRetryFirst
+	for try := 1; ; try++ {
+		tctx, cancel := context.WithTimeout(ctx, completerTryTimeout)
+		rows, err := w.store.Claim(tctx, ids, w.cfg.Clock.Now(), lease, leaseID)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().Add(wait).After(give) {
+			return rows, err
+		}
+		w.log.Warn("claim failed; retrying", "count", len(ids), "try", try, "in", wait, "err", err)
+		if sleepCtx(ctx, wait) != nil {
+			return nil, err
+		}
+		wait = min(2*wait, completerRetryMax)
+	}
 }
 
 // settleSkipped handles claimed ids whose rows could not be moved to

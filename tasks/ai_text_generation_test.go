@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"html"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +170,22 @@ func TestAITextGenerationWrongKeyIsPermanentAndRedacted(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), wrong)
 	assert.Contains(t, err.Error(), "[redacted]")
+}
+
+// TestAITextGenerationKeyEchoedInAnyFormIsRedacted: the OpenAI client
+// scrubs with secretfields.Scrub, so an echo of the key in another case or
+// HTML-escaped is redacted too.
+func TestAITextGenerationKeyEchoedInAnyFormIsRedacted(t *testing.T) {
+	key := "sk-Wrong-<Secret>-Value"
+	fake := openaifake.New(t, key)
+	h := NewAITextGeneration(OpenAIConfig{BaseURL: fake.URL, APIKey: key})
+	fake.FailNext(1, openaifake.Failure{Status: 401, Body: openaifake.ErrorBody(
+		"Incorrect API key provided: "+strings.ToUpper(key)+" (<p>"+html.EscapeString(key)+"</p>)", "invalid_request_error", "invalid_api_key", "")})
+	_, err := h.Handle(context.Background(), aiJob(`{"prompt": "hi"}`))
+	require.Error(t, err)
+	assert.True(t, jobs.IsPermanent(err))
+	assert.Contains(t, err.Error(), "Incorrect API key provided: [redacted] (<p>[redacted]</p>)")
+	assert.NotContains(t, strings.ToLower(err.Error()), "secret")
 }
 
 func TestAITextGenerationMissingKey(t *testing.T) {

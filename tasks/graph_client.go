@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/jobs/secretfields"
 	"github.com/jobhook/jobhook/models"
 )
 
@@ -229,17 +230,10 @@ type graphClient struct {
 	token string
 }
 
-// graphScrubToken removes the access token from text, as it is and escaped.
-func graphScrubToken(text, token string) string {
-	if token == "" {
-		return text
-	}
-	for _, f := range []string{token, url.QueryEscape(token), url.PathEscape(token)} {
-		if f != "" {
-			text = strings.ReplaceAll(text, f, jobs.Redacted)
-		}
-	}
-	return text
+// scrubText removes the client's access token from text, in every form
+// secretfields.Scrub knows (escaped, any case, HTML-escaped).
+func (c *graphClient) scrubText(text string) string {
+	return secretfields.Scrub(text, []string{c.token})
 }
 
 var graphAccessTokenParamRE = regexp.MustCompile(`access_token=[^&\s"]*`)
@@ -258,7 +252,7 @@ func (c *graphClient) scrub(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := graphAccessTokenParamRE.ReplaceAllString(graphScrubToken(err.Error(), c.token), "access_token="+jobs.Redacted)
+	msg := graphAccessTokenParamRE.ReplaceAllString(c.scrubText(err.Error()), "access_token="+secretfields.Redacted)
 	if msg == err.Error() {
 		return err
 	}
@@ -358,9 +352,9 @@ func (c *graphClient) classify(what string, resp *http.Response, raw []byte) err
 	if json.Unmarshal(raw, &body) == nil && body.Error != nil {
 		ge = body.Error
 		ge.Status = resp.StatusCode
-		ge.Message = graphScrubToken(ge.Message, c.token)
-		ge.UserMsg = graphScrubToken(ge.UserMsg, c.token)
-		ge.UserTitle = graphScrubToken(ge.UserTitle, c.token)
+		ge.Message = c.scrubText(ge.Message)
+		ge.UserMsg = c.scrubText(ge.UserMsg)
+		ge.UserTitle = c.scrubText(ge.UserTitle)
 		if ge.Message == "" {
 			ge.Message = what + ": " + resp.Status
 		}
@@ -492,7 +486,7 @@ func (c *graphClient) scrubKeepClass(err error) error {
 	if err == nil || c.token == "" {
 		return err
 	}
-	msg := graphScrubToken(err.Error(), c.token)
+	msg := c.scrubText(err.Error())
 	if msg == err.Error() {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/jobs/secretfields"
 	"github.com/jobhook/jobhook/models"
 	"github.com/jobhook/jobhook/tasks"
 )
@@ -201,7 +202,7 @@ func TestInstagramThroughWorkerResumesFromCheckpoint(t *testing.T) {
 	if err := b.DB.Gorm.First(&stored, job.ID).Error; err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(stored.Payload), graphTestToken) || !strings.Contains(string(stored.Payload), jobs.SecretKey) {
+	if strings.Contains(string(stored.Payload), graphTestToken) || !strings.Contains(string(stored.Payload), secretfields.Key) {
 		t.Fatalf("stored payload is not sealed: %s", stored.Payload)
 	}
 

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/jobs/secretfields"
 )
 
 // Defaults of the OpenAI-compatible job types (ai_text_generation and
@@ -345,17 +346,19 @@ func openAIRetryDelay(h http.Header, now time.Time) (time.Duration, bool) {
 // redact removes the API key from an error's text, in case a provider or
 // transport echoes it.
 func (c *openAIClient) redact(err error) error {
-	if err == nil || c.key == "" || !strings.Contains(err.Error(), c.key) {
-		return err
+	if err == nil {
+		return nil
 	}
-	return errors.New(c.redactString(err.Error()))
+	if msg := c.redactString(err.Error()); msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
 }
 
+// redactString removes the API key from text, in every form
+// secretfields.Scrub knows (escaped, any case, HTML-escaped).
 func (c *openAIClient) redactString(s string) string {
-	if c.key == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, c.key, "[redacted]")
+	return secretfields.Scrub(s, []string{c.key})
 }
 
 // aiPayload holds the fields of a JSON object payload while it is checked.

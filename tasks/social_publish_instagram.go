@@ -292,7 +292,7 @@ func (h *SocialPublishInstagram) waitFinished(ctx context.Context, c *graphClien
 			if err := h.cfg.SaveCheckpoint(ctx, cp); err != nil {
 				return "", fmt.Errorf("social_publish_instagram: %w", err)
 			}
-			return "", jobs.Permanent(fmt.Errorf("graph: %s %s is %s: %s", what, id, st.StatusCode, graphScrubToken(st.Status, c.token)))
+			return "", jobs.Permanent(fmt.Errorf("graph: %s %s is %s: %s", what, id, st.StatusCode, c.scrubText(st.Status)))
 		case "IN_PROGRESS":
 		default:
 			return "", fmt.Errorf("graph: status of %s: %w: status_code %q", what, errGraphResponse, st.StatusCode)

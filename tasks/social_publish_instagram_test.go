@@ -11,6 +11,7 @@ import (
 
 	"github.com/jobhook/jobhook/internal/fakes/graph"
 	"github.com/jobhook/jobhook/jobs"
+	"github.com/jobhook/jobhook/jobs/secretfields"
 	"github.com/jobhook/jobhook/tasks"
 )
 
@@ -210,7 +211,21 @@ func TestInstagramErrorEchoingTokenIsScrubbed(t *testing.T) {
 	f, _, h := newGraphIG(t)
 	f.FailNextGraph(1, 0, 100, 0, "Invalid parameter access_token="+graphTestToken, false)
 	_, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), nil)
-	graphAssertPermanent(t, err, jobs.Redacted, "code 100")
+	graphAssertPermanent(t, err, secretfields.Redacted, "code 100")
+}
+
+// TestInstagramErrorEchoingTokenInAnyFormIsScrubbed: the Graph client
+// scrubs with secretfields.Scrub, so an echo of the token in another case
+// or with HTML character references is scrubbed too.
+func TestInstagramErrorEchoingTokenInAnyFormIsScrubbed(t *testing.T) {
+	f, _, h := newGraphIG(t)
+	f.FailNextGraph(1, 0, 100, 0, "bad token "+strings.ToLower(graphTestToken)+", "+strings.ToUpper(graphTestToken)+
+		" and &#69;AAtok&#x2F;SECRET&#43;token&equals;123", false)
+	_, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), nil)
+	graphAssertPermanent(t, err, "bad token "+secretfields.Redacted+", "+secretfields.Redacted+" and "+secretfields.Redacted, "code 100")
+	if strings.Contains(strings.ToLower(err.Error()), "secret") {
+		t.Fatalf("error text carries the token: %v", err)
+	}
 }
 
 func TestInstagramMalformedResponse(t *testing.T) {

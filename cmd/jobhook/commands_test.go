@@ -38,7 +38,7 @@ func TestMigrateCommand(t *testing.T) {
 
 	code, out, _ = runCmd(t, "migrate", "down")
 	require.Equal(t, 0, code)
-	require.Contains(t, out, "rolled back 00006_child_idempotency_scope.sql")
+	require.Contains(t, out, "rolled back 00007_hot_lease_updates.sql")
 
 	code, _, errOut := runCmd(t, "migrate", "sideways")
 	require.Equal(t, 2, code)

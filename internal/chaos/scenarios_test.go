@@ -528,3 +528,76 @@ func TestSigtermReleasesUnfinished(t *testing.T) {
 		r.Jobs, r.Completed, r.Lost, r.Duplicates, len(r.Overlaps), r.Calls, r.Interrupted, first.state.ExitCode(), took.Round(time.Millisecond), shutdownGrace,
 		after.byStatus["processing"], restarted.Round(time.Millisecond))
 }
+
+// TestPostgresConnectionsKilledMidDrain terminates every Postgres
+// connection of the server 8 times while it drains 2,000 jobs, once with
+// maxAttempts 1 and once with 3. The engine retries the writes a dead
+// connection broke (claims, outcomes), so no outcome is lost: no job fails
+// although its handler succeeded, and no handler runs again because its
+// outcome went missing. Jobs may still fail or retry because the
+// handler's own writes hit a dead connection; those are counted apart.
+func TestPostgresConnectionsKilledMidDrain(t *testing.T) {
+	for _, maxAttempts := range []int{1, 3} {
+		t.Run(fmt.Sprintf("maxAttempts=%d", maxAttempts), func(t *testing.T) {
+			const n, kills = 2000, 8
+			s := newScenario(t)
+			s.insertJobs(n, 2, 6, maxAttempts) // sleepMs 2–8
+			s.start("serve")
+			terminated := 0
+			for k := 1; k <= kills; k++ {
+				// Each kill waits for the drain to move on past the last.
+				s.waitFor(60*time.Second, fmt.Sprintf("%d jobs to end before kill %d", k*n/(kills+2), k), func(p progress) bool {
+					return p.byStatus["completed"]+p.byStatus["failed"] >= int64(k*n/(kills+2))
+				})
+				c, err := s.terminateServeConnections()
+				if err != nil {
+					t.Fatalf("chaos: pg_terminate_backend: %v", err)
+				}
+				terminated += c
+			}
+			s.waitFor(120*time.Second, "every job to end", func(p progress) bool {
+				return p.byStatus["completed"]+p.byStatus["failed"] == n
+			})
+			s.stopAll()
+
+			jobs, calls := s.jobs(), s.calls()
+			r := analyse(jobs, calls, endAtExit(s.exitTimes()))
+			var handlerFailed, failedThatSucceeded int
+			for _, j := range jobs {
+				if j.Status != "failed" {
+					continue
+				}
+				if strings.HasPrefix(j.Error, "chaos_record:") {
+					handlerFailed++ // the handler's own write hit a dead connection
+					continue
+				}
+				failedThatSucceeded++
+				if failedThatSucceeded <= 10 {
+					t.Errorf("job %d failed (%q) although its handler did not fail", j.ID, j.Error)
+				}
+			}
+			if terminated == 0 {
+				t.Errorf("no connection of the server was terminated: the scenario proved nothing")
+			}
+			if r.SupersededFinished > 0 {
+				t.Errorf("%d handlers ran again after an earlier call had finished: an outcome was lost", r.SupersededFinished)
+			}
+			if r.Duplicates > 0 {
+				t.Errorf("%d jobs ran to their end more than once", r.Duplicates)
+			}
+			if len(r.Overlaps) > 0 {
+				t.Errorf("%d overlapping calls:\n%s", len(r.Overlaps), firstLines(r.Overlaps, 10))
+			}
+			if len(r.Problems) > 0 {
+				t.Errorf("%d problems:\n%s", len(r.Problems), firstLines(r.Problems, 10))
+			}
+			if maxAttempts > 1 && r.Lost > 0 {
+				t.Errorf("%d of %d jobs not completed with %d attempts each", r.Lost, n, maxAttempts)
+			}
+			summary(t, "jobs=%d completed=%d failed=%d (handler's own write failed %d, failed although it succeeded %d) calls=%d "+
+				"handlers_rerun_after_finishing=%d duplicates=%d overlaps=%d connections_terminated=%d in %d kills",
+				r.Jobs, r.Completed, r.Lost, handlerFailed, failedThatSucceeded, r.Calls, r.SupersededFinished, r.Duplicates,
+				len(r.Overlaps), terminated, kills)
+		})
+	}
+}

@@ -32,6 +32,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+
+	"github.com/jobhook/jobhook/jobs/secretfields"
 )
 
 // KeySize is the size of a key: AES-256.
@@ -54,8 +56,21 @@ var (
 	ErrUnknownKey = errors.New("secretbox: unknown key id")
 	// ErrAuth: the value was altered, or sealed with other additional data
 	// (moved from another field), or under another key with the same id.
-	ErrAuth = errors.New("secretbox: message authentication failed")
+	// It also matches secretfields.ErrNotAuthentic (errors.Is), which is
+	// how the engine, knowing no keyring, tells it from the others.
+	ErrAuth error = authError{}
 )
+
+// authError is the type of ErrAuth.
+type authError struct{}
+
+func (authError) Error() string { return "secretbox: message authentication failed" }
+
+// Is reports whether target is secretfields.ErrNotAuthentic.
+func (authError) Is(target error) bool { return target == secretfields.ErrNotAuthentic }
+
+// A Keyring is the engine's Sealer.
+var _ secretfields.Sealer = (*Keyring)(nil)
 
 // Keyring holds named AES-256-GCM keys. It keeps no raw key bytes (only
 // the expanded ciphers) and prints without them. It is immutable and safe

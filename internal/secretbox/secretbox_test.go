@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobhook/jobhook/internal/secretbox"
+	"github.com/jobhook/jobhook/jobs/secretfields"
 )
 
 // Fixed test keys (never used outside tests).
@@ -60,6 +61,24 @@ func TestOpenRefusesOtherAAD(t *testing.T) {
 		_, err := kr.Open(sealed, []byte(aad))
 		require.ErrorIs(t, err, secretbox.ErrAuth, "aad %q", aad)
 	}
+}
+
+// TestErrAuthIsNotAuthentic: the engine, which knows no keyring, tells an
+// altered or misplaced value by secretfields.ErrNotAuthentic; the other
+// errors do not match it, and ErrAuth's text is its own.
+func TestErrAuthIsNotAuthentic(t *testing.T) {
+	kr := mustKeyring(t, entry("a", keyA))
+	sealed, err := kr.Seal([]byte("tok"), []byte("f"))
+	require.NoError(t, err)
+	_, err = kr.Open(sealed, []byte("g"))
+	require.ErrorIs(t, err, secretbox.ErrAuth)
+	require.ErrorIs(t, err, secretfields.ErrNotAuthentic)
+	require.Equal(t, `secretbox: message authentication failed (key id "a")`, err.Error())
+	for _, other := range []error{secretbox.ErrMalformed, secretbox.ErrUnknownKey} {
+		require.False(t, errors.Is(other, secretfields.ErrNotAuthentic), "%v", other)
+	}
+	_, err = kr.Open("v1.zz."+strings.TrimPrefix(sealed, "v1.a."), []byte("f"))
+	require.False(t, errors.Is(err, secretfields.ErrNotAuthentic), "%v", err)
 }
 
 func TestOpenRefusesTampering(t *testing.T) {

@@ -25,17 +25,32 @@ func Truncate(s string) string {
 	return s + "…"
 }
 
+// claimColumns are the columns a claim reads back: everything a handler
+// and the engine use, without the previous attempt's error and result and
+// the bookkeeping columns.
+var claimColumns = []clause.Column{
+	{Name: "id"}, {Name: "user_id"}, {Name: "type"}, {Name: "status"}, {Name: "priority"}, {Name: "payload"},
+	{Name: "attempts"}, {Name: "max_attempts"}, {Name: "scheduled_for"}, {Name: "next_run_at"}, {Name: "started_at"},
+	{Name: "created_at"}, {Name: "idempotency_key"}, {Name: "parent_id"}, {Name: "lease_expires_at"}, {Name: "lease_id"},
+	{Name: "checkpoint"},
+}
+
 // Claim moves the pending, due rows among ids to processing in one
-// statement, under a new lease, and returns them (in no particular order).
+// statement, under the lease leaseID, and returns them (in no particular
+// order) with the columns a handler uses: Result, Error, CompletedAt,
+// UpdatedAt and QStashMessageID are left zero. A claim is safe to retry
+// with the same leaseID (as after a connection lost before its reply):
+// rows it already claimed are returned again, unchanged.
 func (s *Store) Claim(ctx context.Context, ids []int64, now time.Time, lease time.Duration, leaseID string) ([]models.Job, error) {
 	now = now.UTC()
 	var rows []models.Job
-	err := s.db.WithContext(ctx).Model(&rows).Clauses(clause.Returning{}).
-		Where("id IN ? AND status = ? AND next_run_at <= ?", ids, models.StatusPending, now).
+	err := s.db.WithContext(ctx).Model(&rows).Clauses(clause.Returning{Columns: claimColumns}).
+		Where("id IN ? AND ((status = ? AND next_run_at <= ?) OR (status = ? AND lease_id = ?))",
+			ids, models.StatusPending, now, models.StatusProcessing, leaseID).
 		Updates(map[string]any{
 			"status":           models.StatusProcessing,
-			"attempts":         gorm.Expr("attempts + 1"),
-			"started_at":       now,
+			"attempts":         gorm.Expr("CASE WHEN status = ? THEN attempts + 1 ELSE attempts END", models.StatusPending),
+			"started_at":       gorm.Expr("CASE WHEN status = ? THEN ? ELSE started_at END", models.StatusPending, now),
 			"lease_expires_at": now.Add(lease),
 			"lease_id":         leaseID,
 			"updated_at":       now,

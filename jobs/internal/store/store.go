@@ -2,9 +2,10 @@
 // job_attempts tables for claiming, running and finishing jobs. A change of
 // a running job's state is a Transition value, built by one of the
 // constructors (Completed, Retry, Failed, Snoozed, Released, Lost,
-// Cancelled), and applied by Apply, which takes many at once: one fenced
-// UPDATE for every job of the batch and one multi-row INSERT of their
-// attempts, in one transaction.
+// Cancelled), and applied by Apply, which takes many at once: on Postgres
+// one statement updates every job of the batch and writes their attempts
+// (one round trip, one commit); on SQLite one fenced UPDATE each and one
+// multi-row INSERT of the attempts, in one transaction.
 //
 // The fence is written once, in Apply: a transition of a running job
 // applies only while the row is still processing with the attempt and the
@@ -157,31 +158,31 @@ type returned struct {
 	ParentID *int64
 }
 
-// Apply applies every update in one transaction and reports, in the same
-// order, which were applied. The updates must name distinct jobs.
+// Apply applies every update and records their attempts, atomically, and
+// reports, in the same order, which were applied. The updates must name
+// distinct jobs. On Postgres a batch of running jobs' transitions (up to
+// pgChunk) is one statement; otherwise the statements run in one
+// transaction.
 func (s *Store) Apply(ctx context.Context, updates []Update) ([]Applied, error) {
 	out := make([]Applied, len(updates))
 	if len(updates) == 0 {
 		return out, nil
 	}
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		for i := range out {
-			out[i] = Applied{}
+	var running, cancels []int
+	for i, u := range updates {
+		if u.Transition.kind == KindCancelled {
+			cancels = append(cancels, i)
+		} else {
+			running = append(running, i)
 		}
-		var running, cancels []int
-		for i, u := range updates {
-			if u.Transition.kind == KindCancelled {
-				cancels = append(cancels, i)
-			} else {
-				running = append(running, i)
-			}
-		}
-		rows, err := s.applyRunning(tx, updates, running)
+	}
+	write := func(db *gorm.DB) error {
+		rows, err := s.applyRunning(db, updates, running)
 		if err != nil {
 			return err
 		}
 		for _, i := range cancels {
-			r, err := s.applyCancel(tx, updates[i])
+			r, err := s.applyCancel(db, updates[i])
 			if err != nil {
 				return err
 			}
@@ -198,20 +199,29 @@ func (s *Store) Apply(ctx context.Context, updates []Update) ([]Applied, error) 
 		for i, u := range updates {
 			r, ok := byID[u.Fence.ID]
 			if !ok {
+				out[i] = Applied{}
 				continue
 			}
 			out[i] = Applied{Applied: true, Status: r.Status, Priority: r.Priority, ParentID: r.ParentID}
-			if o := u.outcome(); o != "" {
+			// On Postgres the batch statement wrote the attempts.
+			if o := u.outcome(); o != "" && !s.postgres {
 				history = append(history, attemptRow(u.Fence.ID, u.Fence.Attempt, u.StartedAt, u.Now, o, u.Transition.err, created))
 			}
 		}
 		if len(history) > 0 {
-			if err := tx.Create(&history).Error; err != nil {
+			if err := db.Create(&history).Error; err != nil {
 				return fmt.Errorf("record attempts: %w", err)
 			}
 		}
 		return nil
-	})
+	}
+	db := s.db.WithContext(ctx)
+	var err error
+	if s.postgres && len(cancels) == 0 && len(running) <= pgChunk {
+		err = write(db)
+	} else {
+		err = db.Transaction(write)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("apply %d job transitions: %w", len(updates), err)
 	}
@@ -228,8 +238,8 @@ func fence(db *gorm.DB, f Fence) *gorm.DB {
 }
 
 // applyRunning applies the transitions of running jobs: on Postgres one
-// UPDATE ... FROM (VALUES ...) for all of them, elsewhere one fenced
-// UPDATE each.
+// statement for all of them that also writes their attempts, elsewhere one
+// fenced UPDATE each.
 func (s *Store) applyRunning(tx *gorm.DB, updates []Update, idx []int) ([]returned, error) {
 	if len(idx) == 0 {
 		return nil, nil
@@ -281,44 +291,60 @@ func columns(u Update) map[string]any {
 	return c
 }
 
-// pgBatch is the Postgres batch update: every running job's transition as
-// one row of a VALUES list, one statement for all.
-const pgBatch = `UPDATE jobs AS j SET
-  status = CASE WHEN v.kind = 'lost' THEN (CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END) ELSE v.status END,
-  attempts = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.attempts - 1 ELSE j.attempts END,
-  result = CASE WHEN v.kind = 'completed' THEN v.result ELSE j.result END,
-  error = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.error ELSE v.error END,
-  checkpoint = CASE WHEN v.kind = 'completed' THEN NULL ELSE j.checkpoint END,
-  completed_at = CASE WHEN v.kind IN ('completed', 'failed') OR (v.kind = 'lost' AND j.attempts >= j.max_attempts) THEN v.now ELSE j.completed_at END,
-  next_run_at = CASE WHEN v.kind IN ('retry', 'snoozed') THEN v.at
-    WHEN v.kind = 'released' OR (v.kind = 'lost' AND j.attempts < j.max_attempts) THEN v.now
-    ELSE j.next_run_at END,
-  lease_expires_at = NULL,
-  lease_id = NULL,
-  updated_at = v.now
-FROM (VALUES %s) AS v(id, attempt, lease_id, kind, status, result, error, at, now)
-WHERE j.id = v.id AND j.status = 'processing' AND j.attempts = v.attempt
-  AND (v.lease_id IS NULL OR j.lease_id = v.lease_id)
-  AND (v.kind <> 'lost' OR j.lease_expires_at IS NULL OR j.lease_expires_at < v.now)
-RETURNING j.id, j.status, j.priority, j.parent_id`
+// pgBatch is the Postgres batch write: every running job's transition as
+// one row of a VALUES list, and one statement that updates every job and
+// writes the attempts of the jobs it updated (a fenced-out job gets no
+// attempt), so a batch is one round trip and one commit.
+const pgBatch = `WITH v(id, attempt, lease_id, kind, status, result, error, at, now, started, outcome) AS (VALUES %s),
+u AS (
+  UPDATE jobs AS j SET
+    status = CASE WHEN v.kind = 'lost' THEN (CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END) ELSE v.status END,
+    attempts = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.attempts - 1 ELSE j.attempts END,
+    result = CASE WHEN v.kind = 'completed' THEN v.result ELSE j.result END,
+    error = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.error ELSE v.error END,
+    checkpoint = CASE WHEN v.kind = 'completed' THEN NULL ELSE j.checkpoint END,
+    completed_at = CASE WHEN v.kind IN ('completed', 'failed') OR (v.kind = 'lost' AND j.attempts >= j.max_attempts) THEN v.now ELSE j.completed_at END,
+    next_run_at = CASE WHEN v.kind IN ('retry', 'snoozed') THEN v.at
+      WHEN v.kind = 'released' OR (v.kind = 'lost' AND j.attempts < j.max_attempts) THEN v.now
+      ELSE j.next_run_at END,
+    lease_expires_at = NULL,
+    lease_id = NULL,
+    updated_at = v.now
+  FROM v
+  WHERE j.id = v.id AND j.status = 'processing' AND j.attempts = v.attempt
+    AND (v.lease_id IS NULL OR j.lease_id = v.lease_id)
+    AND (v.kind <> 'lost' OR j.lease_expires_at IS NULL OR j.lease_expires_at < v.now)
+  RETURNING j.id, j.status, j.priority, j.parent_id, v.attempt, v.error, v.now, v.started, v.outcome
+),
+h AS (
+  INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error, created_at)
+  SELECT u.id, u.attempt, u.started, u.now, u.outcome, u.error, CAST(? AS timestamptz) FROM u WHERE u.outcome <> ''
+)
+SELECT u.id, u.status, u.priority, u.parent_id FROM u`
 
-const pgRow = "(CAST(? AS bigint), CAST(? AS integer), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS jsonb), CAST(? AS text), CAST(? AS timestamptz), CAST(? AS timestamptz))"
+const pgRow = "(CAST(? AS bigint), CAST(? AS integer), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS jsonb), CAST(? AS text), CAST(? AS timestamptz), CAST(? AS timestamptz), CAST(? AS timestamptz), CAST(? AS text))"
 
-// pgChunk bounds the rows of one statement (9 parameters each, far below
+// pgRowArgs is the number of parameters of one pgRow.
+const pgRowArgs = 11
+
+// pgChunk bounds the rows of one statement (11 parameters each, far below
 // Postgres's 65,535).
 const pgChunk = 1000
 
-func (s *Store) applyRunningPostgres(tx *gorm.DB, updates []Update, idx []int) ([]returned, error) {
+// applyRunningPostgres applies the transitions of running jobs and writes
+// their attempts, one statement per pgChunk of them.
+func (s *Store) applyRunningPostgres(db *gorm.DB, updates []Update, idx []int) ([]returned, error) {
 	var all []returned
+	created := time.Now().UTC()
 	for start := 0; start < len(idx); start += pgChunk {
 		chunk := idx[start:min(start+pgChunk, len(idx))]
 		values := make([]string, len(chunk))
-		args := make([]any, 0, 9*len(chunk))
+		args := make([]any, 0, pgRowArgs*len(chunk)+1)
 		for n, i := range chunk {
 			u := updates[i]
 			t := u.Transition
 			values[n] = pgRow
-			var status, at any
+			var status, at, started any
 			switch t.kind {
 			case KindCompleted:
 				status = models.StatusCompleted
@@ -330,15 +356,23 @@ func (s *Store) applyRunningPostgres(tx *gorm.DB, updates []Update, idx []int) (
 			if !t.at.IsZero() {
 				at = t.at
 			}
+			if !u.StartedAt.IsZero() {
+				started = u.StartedAt.UTC()
+			}
 			var result any
 			if t.kind == KindCompleted {
 				result = models.JSON(t.result)
 			}
-			args = append(args, u.Fence.ID, u.Fence.Attempt, u.Fence.LeaseID, string(t.kind), status, result, t.err, at, u.Now.UTC())
+			now := u.Now.UTC()
+			if u.Now.IsZero() {
+				now = created
+			}
+			args = append(args, u.Fence.ID, u.Fence.Attempt, u.Fence.LeaseID, string(t.kind), status, result, Truncate(t.err), at, now, started, u.outcome())
 		}
+		args = append(args, created)
 		var rows []returned
 		q := fmt.Sprintf(pgBatch, strings.Join(values, ", "))
-		if err := tx.Raw(q, args...).Scan(&rows).Error; err != nil {
+		if err := db.Raw(q, args...).Scan(&rows).Error; err != nil {
 			return nil, err
 		}
 		all = append(all, rows...)

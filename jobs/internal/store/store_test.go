@@ -164,3 +164,43 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		require.Equal(t, models.StatusCancelled, c[0].Status)
 	})
 }
+
+// TestClaimIsSafeToRetry: a claim tried again with the same lease id, as
+// after a connection lost before its reply, returns the rows the first try
+// claimed, without counting their attempt twice, and claims no row that
+// another lease holds.
+func TestClaimIsSafeToRetry(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		db := b.DB.Gorm
+		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		mk := func(status models.Status, lease *string) models.Job {
+			j := models.Job{UserID: "u1", Type: "t", Status: status, Payload: models.JSON(`{"k":1}`), MaxAttempts: 3,
+				NextRunAt: now, CreatedAt: now, UpdatedAt: now, LeaseID: lease, Error: "earlier"}
+			require.NoError(t, db.Create(&j).Error)
+			return j
+		}
+		other := "other-lease"
+		a, c := mk(models.StatusPending, nil), mk(models.StatusPending, nil)
+		held := mk(models.StatusProcessing, &other)
+		s := store.New(db)
+		ids := []int64{a.ID, c.ID, held.ID}
+		first, err := s.Claim(ctx, ids, now, time.Minute, "lease-1")
+		require.NoError(t, err)
+		require.Len(t, first, 2)
+		again, err := s.Claim(ctx, ids, now.Add(time.Second), time.Minute, "lease-1")
+		require.NoError(t, err)
+		require.Len(t, again, 2, "the retry returns what the first try claimed")
+		for _, r := range again {
+			require.Equal(t, models.StatusProcessing, r.Status)
+			require.Equal(t, 1, r.Attempts, "the attempt is counted once")
+			require.Equal(t, "lease-1", *r.LeaseID)
+			require.JSONEq(t, `{"k":1}`, string(r.Payload))
+			require.Equal(t, now, r.StartedAt.UTC(), "the start is the first try's")
+			require.Empty(t, r.Error, "the previous error is not read back")
+		}
+		var row models.Job
+		require.NoError(t, db.Take(&row, held.ID).Error)
+		require.Equal(t, other, *row.LeaseID, "a row held by another lease is left alone")
+	})
+}

@@ -1,4 +1,4 @@
-package jobs
+package secretfields
 
 import (
 	"html"
@@ -47,8 +47,8 @@ func TestScrubAnyCaseAndHTMLEscaped(t *testing.T) {
 		{"a & b &amp; c &#; &#xZZ; &nosuch; &", "a & b &amp; c &#; &#xZZ; &nosuch; &"},
 		{"twice: " + tokA + strings.ToLower(tokA) + " end", "twice: [redacted] end"},
 	} {
-		if got := scrub(tc.text, secrets); got != tc.want {
-			t.Errorf("scrub(%q)\n got %q\nwant %q", tc.text, got, tc.want)
+		if got := Scrub(tc.text, secrets); got != tc.want {
+			t.Errorf("Scrub(%q)\n got %q\nwant %q", tc.text, got, tc.want)
 		}
 	}
 }
@@ -69,9 +69,9 @@ func FuzzScrub(f *testing.F) {
 			return
 		}
 		for _, variant := range []string{secret, strings.ToUpper(secret), strings.ToLower(secret), html.EscapeString(secret)} {
-			out := scrub(text+variant+text, []string{secret})
+			out := Scrub(text+variant+text, []string{secret})
 			if strings.Contains(out, variant) {
-				t.Fatalf("scrub(%q, %q) = %q keeps %q", text+variant+text, secret, out, variant)
+				t.Fatalf("Scrub(%q, %q) = %q keeps %q", text+variant+text, secret, out, variant)
 			}
 		}
 	})
