@@ -103,8 +103,23 @@ func (j *jobhookBench) insert(ctx context.Context, sentNanos int64) error {
 	return err
 }
 
-// batch reports no batch API: jobs.Service has no CreateMany yet.
-func (j *jobhookBench) batch(context.Context, int, int) ([]timed, error) { return nil, nil }
+// batch times Service.CreateMany (one multi-row INSERT and one enqueue
+// per batch), in batches of size, reported beside River's InsertMany.
+func (j *jobhookBench) batch(ctx context.Context, n, size int) ([]timed, error) {
+	size = min(size, jobs.MaxBatchSize)
+	reqs := make([]jobs.CreateRequest, 0, size)
+	start := time.Now()
+	for left := n; left > 0; left -= len(reqs) {
+		reqs = reqs[:0]
+		for range min(size, left) {
+			reqs = append(reqs, jobs.CreateRequest{UserID: "bench", Type: noopType, Payload: payload(0)})
+		}
+		if _, err := j.svc.CreateMany(ctx, reqs); err != nil {
+			return nil, fmt.Errorf("CreateMany: %w", err)
+		}
+	}
+	return []timed{{api: metricBatchMany, d: time.Since(start)}}, nil
+}
 
 func (j *jobhookBench) preload(ctx context.Context, m int) error {
 	_, err := createParallel(ctx, j, m, 16)

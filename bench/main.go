@@ -6,8 +6,9 @@
 //  1. create: 16 goroutines insert N no-op jobs through each library's
 //     ordinary insert call (jobs.Service.Create, Client.Insert,
 //     Client.Enqueue).
-//  2. batch create: River's InsertMany and InsertManyFast (COPY), in
-//     batches; jobhook and asynq have no batch create.
+//  2. batch create: jobhook's Service.CreateMany (beside InsertMany) and
+//     River's InsertMany and InsertManyFast (COPY), in batches; asynq has
+//     no batch create.
 //  3. drain: M no-op jobs are preloaded, then timed until all are
 //     completed at concurrency 50.
 //  4. latency: jobs are inserted at a fixed rate while the workers run;

@@ -14,6 +14,9 @@ const (
 	CodeInvalidMaxAttempts          = "invalid_max_attempts"
 	CodeInvalidScheduledFor         = "invalid_scheduled_for"
 	CodeInvalidIdempotencyKey       = "invalid_idempotency_key"
+	CodeInvalidBatch                = "invalid_batch"
+	CodeEmptyBatch                  = "empty_batch"
+	CodeBatchTooLarge               = "batch_too_large"
 	CodeInvalidJobID                = "invalid_job_id"
 	CodeInvalidStatus               = "invalid_status"
 	CodeInvalidCursor               = "invalid_cursor"
@@ -70,6 +73,8 @@ var ErrorCodes = []ErrorCode{
 	{CodeInvalidMaxAttempts, http.StatusBadRequest, "maxAttempts not an integer literal, or outside 1–25"},
 	{CodeInvalidScheduledFor, http.StatusBadRequest, "scheduledFor not an RFC 3339 string, or outside the years 1970–9999"},
 	{CodeInvalidIdempotencyKey, http.StatusBadRequest, "Idempotency-Key longer than 255 bytes, not UTF-8, or holding a control character"},
+	{CodeInvalidBatch, http.StatusBadRequest, "POST /api/jobs/batch: jobs is not a list, or jobs of it are invalid; errors lists each by index with the code POST /api/jobs would send, and nothing is stored"},
+	{CodeEmptyBatch, http.StatusBadRequest, "POST /api/jobs/batch without jobs, or with an empty list"},
 	{CodeInvalidJobID, http.StatusBadRequest, ":id is not a positive 64-bit integer"},
 	{CodeInvalidStatus, http.StatusBadRequest, "?status= is not a job status"},
 	{CodeInvalidCursor, http.StatusBadRequest, "?cursor= is not one this server returned"},
@@ -91,7 +96,8 @@ var ErrorCodes = []ErrorCode{
 	{CodeJobNotReschedulable, http.StatusConflict, "the job is neither pending nor scheduled"},
 	{CodeJobNotRetryable, http.StatusConflict, "the job has not failed"},
 	{CodePayloadTooLarge, http.StatusRequestEntityTooLarge, "payload over MAX_PAYLOAD_BYTES as sent, or as stored with its numbers written out in full (1e308 is 309 digits)"},
-	{CodeRequestTooLarge, http.StatusRequestEntityTooLarge, "request body over BODY_LIMIT_BYTES"},
+	{CodeBatchTooLarge, http.StatusRequestEntityTooLarge, "POST /api/jobs/batch with more than 1000 jobs"},
+	{CodeRequestTooLarge, http.StatusRequestEntityTooLarge, "request body over BODY_LIMIT_BYTES (BATCH_BODY_LIMIT_BYTES for POST /api/jobs/batch)"},
 	{CodeExpectationFailed, http.StatusExpectationFailed, `an Expect header other than "100-continue"`},
 	{CodeRateLimited, http.StatusTooManyRequests, "over the per-user creation rate (Retry-After says when to retry)"},
 	{CodeTooManyAuthFailures, http.StatusTooManyRequests, "a failing /api/workers call from an address over the failure limit (Retry-After); a valid credential is still let in"},

@@ -23,7 +23,9 @@ type APIError struct {
 	Code    string            `json:"code"`
 	Message string            `json:"message"`
 	Fields  []jobs.FieldError `json:"fields,omitempty"`
-	Err     error             `json:"-"`
+	// Errors lists the invalid jobs of a refused batch (invalid_batch).
+	Errors []BatchItemError `json:"errors,omitempty"`
+	Err    error            `json:"-"`
 }
 
 // Error returns the code and message, and the cause when there is one.
@@ -65,6 +67,7 @@ func errRequestTooLarge(limit int64) *APIError {
 func toAPIError(err error) *APIError {
 	var (
 		ae  *APIError
+		be  *jobs.BatchError
 		ve  *jobs.ValidationError
 		he  *echo.HTTPError
 		mbe *http.MaxBytesError
@@ -72,6 +75,14 @@ func toAPIError(err error) *APIError {
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &be):
+		return &APIError{Status: http.StatusBadRequest, Code: CodeInvalidBatch,
+			Message: fmt.Sprintf("%d jobs of the batch are invalid (errors lists them); nothing was created", len(be.Items)),
+			Errors:  batchErrors(be), Err: err}
+	case errors.Is(err, jobs.ErrEmptyBatch):
+		return apiError(http.StatusBadRequest, CodeEmptyBatch, "a batch needs at least one job")
+	case errors.Is(err, jobs.ErrBatchTooLarge):
+		return apiError(http.StatusRequestEntityTooLarge, CodeBatchTooLarge, fmt.Sprintf("a batch holds at most %d jobs", jobs.MaxBatchSize))
 	case errors.As(err, &ve):
 		// A code jobs.Service or a job type returns is passed through when
 		// it is one of ErrorCodes (with its status), else sent as

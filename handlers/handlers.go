@@ -10,6 +10,8 @@
 //	GET  /healthz              200 {"status":"ok"} while the process is up
 //	GET  /readyz               200 {"status":"ready","checks":{...}} or 503 not_ready
 //	POST /api/jobs             create a job: 201 {"jobId":1,"status":"pending"}, 200 on an Idempotency-Key replay
+//	POST /api/jobs/batch       create up to 1000 jobs, all or nothing: {"jobs":[…]} → 201
+//	                           {"jobs":[{"created":true,"job":{"jobId":1,"status":"pending"}},…]}
 //	GET  /api/jobs             list own jobs: ?status=&type=&cursor=&limit= → {"jobs":[...],"nextCursor":"..."}
 //	GET  /api/jobs/:id         one own job: the bare job object plus "history", its finished attempts
 //	POST /api/jobs/:id/cancel  cancel a pending or scheduled job → the job
@@ -73,6 +75,9 @@ const (
 	DefaultDrainBudget = 2 * time.Minute
 	// DefaultBodyLimit caps request bodies: 1 MiB.
 	DefaultBodyLimit = 1 << 20
+	// DefaultBatchBodyLimit caps the body of POST /api/jobs/batch: 16 MiB,
+	// room for jobs.MaxBatchSize jobs of 16 KiB each.
+	DefaultBatchBodyLimit = 16 << 20
 	// DefaultRequestTimeout bounds each /api/jobs request.
 	DefaultRequestTimeout = 10 * time.Second
 	// DefaultReadyTimeout bounds the dependency checks of /readyz.
@@ -125,6 +130,9 @@ type Config struct {
 	// BodyLimit caps every request body, in bytes; a larger one is 413
 	// request_too_large. Defaults to DefaultBodyLimit.
 	BodyLimit int64
+	// BatchBodyLimit caps the body of POST /api/jobs/batch instead, in
+	// bytes. Defaults to DefaultBatchBodyLimit.
+	BatchBodyLimit int64
 
 	// Ready checks the dependencies for /readyz. Defaults to Service.Ready.
 	Ready ReadyFunc
@@ -177,6 +185,8 @@ func (c Config) Validate() error {
 		return errors.New("handlers: Config.DrainBudget cannot be negative")
 	case c.BodyLimit < 0:
 		return errors.New("handlers: Config.BodyLimit cannot be negative")
+	case c.BatchBodyLimit < 0:
+		return errors.New("handlers: Config.BatchBodyLimit cannot be negative")
 	}
 	return nil
 }
@@ -188,6 +198,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BodyLimit == 0 {
 		c.BodyLimit = DefaultBodyLimit
+	}
+	if c.BatchBodyLimit == 0 {
+		c.BatchBodyLimit = DefaultBatchBodyLimit
 	}
 	if c.Ready == nil {
 		c.Ready = c.Service.Ready
@@ -273,6 +286,7 @@ func New(cfg Config) *echo.Echo {
 	e.HEAD("/readyz", s.readyz)
 
 	e.POST("/api/jobs", s.createJob, s.requireUser, s.timeout)
+	e.POST(batchRoute, s.createJobs, s.requireUser, s.timeout)
 	e.GET("/api/jobs", s.listJobs, s.requireUser, s.timeout)
 	e.HEAD("/api/jobs", s.listJobs, s.requireUser, s.timeout)
 	e.GET("/api/jobs/:id", s.getJob, s.requireUser, s.timeout)
@@ -461,17 +475,25 @@ func (s *server) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// limitBody refuses a body announced as larger than BodyLimit at once and
-// caps every other one, so reading past the limit fails with
-// *http.MaxBytesError (413 request_too_large).
+// batchRoute is the route of batch creates, whose bodies may be larger.
+const batchRoute = "/api/jobs/batch"
+
+// limitBody refuses a body announced as larger than BodyLimit (or
+// BatchBodyLimit on the batch route) at once and caps every other one, so
+// reading past the limit fails with *http.MaxBytesError (413
+// request_too_large).
 func (s *server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		if req.ContentLength > s.cfg.BodyLimit {
-			return errRequestTooLarge(s.cfg.BodyLimit)
+		limit := s.cfg.BodyLimit
+		if c.Path() == batchRoute {
+			limit = s.cfg.BatchBodyLimit
+		}
+		if req.ContentLength > limit {
+			return errRequestTooLarge(limit)
 		}
 		if req.Body != nil && req.Body != http.NoBody {
-			req.Body = http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit)
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
 		}
 		return next(c)
 	}

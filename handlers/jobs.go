@@ -265,23 +265,37 @@ func decodeCreateJob(body []byte) (jobs.CreateRequest, error) {
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
 		return req, badRequest(CodeInvalidJSON, "", "the request body must be a JSON object")
 	}
+	if err := onlyFields(fields, createFields); err != nil {
+		return req, err
+	}
+	return decodeJobFields(fields)
+}
 
+// onlyFields refuses the fields of an object that are not in allowed,
+// naming each (400 unknown_field).
+func onlyFields(fields map[string]json.RawMessage, allowed []string) error {
 	var unknown []string
 	for name := range fields {
-		if !slices.Contains(createFields, name) {
+		if !slices.Contains(allowed, name) {
 			unknown = append(unknown, name)
 		}
 	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		ve := &jobs.ValidationError{Code: CodeUnknownField,
-			Message: fmt.Sprintf("unknown field %q; the fields are %s", unknown[0], strings.Join(createFields, ", "))}
-		for _, name := range unknown {
-			ve.Fields = append(ve.Fields, jobs.FieldError{Field: name, Message: "unknown field"})
-		}
-		return req, ve
+	if len(unknown) == 0 {
+		return nil
 	}
+	slices.Sort(unknown)
+	ve := &jobs.ValidationError{Code: CodeUnknownField,
+		Message: fmt.Sprintf("unknown field %q; the fields are %s", unknown[0], strings.Join(allowed, ", "))}
+	for _, name := range unknown {
+		ve.Fields = append(ve.Fields, jobs.FieldError{Field: name, Message: "unknown field"})
+	}
+	return ve
+}
 
+// decodeJobFields reads the fields of a job, as POST /api/jobs takes
+// them, into a CreateRequest.
+func decodeJobFields(fields map[string]json.RawMessage) (jobs.CreateRequest, error) {
+	var req jobs.CreateRequest
 	if raw, ok := fields["type"]; ok {
 		if err := json.Unmarshal(raw, &req.Type); err != nil || isNull(raw) {
 			return req, badRequest(CodeInvalidType, "type", "type must be a string")

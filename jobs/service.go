@@ -174,68 +174,14 @@ func (s *Service) Validate(req *CreateRequest) error {
 // the same Idempotency-Key). If the enqueue fails after the insert, the job
 // is still created: the reconciler enqueues it later.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, bool, error) {
-	if err := s.Validate(&req); err != nil {
-		return nil, false, s.scrubValidation(req, err)
-	}
-	if err := s.sealSecrets(&req); err != nil {
+	if err := s.prepare(&req); err != nil {
 		return nil, false, err
 	}
-	if req.IdempotencyKey != "" {
-		if job, err := s.byIdempotencyKey(ctx, req.UserID, req.ParentID, req.IdempotencyKey); err == nil {
-			return s.redact(job), false, nil
-		} else if !errors.Is(err, ErrNotFound) {
-			return nil, false, err
-		}
+	out, err := s.insertJobs(ctx, []CreateRequest{req})
+	if err != nil {
+		return nil, false, err
 	}
-	now := s.cfg.Clock.Now().UTC()
-	job := &models.Job{
-		UserID:      req.UserID,
-		Type:        req.Type,
-		Status:      models.StatusPending,
-		Priority:    req.Priority,
-		Payload:     models.JSON(req.Payload),
-		MaxAttempts: req.MaxAttempts,
-		NextRunAt:   now,
-		CreatedAt:   now,
-		UpdatedAt:   now,
-	}
-	if req.ScheduledFor != nil {
-		at := req.ScheduledFor.UTC()
-		job.ScheduledFor = &at
-		if at.After(now) {
-			job.Status = models.StatusScheduled
-			job.NextRunAt = at
-		}
-	}
-	if req.IdempotencyKey != "" {
-		key := req.IdempotencyKey
-		job.IdempotencyKey = &key
-	}
-	job.ParentID = req.ParentID
-	if err := s.cfg.DB.WithContext(ctx).Create(job).Error; err != nil {
-		if errors.Is(err, gorm.ErrDuplicatedKey) && req.IdempotencyKey != "" {
-			// A concurrent create with the same key won the race.
-			existing, ferr := s.byIdempotencyKey(ctx, req.UserID, req.ParentID, req.IdempotencyKey)
-			if ferr == nil {
-				return s.redact(existing), false, nil
-			}
-		}
-		return nil, false, fmt.Errorf("create job: insert: %w: %w", ErrUnavailable, err)
-	}
-	log := s.log.With("job_id", job.ID, "type", job.Type)
-	if job.Status == models.StatusScheduled {
-		s.publishScheduled(ctx, log, job)
-	}
-	if job.Status == models.StatusPending {
-		if err := s.cfg.Queue.Enqueue(ctx, Item{ID: job.ID, Priority: job.Priority}); err != nil {
-			// The row is the truth: the reconciler enqueues it again.
-			log.Warn("job stored but not enqueued; the reconciler will enqueue it", "err", err)
-		} else if s.cfg.Notify != nil {
-			s.cfg.Notify(ctx)
-		}
-	}
-	log.Info("job created", "status", job.Status, "priority", job.Priority)
-	return s.redact(job), true, nil
+	return out[0].Job, out[0].Created, nil
 }
 
 // publishScheduled asks the Publisher to deliver a scheduled job at its
@@ -350,27 +296,6 @@ func (s *Service) Deliver(ctx context.Context, id int64) (bool, error) {
 	}
 	s.log.Info("scheduled job delivered", "job_id", id)
 	return true, nil
-}
-
-// byIdempotencyKey finds the job created earlier with key. A user's own keys
-// and the keys of a parent's children are separate spaces (migration 00006),
-// so no key a user chooses can ever match a child.
-func (s *Service) byIdempotencyKey(ctx context.Context, userID string, parentID *int64, key string) (*models.Job, error) {
-	var job models.Job
-	q := s.cfg.DB.WithContext(ctx).Where("user_id = ? AND idempotency_key = ?", userID, key)
-	if parentID != nil {
-		q = q.Where("parent_id = ?", *parentID)
-	} else {
-		q = q.Where("parent_id IS NULL")
-	}
-	err := q.Take(&job).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("find job by idempotency key: %w: %w", ErrUnavailable, err)
-	}
-	return &job, nil
 }
 
 // Get returns a user's job. Another user's job is ErrNotFound, so ids

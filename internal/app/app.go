@@ -223,6 +223,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		WorkerSecret:    cfg.WorkerSecret,
 		DrainBudget:     cfg.DrainBudget,
 		BodyLimit:       cfg.BodyLimitBytes,
+		BatchBodyLimit:  cfg.BatchBodyLimitBytes,
 		Logger:          log,
 	}
 	if signingCurrent != "" || signingNext != "" {

@@ -187,6 +187,8 @@ type Config struct {
 	MaxPayloadBytes int `env:"MAX_PAYLOAD_BYTES" doc:"largest job payload"`
 	// BodyLimitBytes limits a request body.
 	BodyLimitBytes int64 `env:"BODY_LIMIT_BYTES" doc:"largest request body"`
+	// BatchBodyLimitBytes limits the body of POST /api/jobs/batch.
+	BatchBodyLimitBytes int64 `env:"BATCH_BODY_LIMIT_BYTES" doc:"largest POST /api/jobs/batch body"`
 
 	// InProcessWorker also runs drains inside serve: right after each
 	// create, and every InProcessInterval, for deployments that are not
@@ -254,6 +256,7 @@ func defaults() Config {
 		LeaseDuration:               jobs.DefaultLeaseDuration,
 		MaxPayloadBytes:             jobs.DefaultMaxPayloadBytes,
 		BodyLimitBytes:              handlers.DefaultBodyLimit,
+		BatchBodyLimitBytes:         handlers.DefaultBatchBodyLimit,
 		InProcessInterval:           DefaultInProcessInterval,
 		OpenAIBaseURL:               tasks.OpenAIBaseURLDefault,
 		OpenAITextModel:             tasks.OpenAITextModelDefault,
@@ -471,6 +474,12 @@ var rules = []rule{
 	{reads: []string{"BODY_LIMIT_BYTES", "MAX_PAYLOAD_BYTES"}, check: func(c *Config) string {
 		if c.BodyLimitBytes < int64(c.MaxPayloadBytes) {
 			return "BODY_LIMIT_BYTES must be at least MAX_PAYLOAD_BYTES"
+		}
+		return ""
+	}},
+	{reads: []string{"BATCH_BODY_LIMIT_BYTES", "MAX_PAYLOAD_BYTES"}, check: func(c *Config) string {
+		if c.BatchBodyLimitBytes < int64(c.MaxPayloadBytes) {
+			return "BATCH_BODY_LIMIT_BYTES must be at least MAX_PAYLOAD_BYTES"
 		}
 		return ""
 	}},

@@ -36,6 +36,7 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{map[string]string{"JOB_TIMEOUT": "soon"}, "JOB_TIMEOUT"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{map[string]string{"MAX_PAYLOAD_BYTES": "2000000"}, "BODY_LIMIT_BYTES must be at least MAX_PAYLOAD_BYTES"},
+		{map[string]string{"BATCH_BODY_LIMIT_BYTES": "1000"}, "BATCH_BODY_LIMIT_BYTES must be at least MAX_PAYLOAD_BYTES"},
 		{map[string]string{"QSTASH_TOKEN": "t"}, "QSTASH_TOKEN is set but QSTASH_CURRENT_SIGNING_KEY"},
 		{map[string]string{"TRIGGER_WINDOW": "10ms"}, "TRIGGER_WINDOW must be at least 1s"},
 	} {

@@ -1,0 +1,302 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jobhook/jobhook/jobs/internal/store"
+	"github.com/jobhook/jobhook/models"
+)
+
+// MaxBatchSize is the limit on the jobs one CreateMany call (one
+// POST /api/jobs/batch) creates.
+const MaxBatchSize = 1000
+
+// ErrEmptyBatch is returned by CreateMany for a batch without jobs.
+var ErrEmptyBatch = errors.New("a batch needs at least one job")
+
+// ErrBatchTooLarge is returned by CreateMany for a batch of more than
+// MaxBatchSize jobs.
+var ErrBatchTooLarge = fmt.Errorf("a batch holds at most %d jobs", MaxBatchSize)
+
+// ItemError is why one job of a batch is invalid.
+type ItemError struct {
+	// Index is the job's position in the batch, from 0.
+	Index int
+	// Err is the error Create would return for the job alone.
+	Err *ValidationError
+}
+
+// BatchError is returned by CreateMany when jobs of the batch are invalid;
+// nothing of the batch was stored. Items lists every invalid job, by
+// index.
+type BatchError struct {
+	Items []ItemError
+}
+
+// Error names how many jobs are invalid and why, the first few by index.
+func (e *BatchError) Error() string {
+	const shown = 3
+	parts := make([]string, 0, shown)
+	for _, it := range e.Items[:min(shown, len(e.Items))] {
+		parts = append(parts, "job "+strconv.Itoa(it.Index)+": "+it.Err.Error())
+	}
+	if len(e.Items) > shown {
+		parts = append(parts, "…")
+	}
+	return fmt.Sprintf("%d jobs of the batch are invalid, nothing was created: %s", len(e.Items), strings.Join(parts, "; "))
+}
+
+// Created is one job of a batch as CreateMany returns it.
+type Created struct {
+	Job *models.Job
+	// Created is false when the job existed already: an earlier job with
+	// the same Idempotency-Key, or an earlier job of the same batch.
+	Created bool
+}
+
+// CreateMany validates and stores up to MaxBatchSize jobs at once, and
+// enqueues those due now. It is all or nothing:
+//
+//   - Each job is checked exactly as Create checks it. If any is invalid,
+//     nothing is stored and the error is a *BatchError listing every
+//     invalid job by index. An error that is not about one job (an
+//     operator's request, ErrSecretsUnconfigured) is returned as it is.
+//   - Otherwise the new jobs are stored together: on Postgres one
+//     multi-row INSERT, on SQLite one transaction. Every job due now is
+//     then enqueued in one Redis call, in the batch's order (so jobs of
+//     equal priority run in that order), and Notify is called once;
+//     scheduled jobs are published as Create publishes them.
+//
+// Idempotency keys are honoured per job: a job whose key an earlier job
+// holds is that job (Created false), and so is a job whose key an earlier
+// job of the same batch carries (the first one wins, as two Creates in a
+// row would). A concurrent create that takes a key first does not fail
+// the batch: its job is returned for that key.
+//
+// The result has one entry per request, in the same order. If the enqueue
+// fails after the insert, the jobs are still created: the reconciler
+// enqueues them later.
+func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) ([]Created, error) {
+	if len(reqs) == 0 {
+		return nil, ErrEmptyBatch
+	}
+	if len(reqs) > MaxBatchSize {
+		return nil, fmt.Errorf("create %d jobs: %w", len(reqs), ErrBatchTooLarge)
+	}
+	prepared, err := s.prepareMany(reqs)
+	if err != nil {
+		return nil, err
+	}
+	return s.insertJobs(ctx, prepared)
+}
+
+// ValidateMany checks each request as CreateMany does (Validate, and the
+// shape of its secret fields), without touching any backend and without
+// changing reqs. Invalid requests give a *BatchError listing them by
+// index; the batch's size is not checked.
+func (s *Service) ValidateMany(reqs []CreateRequest) error {
+	_, err := s.prepareMany(reqs)
+	return err
+}
+
+// prepareMany prepares a copy of every request, or reports every invalid
+// one.
+func (s *Service) prepareMany(reqs []CreateRequest) ([]CreateRequest, error) {
+	prepared := slices.Clone(reqs)
+	var bad []ItemError
+	for i := range prepared {
+		if err := s.prepare(&prepared[i]); err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				return nil, fmt.Errorf("create batch: job %d: %w", i, err)
+			}
+			bad = append(bad, ItemError{Index: i, Err: ve})
+		}
+	}
+	if len(bad) > 0 {
+		return nil, &BatchError{Items: bad}
+	}
+	return prepared, nil
+}
+
+// prepare validates a request as Create does (its error scrubbed of the
+// request's secrets) and seals its secret fields.
+func (s *Service) prepare(req *CreateRequest) error {
+	if err := s.Validate(req); err != nil {
+		return s.scrubValidation(*req, err)
+	}
+	return s.sealSecrets(req)
+}
+
+// newJob is the row a prepared request stores.
+func (s *Service) newJob(req CreateRequest) *models.Job {
+	now := s.cfg.Clock.Now().UTC()
+	job := &models.Job{
+		UserID:      req.UserID,
+		Type:        req.Type,
+		Status:      models.StatusPending,
+		Priority:    req.Priority,
+		Payload:     models.JSON(req.Payload),
+		MaxAttempts: req.MaxAttempts,
+		NextRunAt:   now,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+		ParentID:    req.ParentID,
+	}
+	if req.ScheduledFor != nil {
+		at := req.ScheduledFor.UTC()
+		job.ScheduledFor = &at
+		if at.After(now) {
+			job.Status = models.StatusScheduled
+			job.NextRunAt = at
+		}
+	}
+	if req.IdempotencyKey != "" {
+		key := req.IdempotencyKey
+		job.IdempotencyKey = &key
+	}
+	return job
+}
+
+// insertJobs stores prepared requests (those whose keys are new), then
+// publishes the scheduled ones, enqueues those due now in one call and
+// notifies once. It returns every job, redacted, in request order.
+func (s *Service) insertJobs(ctx context.Context, reqs []CreateRequest) ([]Created, error) {
+	out := make([]Created, len(reqs))
+	rows := make([]*models.Job, len(reqs))
+	sameAs := make(map[int]int) // a job of the batch -> the earlier one with its key
+	first := make(map[store.Key]int)
+	var keys []store.Key
+	for i, req := range reqs {
+		rows[i] = s.newJob(req)
+		if k, ok := store.KeyOf(rows[i]); ok {
+			if j, seen := first[k]; seen {
+				sameAs[i] = j
+				continue
+			}
+			first[k] = i
+			keys = append(keys, k)
+		}
+	}
+	existing, err := s.byIdempotencyKeys(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	var fresh []*models.Job
+	var freshIdx []int
+	for i, row := range rows {
+		if _, dup := sameAs[i]; dup {
+			continue
+		}
+		if k, ok := store.KeyOf(row); ok && existing[k] != nil {
+			continue
+		}
+		fresh, freshIdx = append(fresh, row), append(freshIdx, i)
+	}
+	inserted, err := s.store.Insert(ctx, fresh)
+	if err != nil {
+		return nil, fmt.Errorf("create job: insert: %w: %w", ErrUnavailable, err)
+	}
+	// A concurrent create took these keys between the lookup and the
+	// insert: its jobs are the ones to return.
+	var taken []store.Key
+	for n, ok := range inserted {
+		if ok {
+			out[freshIdx[n]] = Created{Job: fresh[n], Created: true}
+			continue
+		}
+		k, hasKey := store.KeyOf(fresh[n])
+		if !hasKey {
+			return nil, fmt.Errorf("create job: insert: %w: a job without an idempotency key was not written", ErrUnavailable)
+		}
+		taken = append(taken, k)
+	}
+	winners, err := s.byIdempotencyKeys(ctx, taken)
+	if err != nil {
+		return nil, err
+	}
+	for k, j := range winners {
+		existing[k] = j
+	}
+	for i, row := range rows {
+		if out[i].Job != nil {
+			continue
+		}
+		if _, dup := sameAs[i]; dup {
+			continue
+		}
+		k, _ := store.KeyOf(row)
+		j := existing[k]
+		if j == nil {
+			return nil, fmt.Errorf("create job: the job holding idempotency key %q was not found: %w", k.Key, ErrUnavailable)
+		}
+		out[i] = Created{Job: j}
+	}
+	s.announce(ctx, out)
+	for i := range out {
+		if _, dup := sameAs[i]; !dup {
+			s.redact(out[i].Job)
+		}
+	}
+	for i, j := range sameAs {
+		job := *out[j].Job
+		out[i] = Created{Job: &job}
+	}
+	return out, nil
+}
+
+// byIdempotencyKeys finds the jobs created earlier with keys.
+func (s *Service) byIdempotencyKeys(ctx context.Context, keys []store.Key) (map[store.Key]*models.Job, error) {
+	if len(keys) == 0 {
+		return map[store.Key]*models.Job{}, nil
+	}
+	found, err := s.store.ByIdempotencyKeys(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("create job: %w: %w", ErrUnavailable, err)
+	}
+	return found, nil
+}
+
+// announce publishes the new scheduled jobs, enqueues the new jobs due
+// now in one call and, when any was enqueued, notifies once.
+func (s *Service) announce(ctx context.Context, out []Created) {
+	var items []Item
+	var scheduled int
+	for _, c := range out {
+		if !c.Created {
+			continue
+		}
+		job := c.Job
+		switch job.Status {
+		case models.StatusScheduled:
+			scheduled++
+			s.publishScheduled(ctx, s.log.With("job_id", job.ID, "type", job.Type), job)
+		case models.StatusPending:
+			items = append(items, Item{ID: job.ID, Priority: job.Priority})
+		}
+	}
+	log := s.log
+	if len(out) == 1 {
+		log = s.log.With("job_id", out[0].Job.ID, "type", out[0].Job.Type)
+	}
+	if len(items) > 0 {
+		if err := s.cfg.Queue.Enqueue(ctx, items...); err != nil {
+			// The rows are the truth: the reconciler enqueues them again.
+			log.Warn("jobs stored but not enqueued; the reconciler will enqueue them", "jobs", len(items), "err", err)
+		} else if s.cfg.Notify != nil {
+			s.cfg.Notify(ctx)
+		}
+	}
+	if len(out) == 1 {
+		if out[0].Created {
+			log.Info("job created", "status", out[0].Job.Status, "priority", out[0].Job.Priority)
+		}
+		return
+	}
+	log.Info("jobs created", "batch", len(out), "created", len(items)+scheduled, "pending", len(items), "scheduled", scheduled)
+}
