@@ -114,7 +114,7 @@ func (j *jobhookBench) batch(ctx context.Context, n, size int) ([]timed, error) 
 		for range min(size, left) {
 			reqs = append(reqs, jobs.CreateRequest{UserID: "bench", Type: noopType, Payload: payload(0)})
 		}
-		if _, err := j.svc.CreateMany(ctx, reqs); err != nil {
+		if _, err := j.eng.Service().CreateMany(ctx, reqs); err != nil {
 			return nil, fmt.Errorf("CreateMany: %w", err)
 		}
 	}
