@@ -370,12 +370,27 @@ func (s *Store) applyRunningPostgres(db *gorm.DB, updates []Update, idx []int) (
 			args = append(args, u.Fence.ID, u.Fence.Attempt, u.Fence.LeaseID, string(t.kind), status, result, Truncate(t.err), at, now, started, u.outcome())
 		}
 		args = append(args, created)
-		var rows []returned
+		// Rows, not Scan: Scan renders the whole statement with its values
+		// for the logger even when nothing is logged.
 		q := fmt.Sprintf(pgBatch, strings.Join(values, ", "))
-		if err := db.Raw(q, args...).Scan(&rows).Error; err != nil {
+		rows, err := db.Raw(q, args...).Rows()
+		if err != nil {
 			return nil, err
 		}
-		all = append(all, rows...)
+		for rows.Next() {
+			var r returned
+			if err := rows.Scan(&r.ID, &r.Status, &r.Priority, &r.ParentID); err != nil {
+				_ = rows.Close()
+				return nil, err
+			}
+			all = append(all, r)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
 	return all, nil
 }
