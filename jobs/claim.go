@@ -1,0 +1,112 @@
+package jobs
+
+// Claims: jobs taken from the queue and moved to processing under a lease.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jobhook/jobhook/models"
+)
+
+// claim takes up to n jobs from the queue and moves their rows from pending
+// to processing in one statement. Ids whose rows are not pending and due
+// are dropped from the queue (or, if pending but not due, delayed) and
+// counted as skipped.
+func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
+	lease := w.cfg.LeaseDuration
+	ids, err := w.cfg.Queue.Claim(ctx, n, lease)
+	if err != nil || len(ids) == 0 {
+		return nil, 0, err
+	}
+	rows, err := w.claimRows(ctx, ids, lease)
+	if err != nil {
+		// The rows are unchanged: hand the ids back so nothing is lost.
+		items := make([]Item, len(ids))
+		for i, id := range ids {
+			items[i] = Item{ID: id}
+		}
+		if rerr := w.cfg.Queue.Release(ctx, items...); rerr != nil {
+			w.log.Error("claimed jobs neither started nor released; the reconciler will restore them", "err", rerr)
+		}
+		return nil, 0, fmt.Errorf("drain: %w: %w", ErrUnavailable, err)
+	}
+	// Keep queue order: RETURNING gives no order guarantee.
+	pos := make(map[int64]int, len(ids))
+	for i, id := range ids {
+		pos[id] = i
+	}
+	slices.SortFunc(rows, func(a, b models.Job) int { return pos[a.ID] - pos[b.ID] })
+	if len(rows) == len(ids) {
+		return rows, 0, nil
+	}
+	claimed := make(map[int64]bool, len(rows))
+	for _, r := range rows {
+		claimed[r.ID] = true
+	}
+	var others []int64
+	for _, id := range ids {
+		if !claimed[id] {
+			others = append(others, id)
+		}
+	}
+	if err := w.settleSkipped(ctx, others); err != nil {
+		w.log.Warn("settling skipped jobs", "err", err)
+	}
+	return rows, len(others), nil
+}
+
+// claimRows moves the rows of claimed ids to processing. A transient
+// failure (a connection lost, a deadline) is retried with the same lease id
+// a few times, at most claimRetryFor: the claim is fenced by its lease id,
+// so rows a lost try already claimed come back unchanged.
+func (w *Worker) claimRows(ctx context.Context, ids []int64, lease time.Duration) ([]models.Job, error) {
+	leaseID := newLeaseID()
+	give := time.Now().Add(claimRetryFor)
+	wait := completerRetryFirst
+	for try := 1; ; try++ {
+		tctx, cancel := context.WithTimeout(ctx, completerTryTimeout)
+		rows, err := w.store.Claim(tctx, ids, w.cfg.Clock.Now(), lease, leaseID)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().Add(wait).After(give) {
+			return rows, err
+		}
+		w.log.Warn("claim failed; retrying", "count", len(ids), "try", try, "in", wait, "err", err)
+		if sleepCtx(ctx, wait) != nil {
+			return nil, err
+		}
+		wait = min(2*wait, completerRetryMax)
+	}
+}
+
+// settleSkipped handles claimed ids whose rows could not be moved to
+// processing: a pending job that is not due yet goes back to delayed; any
+// other (finished, cancelled, scheduled, running elsewhere, deleted) leaves
+// the queue.
+func (w *Worker) settleSkipped(ctx context.Context, ids []int64) error {
+	rows, err := w.store.Lookup(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("skipped jobs: %w", err)
+	}
+	drop := slices.Clone(ids)
+	for _, r := range rows {
+		if r.Status == models.StatusPending {
+			if err := w.cfg.Queue.EnqueueAt(ctx, r.NextRunAt, Item{ID: r.ID, Priority: r.Priority}); err != nil {
+				return err
+			}
+			drop = slices.DeleteFunc(drop, func(id int64) bool { return id == r.ID })
+		}
+	}
+	return w.cfg.Queue.Ack(ctx, drop...)
+}
+
+// newLeaseID returns a random claim id.
+func newLeaseID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
