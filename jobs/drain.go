@@ -22,10 +22,7 @@ import (
 // attempts are recorded as failures to retry.
 func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary, error) {
 	start := time.Now()
-	deadline := start.Add(budget)
 	var sum DrainSummary
-	defer func() { sum.DurationMs = time.Since(start).Milliseconds() }()
-
 	if w.cfg.reconciler != nil {
 		reaped, err := w.cfg.reconciler.Reap(ctx)
 		if err != nil {
@@ -38,6 +35,15 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 		}
 		sum.Reenqueued = res.Enqueued
 	}
+	err := w.drain(ctx, start.Add(budget), budget, &sum)
+	sum.DurationMs = time.Since(start).Milliseconds()
+	return sum, err
+}
+
+// drain is Drain after the reap: it claims and runs jobs until the queue
+// is empty, Shutdown begins or deadline leaves too little room, recording
+// what it did in sum.
+func (w *Worker) drain(ctx context.Context, deadline time.Time, budget time.Duration, sum *DrainSummary) error {
 	// Claim only jobs that can finish within the budget; when even the
 	// longest timeout exceeds the whole budget, claim until its end.
 	reserve := w.maxTimeout()
@@ -46,11 +52,11 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 	}
 	promoted, err := w.promoteScheduled(ctx)
 	if err != nil {
-		return sum, err
+		return err
 	}
 	n, err := w.cfg.Queue.PromoteDue(ctx)
 	if err != nil {
-		return sum, err
+		return err
 	}
 	sum.Promoted = promoted + n
 
@@ -225,7 +231,7 @@ func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary,
 		w.cfg.Notify(ctx)
 	}
 	if loopErr != nil {
-		return sum, loopErr
+		return loopErr
 	}
-	return sum, nil
+	return nil
 }

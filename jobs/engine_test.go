@@ -82,3 +82,24 @@ func TestEngineInProcess(t *testing.T) {
 		require.NoError(t, e.Shutdown(sctx))
 	})
 }
+
+// TestDrainReportsItsDuration: the summary says how long the drain took
+// (it used to be set after the summary was returned, so it was always 0).
+func TestDrainReportsItsDuration(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		reg := jobs.NewRegistry()
+		reg.MustRegister("slow", jobs.HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
+			time.Sleep(30 * time.Millisecond) // the work being measured, not a wait for it
+			return nil, nil
+		}))
+		e, err := jobs.New(jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: quiet()})
+		require.NoError(t, err)
+		_, _, err = e.Service().Create(ctx, jobs.CreateRequest{UserID: "u1", Type: "slow"})
+		require.NoError(t, err)
+		sum, err := e.Worker().Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, 1, sum.Completed)
+		require.GreaterOrEqual(t, sum.DurationMs, int64(30))
+	})
+}

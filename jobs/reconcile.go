@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -125,6 +126,22 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 		missing, err := r.queue.Missing(ctx, ids)
 		if err != nil {
 			return res, fmt.Errorf("reconcile: %w", err)
+		}
+		// A job may have been claimed and finished between the read of
+		// its row and the look into Redis (a drain runs beside the pass):
+		// only the rows still pending are enqueued.
+		if len(missing) > 0 {
+			still, err := store.New(r.db).Lookup(ctx, missing)
+			if err != nil {
+				return res, fmt.Errorf("reconcile: %w: %w", ErrUnavailable, err)
+			}
+			missing = missing[:0]
+			for _, row := range still {
+				if row.Status == models.StatusPending {
+					missing = append(missing, row.ID)
+				}
+			}
+			slices.Sort(missing)
 		}
 		var due []Item
 		for _, id := range missing {
