@@ -92,7 +92,7 @@ func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) ([]Creat
 	if err != nil {
 		return nil, err
 	}
-	return s.insertJobs(ctx, prepared)
+	return s.insertJobs(ctx, prepared, true)
 }
 
 // ValidateMany checks each request as CreateMany does (Validate, and the
@@ -165,8 +165,10 @@ func (s *Service) newJob(req CreateRequest) *models.Job {
 
 // insertJobs stores prepared requests (those whose keys are new), then
 // publishes the scheduled ones, enqueues those due now in one call and
-// notifies once. It returns every job, redacted, in request order.
-func (s *Service) insertJobs(ctx context.Context, reqs []CreateRequest) ([]Created, error) {
+// notifies once. It returns every job, redacted, in request order. batch
+// says whether the requests are one batch (logged as one) or a group of
+// single creates (logged one by one).
+func (s *Service) insertJobs(ctx context.Context, reqs []CreateRequest, batch bool) ([]Created, error) {
 	out := make([]Created, len(reqs))
 	rows := make([]*models.Job, len(reqs))
 	sameAs := make(map[int]int) // a job of the batch -> the earlier one with its key
@@ -237,7 +239,7 @@ func (s *Service) insertJobs(ctx context.Context, reqs []CreateRequest) ([]Creat
 		}
 		out[i] = Created{Job: j}
 	}
-	s.announce(ctx, out)
+	s.announce(ctx, out, batch)
 	for i := range out {
 		if _, dup := sameAs[i]; !dup {
 			s.redact(out[i].Job)
@@ -263,8 +265,9 @@ func (s *Service) byIdempotencyKeys(ctx context.Context, keys []store.Key) (map[
 }
 
 // announce publishes the new scheduled jobs, enqueues the new jobs due
-// now in one call and, when any was enqueued, notifies once.
-func (s *Service) announce(ctx context.Context, out []Created) {
+// now in one call and, when any was enqueued, notifies once; it logs a
+// batch as one line, single creates a line each.
+func (s *Service) announce(ctx context.Context, out []Created, batch bool) {
 	var items []Item
 	var scheduled int
 	for _, c := range out {
@@ -281,7 +284,7 @@ func (s *Service) announce(ctx context.Context, out []Created) {
 		}
 	}
 	log := s.log
-	if len(out) == 1 {
+	if !batch && len(out) == 1 {
 		log = s.log.With("job_id", out[0].Job.ID, "type", out[0].Job.Type)
 	}
 	if len(items) > 0 {
@@ -292,9 +295,11 @@ func (s *Service) announce(ctx context.Context, out []Created) {
 			s.cfg.Notify(ctx)
 		}
 	}
-	if len(out) == 1 {
-		if out[0].Created {
-			log.Info("job created", "status", out[0].Job.Status, "priority", out[0].Job.Priority)
+	if !batch {
+		for _, c := range out {
+			if c.Created {
+				s.log.Info("job created", "job_id", c.Job.ID, "type", c.Job.Type, "status", c.Job.Status, "priority", c.Job.Priority)
+			}
 		}
 		return
 	}

@@ -71,6 +71,8 @@ type Service struct {
 	log   *slog.Logger
 	store *store.Store
 	fin   *finisher
+	// groups gathers concurrent creates into one write.
+	groups createGroups
 }
 
 // NewService returns a Service.
@@ -177,11 +179,11 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, b
 	if err := s.prepare(&req); err != nil {
 		return nil, false, err
 	}
-	out, err := s.insertJobs(ctx, []CreateRequest{req})
+	c, err := s.createGrouped(ctx, req)
 	if err != nil {
 		return nil, false, err
 	}
-	return out[0].Job, out[0].Created, nil
+	return c.Job, c.Created, nil
 }
 
 // publishScheduled asks the Publisher to deliver a scheduled job at its
