@@ -320,12 +320,19 @@ func (q *Queue) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 	return missing, nil
 }
 
-// Renew moves a processing job's lease deadline (only if it is still in
-// processing).
-func (q *Queue) Renew(ctx context.Context, id int64, deadline time.Time) error {
-	err := q.rdb.ZAddXX(ctx, q.Key("processing"), redis.Z{Score: float64(deadline.UnixMilli()), Member: id}).Err()
-	if err != nil {
-		return fmt.Errorf("queue: renew lease of job %d: %w", id, err)
+// RenewMany moves the lease deadline of processing jobs to deadline, in one
+// call (ZADD XX: an id no longer in processing is not added back).
+func (q *Queue) RenewMany(ctx context.Context, deadline time.Time, ids ...int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	score := float64(deadline.UnixMilli())
+	members := make([]redis.Z, len(ids))
+	for i, id := range ids {
+		members[i] = redis.Z{Score: score, Member: id}
+	}
+	if err := q.rdb.ZAddXX(ctx, q.Key("processing"), members...).Err(); err != nil {
+		return fmt.Errorf("queue: renew the leases of %d jobs: %w", len(ids), err)
 	}
 	return nil
 }

@@ -90,6 +90,8 @@ type Worker struct {
 
 	store *store.Store
 	fin   *finisher
+	// beat renews the leases of the jobs running, across drains.
+	beat *heartbeat
 	// testCompleter, when set, adjusts each drain's completer (tests).
 	testCompleter func(*completer)
 }
@@ -117,6 +119,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	abortCtx, abort := context.WithCancel(context.Background())
 	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), abortCtx: abortCtx, abort: abort, running: newRunningSet()}
 	w.store = store.New(cfg.DB)
+	w.beat = newHeartbeat(cfg.LeaseDuration, cfg.Clock, w.store, cfg.Queue, w.log)
 	w.fin = &finisher{store: w.store, queue: cfg.Queue, clock: cfg.Clock, log: w.log, notify: cfg.Notify}
 	return w
 }
@@ -128,6 +131,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 func (w *Worker) Shutdown(ctx context.Context) {
 	w.stopOnce.Do(func() { close(w.stop) })
 	done := w.running.close()
+	defer w.beat.wait() // every handler returned: the ticker ends
 	select {
 	case <-done:
 		return
@@ -198,10 +202,11 @@ const (
 	outcomeSnoozed  // waiting (for its children)
 )
 
-// run runs one claimed job and records its outcome. A heartbeat renews the
-// job's lease while the handler runs; if the lease is lost (the job was
-// reaped and maybe claimed again elsewhere) the handler's context is
-// cancelled and nothing is recorded.
+// run runs one claimed job and records its outcome. The Worker's heartbeat
+// renews the job's lease while the handler runs; if the lease is lost (the
+// job was reaped and maybe claimed again elsewhere, or renewals failed
+// until it nearly ran out) the handler's context is cancelled and nothing
+// is recorded.
 func (w *Worker) run(ctx context.Context, job *models.Job) ran {
 	log := w.log.With("job_id", job.ID, "type", job.Type, "attempt", job.Attempts)
 	started := w.cfg.Clock.Now().UTC()
@@ -221,24 +226,13 @@ func (w *Worker) run(ctx context.Context, job *models.Job) ran {
 	defer cancel()
 	stopAbort := context.AfterFunc(w.abortCtx, func() { cancel() })
 	defer stopAbort()
-	lost := make(chan struct{})
-	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		if !w.heartbeat(jctx, log, job) {
-			close(lost)
-			cancel()
-		}
-	}()
+	beat := w.beat.add(fenceOf(job), cancel)
 	hctx := withJobContext(jctx, &jobContext{w: w, job: job})
 	result, err := w.safeHandle(hctx, log, h, job)
 	cancel()
-	<-hbDone
-	select {
-	case <-lost:
+	if w.beat.remove(beat) {
 		log.Warn("lease lost while running; the outcome is dropped (the job runs again elsewhere)")
 		return ran{o: outcomeLost}
-	default:
 	}
 	if err != nil && w.abortCtx.Err() != nil && ctx.Err() == nil {
 		return w.release(log, job, started)
@@ -253,52 +247,6 @@ func (w *Worker) run(ctx context.Context, job *models.Job) ran {
 }
 
 var errJobTimeout = errors.New("job timeout")
-
-// heartbeat renews the job's lease every third of LeaseDuration until ctx
-// ends. It returns false when the lease is lost: the row moved on (reaped,
-// cancelled), or renewals kept failing until the lease ran out, after
-// which the reaper may give the job to another worker.
-func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, job *models.Job) bool {
-	lease := w.cfg.LeaseDuration
-	every := lease / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	validUntil := time.Now().Add(lease)
-	for {
-		select {
-		case <-ctx.Done():
-			return true
-		case <-t.C:
-		}
-		now := w.cfg.Clock.Now().UTC()
-		// A renewal may not outlast the lease it renews: a call stuck on a
-		// dead connection must not let the lease run out unnoticed while
-		// the handler keeps running (the reaper would give the job to
-		// another worker). Half an interval before the lease ends the
-		// call gives up and the job counts as lost.
-		rctx, cancel := context.WithTimeout(ctx, time.Until(validUntil)-every/2)
-		ok, err := w.store.Renew(rctx, fenceOf(job), now.Add(lease))
-		cancel()
-		switch {
-		case err == nil && ok:
-			validUntil = time.Now().Add(lease)
-			if err := w.cfg.Queue.Renew(ctx, job.ID, now.Add(lease)); err != nil {
-				log.Debug("lease renewed in the database but not in redis", "err", err)
-			}
-		case err == nil:
-			return false
-		case ctx.Err() != nil:
-			return true
-		default:
-			log.Warn("lease not renewed", "err", err)
-			// Stop before the lease runs out, so that two workers never
-			// run the job at the same time.
-			if time.Until(validUntil) < every {
-				return false
-			}
-		}
-	}
-}
 
 // release gives an unfinished job back at shutdown: pending again, now, and
 // the interrupted attempt does not count.

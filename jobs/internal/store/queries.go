@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -94,14 +95,48 @@ func (s *Store) PromoteScheduled(ctx context.Context, now time.Time, limit int) 
 	return rows, nil
 }
 
-// Renew extends the lease of a running job to until. It reports false
-// when the job no longer holds the claim f.
-func (s *Store) Renew(ctx context.Context, f Fence, until time.Time) (bool, error) {
-	res := fence(s.db.WithContext(ctx).Model(&models.Job{}), f).Update("lease_expires_at", until.UTC())
-	if res.Error != nil {
-		return false, fmt.Errorf("renew the lease of job %d: %w", f.ID, res.Error)
+// renewBatch renews the leases of many running jobs in one statement: each
+// fence is one row of v, and only the rows still holding their claim are
+// renewed and returned. The VALUES list is a CTE with named columns, which
+// Postgres and SQLite (3.33 and later, for UPDATE ... FROM) both accept.
+const renewBatch = `WITH v(fence_id, fence_attempt, fence_lease_id) AS (VALUES %s)
+UPDATE jobs SET lease_expires_at = ?
+FROM v
+WHERE jobs.id = v.fence_id AND jobs.status = 'processing' AND jobs.attempts = v.fence_attempt
+  AND (v.fence_lease_id IS NULL OR jobs.lease_id = v.fence_lease_id)
+RETURNING id`
+
+const renewRow = "(CAST(? AS bigint), CAST(? AS integer), CAST(? AS text))"
+
+// renewChunk bounds the fences of one renewal statement (3 parameters
+// each, far below Postgres's 65,535 and SQLite's 32,766).
+const renewChunk = 5000
+
+// RenewMany extends the leases of running jobs to until, one statement per
+// renewChunk fences, and returns the ids of the jobs that still hold the
+// claim of their fence (in no particular order). A fence missing from the
+// result has lost its claim: the row was reaped, cancelled or claimed
+// again.
+func (s *Store) RenewMany(ctx context.Context, fences []Fence, until time.Time) ([]int64, error) {
+	until = until.UTC()
+	var renewed []int64
+	for start := 0; start < len(fences); start += renewChunk {
+		chunk := fences[start:min(start+renewChunk, len(fences))]
+		values := make([]string, len(chunk))
+		args := make([]any, 0, 3*len(chunk)+1)
+		for i, f := range chunk {
+			values[i] = renewRow
+			args = append(args, f.ID, f.Attempt, f.LeaseID)
+		}
+		args = append(args, until)
+		var ids []int64
+		q := fmt.Sprintf(renewBatch, strings.Join(values, ", "))
+		if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&ids).Error; err != nil {
+			return renewed, fmt.Errorf("renew the leases of %d jobs: %w", len(chunk), err)
+		}
+		renewed = append(renewed, ids...)
 	}
-	return res.RowsAffected == 1, nil
+	return renewed, nil
 }
 
 // SaveCheckpoint stores raw as a running job's checkpoint. It reports

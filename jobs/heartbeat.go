@@ -1,0 +1,207 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jobhook/jobhook/jobs/internal/store"
+)
+
+// heartbeat renews the leases of every job a Worker is running, across all
+// of its drains: one renewal statement and one Redis call per tick for all
+// of them, instead of one of each per job. A tick runs every third of the
+// lease, only while some job is running: the ticker's goroutine starts
+// with the first lease registered and ends when the last one leaves.
+//
+// A job whose row no longer holds its claim (reaped, cancelled, claimed
+// again) is lost: its handler's context is cancelled and its outcome is
+// dropped. When renewals fail, a job is declared lost once its lease has
+// less than one interval left, so that the handler stops before the
+// reaper may give the job to another worker.
+//
+// Every lease registered is renewed at every tick, even one claimed just
+// before it: a row more in the statement costs next to nothing, and
+// skipping young leases would stretch the gap between two renewals past
+// one interval, while the completer counts on a finished job's lease
+// having two thirds of its length left.
+type heartbeat struct {
+	lease time.Duration
+	every time.Duration
+	clock Clock
+	queue *Queue
+	log   *slog.Logger
+	// renew renews the leases of fences in the database and returns the
+	// ids still holding their claim (the store's RenewMany); tests wrap
+	// it to count statements or inject faults.
+	renew func(ctx context.Context, fences []store.Fence, until time.Time) ([]int64, error)
+
+	mu sync.Mutex
+	// leases holds the jobs running, by id.
+	leases map[int64]*lease
+	// stopTicker ends the ticker's goroutine; nil while none runs.
+	stopTicker context.CancelFunc
+	// tickers counts the ticker goroutines still running (at most one,
+	// and briefly two: one ending while the next starts).
+	tickers atomic.Int32
+	wg      sync.WaitGroup
+}
+
+// lease is one running job's claim, as the heartbeat holds it.
+type lease struct {
+	fence store.Fence
+	// validUntil is when the lease runs out for all this worker knows,
+	// on the real clock: one lease after the last renewal was sent.
+	validUntil time.Time
+	// lost is set, under the heartbeat's lock, when the lease is lost.
+	lost bool
+	// cancel cancels the handler's context.
+	cancel func()
+}
+
+func newHeartbeat(leaseDuration time.Duration, clock Clock, st *store.Store, queue *Queue, log *slog.Logger) *heartbeat {
+	return &heartbeat{lease: leaseDuration, every: max(leaseDuration/3, time.Millisecond), clock: clock, queue: queue, log: log.With("component", "heartbeat"),
+		renew: st.RenewMany, leases: map[int64]*lease{}}
+}
+
+// add registers a job whose handler is starting: its lease counts as
+// renewed now. cancel is called, under the heartbeat's lock and so at
+// most once, if the lease is lost; it must not block. A job already
+// registered under the same id belongs to an older claim (the row was
+// claimed again since): that one is lost at once.
+func (h *heartbeat) add(f store.Fence, cancel func()) *lease {
+	l := &lease{fence: f, validUntil: time.Now().Add(h.lease), cancel: cancel}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if old, ok := h.leases[f.ID]; ok {
+		old.lost = true
+		old.cancel()
+	}
+	h.leases[f.ID] = l
+	if h.stopTicker == nil {
+		ctx, stop := context.WithCancel(context.Background())
+		h.stopTicker = stop
+		h.wg.Add(1)
+		h.tickers.Add(1)
+		go h.run(ctx)
+	}
+	return l
+}
+
+// remove deregisters a job whose handler returned and reports whether its
+// lease was lost meanwhile. Once remove returned, no tick touches l: the
+// answer is final.
+func (h *heartbeat) remove(l *lease) (lost bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.leases[l.fence.ID] == l {
+		delete(h.leases, l.fence.ID)
+		h.stopIfIdle()
+	}
+	return l.lost
+}
+
+// lose marks l, still registered, lost, cancels its handler and stops
+// renewing it; h.mu is held.
+func (h *heartbeat) lose(l *lease) {
+	l.lost = true
+	l.cancel()
+	delete(h.leases, l.fence.ID)
+	h.stopIfIdle()
+}
+
+// stopIfIdle ends the ticker when no lease is left; h.mu is held. A tick
+// in flight is cancelled: none of its leases is registered any more.
+func (h *heartbeat) stopIfIdle() {
+	if len(h.leases) == 0 && h.stopTicker != nil {
+		h.stopTicker()
+		h.stopTicker = nil
+	}
+}
+
+// wait returns once every ticker goroutine has ended; call it when no job
+// can be registered any more (after Shutdown's handlers returned).
+func (h *heartbeat) wait() { h.wg.Wait() }
+
+// run ticks every interval until ctx ends.
+func (h *heartbeat) run(ctx context.Context) {
+	defer h.wg.Done()
+	defer h.tickers.Add(-1)
+	t := time.NewTicker(h.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.tick(ctx)
+		}
+	}
+}
+
+// tick renews every registered lease, then settles each one: renewed, its
+// lease runs one more lease from the start of the tick; not renewed, it is
+// lost. When the statement fails, the leases with less than one interval
+// left are lost and the others wait for the next tick.
+func (h *heartbeat) tick(ctx context.Context) {
+	start := time.Now()
+	h.mu.Lock()
+	batch := make([]*lease, 0, len(h.leases))
+	fences := make([]store.Fence, 0, len(h.leases))
+	earliest := start.Add(h.lease)
+	for _, l := range h.leases {
+		batch = append(batch, l)
+		fences = append(fences, l.fence)
+		if l.validUntil.Before(earliest) {
+			earliest = l.validUntil
+		}
+	}
+	h.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	// The statement may run until the first lease of the batch has half an
+	// interval left (at least half an interval): past that, that job is
+	// lost either way, and a renewal that succeeds late is still valid.
+	deadline := earliest.Add(-h.every / 2)
+	if floor := start.Add(h.every / 2); deadline.Before(floor) {
+		deadline = floor
+	}
+	tctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	until := h.clock.Now().Add(h.lease)
+	ids, err := h.renew(tctx, fences, until)
+	if err == nil && len(ids) > 0 {
+		if qerr := h.queue.RenewMany(tctx, until, ids...); qerr != nil {
+			h.log.Debug("leases renewed in the database but not in redis", "count", len(ids), "err", qerr)
+		}
+	}
+	renewed := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		renewed[id] = true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		h.log.Warn("leases not renewed", "count", len(batch)-len(ids), "err", err)
+	}
+	for _, l := range batch {
+		if h.leases[l.fence.ID] != l {
+			continue // its handler returned meanwhile, or it was lost
+		}
+		switch {
+		case renewed[l.fence.ID]:
+			l.validUntil = start.Add(h.lease)
+		case err == nil:
+			h.log.Info("lease lost: the job moved on while running (reaped, cancelled or claimed again)", "job_id", l.fence.ID, "attempt", l.fence.Attempt)
+			h.lose(l)
+		case time.Until(l.validUntil) < h.every:
+			// Stop before the lease runs out, so that two workers never
+			// run the job at the same time.
+			h.log.Info("lease lost: renewals failed until it nearly ran out", "job_id", l.fence.ID, "attempt", l.fence.Attempt)
+			h.lose(l)
+		}
+	}
+}
