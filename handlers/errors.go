@@ -77,7 +77,7 @@ func toAPIError(err error) *APIError {
 		return ae
 	case errors.As(err, &be):
 		return &APIError{Status: http.StatusBadRequest, Code: CodeInvalidBatch,
-			Message: fmt.Sprintf("%d jobs of the batch are invalid (errors lists them); nothing was created", len(be.Items)),
+			Message: "some jobs of the batch are invalid (errors lists each); nothing was created",
 			Errors:  batchErrors(be), Err: err}
 	case errors.Is(err, jobs.ErrEmptyBatch):
 		return apiError(http.StatusBadRequest, CodeEmptyBatch, "a batch needs at least one job")

@@ -48,7 +48,16 @@ func (e *BatchError) Error() string {
 	if len(e.Items) > shown {
 		parts = append(parts, "…")
 	}
-	return fmt.Sprintf("%d jobs of the batch are invalid, nothing was created: %s", len(e.Items), strings.Join(parts, "; "))
+	return fmt.Sprintf("%s, nothing was created: %s", invalidJobs(len(e.Items)), strings.Join(parts, "; "))
+}
+
+// invalidJobs says how many jobs of a batch are invalid, in words: "1 job
+// of the batch is invalid", "3 jobs of the batch are invalid".
+func invalidJobs(n int) string {
+	if n == 1 {
+		return "1 job of the batch is invalid"
+	}
+	return strconv.Itoa(n) + " jobs of the batch are invalid"
 }
 
 // Created is one job of a batch as CreateMany returns it.
