@@ -121,3 +121,25 @@ func TestQueueReleaseRemoveAndMissing(t *testing.T) {
 		require.Equal(t, jobs.Depth{}, d)
 	})
 }
+
+// TestMissingSeesAScoreOfZero: a released job of the highest priority has
+// the score 0 in pending; it is there, not missing.
+func TestMissingSeesAScoreOfZero(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
+		top := jobs.Item{ID: 9, Priority: models.MaxPriority}
+		require.NoError(t, q.Enqueue(ctx, top, jobs.Item{ID: 10}))
+		ids, err := q.Claim(ctx, 1, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, []int64{9}, ids)
+		require.NoError(t, q.Release(ctx, top))
+		score, err := b.Redis.ZScore(ctx, q.Key("pending"), "9").Result()
+		require.NoError(t, err)
+		require.Zero(t, score)
+		require.NoError(t, q.EnqueueAt(ctx, time.Now().Add(time.Hour), jobs.Item{ID: 11}))
+		missing, err := q.Missing(ctx, []int64{9, 10, 11, 12})
+		require.NoError(t, err)
+		require.Equal(t, []int64{12}, missing)
+	})
+}
