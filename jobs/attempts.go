@@ -81,16 +81,7 @@ func recordAttempt(ctx context.Context, db *gorm.DB, log *slog.Logger, r attempt
 // attempt, oldest first (by insertion, since attempt numbers restart at 1
 // after a retry). Another user's job is ErrNotFound.
 func (s *Service) Attempts(ctx context.Context, userID string, jobID int64) ([]models.JobAttempt, error) {
-	var rows []models.JobAttempt
-	q := s.cfg.DB.WithContext(ctx).
-		Joins("JOIN jobs ON jobs.id = job_attempts.job_id").
-		Where("job_attempts.job_id = ?", jobID)
-	if userID != Operator {
-		q = q.Where("jobs.user_id = ?", userID)
-	}
-	err := q.
-		Order("job_attempts.id").
-		Find(&rows).Error
+	rows, err := s.store.Attempts(ctx, ownerScope(userID), jobID)
 	if err != nil {
 		return nil, fmt.Errorf("job %d attempts: %w: %w", jobID, ErrUnavailable, err)
 	}

@@ -21,7 +21,7 @@ const DefaultReconcileInterval = time.Minute
 // an in-process Redis that restarted empty, a flushed Redis) is enqueued
 // again — now if it is due, at its next run time if not.
 type reconciler struct {
-	db       *gorm.DB
+	store    *store.Store
 	queue    *Queue
 	clock    Clock
 	log      *slog.Logger
@@ -56,8 +56,8 @@ func newReconciler(cfg reconcilerConfig) *reconciler {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultReconcileInterval
 	}
-	r := &reconciler{db: cfg.DB, queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval}
-	r.fin = &finisher{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: r.log, notify: cfg.Notify}
+	r := &reconciler{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval}
+	r.fin = &finisher{store: r.store, queue: cfg.Queue, clock: cfg.Clock, log: r.log, notify: cfg.Notify}
 	return r
 }
 
@@ -105,10 +105,7 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 	var after int64
 	now := r.clock.Now()
 	for {
-		var rows []models.Job
-		err := r.db.WithContext(ctx).Select("id", "priority", "next_run_at").
-			Where("status = ? AND id > ?", models.StatusPending, after).
-			Order("id").Limit(page).Find(&rows).Error
+		rows, err := r.store.PendingPage(ctx, after, page)
 		if err != nil {
 			return res, fmt.Errorf("reconcile: list pending jobs: %w: %w", ErrUnavailable, err)
 		}
@@ -131,7 +128,7 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 		// its row and the look into Redis (a drain runs beside the pass):
 		// only the rows still pending are enqueued.
 		if len(missing) > 0 {
-			still, err := store.New(r.db).Lookup(ctx, missing)
+			still, err := r.store.Lookup(ctx, missing)
 			if err != nil {
 				return res, fmt.Errorf("reconcile: %w: %w", ErrUnavailable, err)
 			}
@@ -222,9 +219,9 @@ func (r *reconciler) dropStale(ctx context.Context) (int, error) {
 	}
 	status := map[int64]models.Status{}
 	for start := 0; start < len(ids); start += 1000 {
-		var rows []models.Job
 		chunk := ids[start:min(start+1000, len(ids))]
-		if err := r.db.WithContext(ctx).Select("id", "status").Where("id IN ?", chunk).Find(&rows).Error; err != nil {
+		rows, err := r.store.Lookup(ctx, chunk)
+		if err != nil {
 			return 0, fmt.Errorf("reconcile: look up queued jobs: %w: %w", ErrUnavailable, err)
 		}
 		for _, row := range rows {

@@ -303,15 +303,14 @@ func (s *Service) Deliver(ctx context.Context, id int64) (bool, error) {
 // Get returns a user's job. Another user's job is ErrNotFound, so ids
 // cannot be probed.
 func (s *Service) Get(ctx context.Context, userID string, id int64) (*models.Job, error) {
-	var job models.Job
-	err := s.cfg.DB.WithContext(ctx).Scopes(ownedBy(userID)).Where("id = ?", id).Take(&job).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
+	job, err := s.store.Get(ctx, ownerScope(userID), id)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get job %d: %w: %w", id, ErrUnavailable, err)
 	}
-	return s.redact(&job), nil
+	return s.redact(job), nil
 }
 
 // ListRequest filters a user's jobs. Zero values do not filter.
@@ -343,22 +342,16 @@ func (s *Service) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	if req.Limit < 1 || req.Limit > MaxListLimit {
 		return ListPage{}, invalid("invalid_limit", "limit", "limit must be an integer from 1 to %d", MaxListLimit)
 	}
-	q := s.cfg.DB.WithContext(ctx).Scopes(ownedBy(req.UserID))
-	if req.Status != "" {
-		q = q.Where("status = ?", string(req.Status))
-	}
-	if req.Type != "" {
-		q = q.Where("type = ?", req.Type)
-	}
+	f := store.ListFilter{Owner: ownerScope(req.UserID), Status: req.Status, Type: req.Type, Limit: req.Limit + 1}
 	if req.Cursor != "" {
 		before, err := decodeCursor(req.Cursor)
 		if err != nil {
 			return ListPage{}, invalid("invalid_cursor", "cursor", "cursor is not one this server returned")
 		}
-		q = q.Where("id < ?", before)
+		f.Before = before
 	}
-	var rows []models.Job
-	if err := q.Order("id DESC").Limit(req.Limit + 1).Find(&rows).Error; err != nil {
+	rows, err := s.store.List(ctx, f)
+	if err != nil {
 		return ListPage{}, fmt.Errorf("list jobs: %w: %w", ErrUnavailable, err)
 	}
 	page := ListPage{Jobs: rows}
