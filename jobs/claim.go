@@ -66,21 +66,15 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 // so rows a lost try already claimed come back unchanged.
 func (w *Worker) claimRows(ctx context.Context, ids []int64, lease time.Duration) ([]models.Job, error) {
 	leaseID := newLeaseID()
-	give := time.Now().Add(claimRetryFor)
-	wait := completerRetryFirst
-	for try := 1; ; try++ {
-		tctx, cancel := context.WithTimeout(ctx, completerTryTimeout)
-		rows, err := w.store.Claim(tctx, ids, w.cfg.Clock.Now(), lease, leaseID)
-		cancel()
-		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().Add(wait).After(give) {
-			return rows, err
-		}
+	var rows []models.Job
+	_, err := retryTransient(ctx, time.Now().Add(claimRetryFor), sleepCtx, func(ctx context.Context) error {
+		var err error
+		rows, err = w.store.Claim(ctx, ids, w.cfg.Clock.Now(), lease, leaseID)
+		return err
+	}, func(try int, wait time.Duration, err error) {
 		w.log.Warn("claim failed; retrying", "count", len(ids), "try", try, "in", wait, "err", err)
-		if sleepCtx(ctx, wait) != nil {
-			return nil, err
-		}
-		wait = min(2*wait, completerRetryMax)
-	}
+	})
+	return rows, err
 }
 
 // settleSkipped handles claimed ids whose rows could not be moved to

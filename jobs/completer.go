@@ -146,26 +146,45 @@ func (c *completer) write(ctx context.Context, batch []completion) {
 			until = cp.until
 		}
 	}
+	var applied []store.Applied
+	tries, err := retryTransient(ctx, until, c.sleep, func(ctx context.Context) error {
+		var err error
+		applied, err = c.apply(ctx, items)
+		return err
+	}, func(try int, wait time.Duration, err error) {
+		c.log.Warn("recording job outcomes failed; retrying", "count", len(batch), "try", try, "in", wait, "err", err)
+	})
+	if err != nil {
+		c.log.Error("job outcomes not recorded; their leases' expiry brings the jobs back", "count", len(batch), "tries", tries, "err", err)
+		for _, cp := range batch {
+			cp.reply(store.Applied{}, err)
+		}
+		return
+	}
+	for i, cp := range batch {
+		cp.reply(applied[i], nil)
+	}
+}
+
+// retryTransient runs do, each try bounded by completerTryTimeout, until it
+// succeeds, fails on an error that is not transient, ctx ends, or the next
+// wait would end after until. Between tries it sleeps (completerRetryFirst,
+// doubling up to completerRetryMax) and calls retrying. It returns how many
+// tries it made and the last error. A fenced write is safe to retry.
+func retryTransient(ctx context.Context, until time.Time, sleep func(context.Context, time.Duration) error,
+	do func(ctx context.Context) error, retrying func(try int, wait time.Duration, err error)) (int, error) {
 	wait := completerRetryFirst
 	for try := 1; ; try++ {
 		tctx, cancel := context.WithTimeout(ctx, completerTryTimeout)
-		applied, err := c.apply(tctx, items)
+		err := do(tctx)
 		cancel()
-		if err == nil {
-			for i, cp := range batch {
-				cp.reply(applied[i], nil)
-			}
-			return
+		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().Add(wait).After(until) {
+			return try, err
 		}
-		if !transient(err) || time.Now().Add(wait).After(until) {
-			c.log.Error("job outcomes not recorded; their leases' expiry brings the jobs back", "count", len(batch), "tries", try, "err", err)
-			for _, cp := range batch {
-				cp.reply(store.Applied{}, err)
-			}
-			return
+		retrying(try, wait, err)
+		if sleep(ctx, wait) != nil {
+			return try, err
 		}
-		c.log.Warn("recording job outcomes failed; retrying", "count", len(batch), "try", try, "in", wait, "err", err)
-		_ = c.sleep(ctx, wait)
 		wait = min(2*wait, completerRetryMax)
 	}
 }

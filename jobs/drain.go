@@ -230,8 +230,5 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget time.Dura
 	if sum.Remaining > 0 && w.cfg.Notify != nil && !w.stopping() && ctx.Err() == nil {
 		w.cfg.Notify(ctx)
 	}
-	if loopErr != nil {
-		return loopErr
-	}
-	return nil
+	return loopErr
 }

@@ -123,28 +123,11 @@ func (cfg Config) validate() error {
 	return nil
 }
 
-// withDefaults fills the zero fields.
+// withDefaults fills the zero fields the engine itself uses; the parts it
+// builds default the rest.
 func (cfg Config) withDefaults() Config {
-	if cfg.Clock == nil {
-		cfg.Clock = SystemClock{}
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
-	}
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.JobTimeout == 0 {
-		cfg.JobTimeout = DefaultJobTimeout
-	}
-	if cfg.LeaseDuration == 0 {
-		cfg.LeaseDuration = DefaultLeaseDuration
-	}
-	if cfg.MaxPayloadBytes == 0 {
-		cfg.MaxPayloadBytes = DefaultMaxPayloadBytes
-	}
-	if cfg.TriggerWindow == 0 {
-		cfg.TriggerWindow = DefaultTriggerWindow
 	}
 	if cfg.InProcessInterval == 0 {
 		cfg.InProcessInterval = DefaultInProcessInterval
@@ -276,7 +259,7 @@ func (e *Engine) Start(ctx context.Context) error {
 
 // reap reaps expired leases every half lease until ctx ends.
 func (e *Engine) reap(ctx context.Context) {
-	t := time.NewTicker(e.cfg.LeaseDuration / 2)
+	t := time.NewTicker(e.worker.cfg.LeaseDuration / 2)
 	defer t.Stop()
 	for {
 		select {

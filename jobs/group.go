@@ -37,7 +37,7 @@ type groupedCreate struct {
 	err  error
 }
 
-// create stores one prepared request, grouped with the creates that
+// createGrouped stores one prepared request, grouped with the creates that
 // arrive meanwhile, and returns its result.
 func (s *Service) createGrouped(ctx context.Context, req CreateRequest) (Created, error) {
 	g := &groupedCreate{req: req, lead: make(chan struct{}, 1), done: make(chan struct{})}
