@@ -104,3 +104,15 @@ func newLeaseID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// claimResult is what one claim of a drain brought back.
+type claimResult struct {
+	n       int // the slots it was made for
+	rows    []models.Job
+	skipped int
+	err     error
+	// quiet says nothing ran, waited to be written or was being claimed
+	// when the claim began: an empty answer then means the queue is
+	// drained.
+	quiet bool
+}

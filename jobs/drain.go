@@ -13,7 +13,8 @@ import (
 )
 
 // Drain reaps expired leases, promotes due jobs, then claims and runs jobs,
-// up to Concurrency at a time, until the queue is empty, Shutdown begins,
+// up to Concurrency at a time (reconciling Redis with the database beside
+// the claims when a pass is due), until the queue is empty, Shutdown begins,
 // or the remaining budget cannot fit another job's timeout (the first batch
 // is always claimed). Jobs already running run to their end (each is
 // bounded by its timeout), so a drain returns within about its budget. When
@@ -21,29 +22,38 @@ import (
 // Cancelling ctx stops claiming and cancels the running handlers; their
 // attempts are recorded as failures to retry.
 func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary, error) {
+	return w.drainLingering(ctx, budget, 0)
+}
+
+// drainLingering is Drain that, once the queue is drained, waits up to
+// linger for a kick (a create in this process) and goes on claiming if one
+// comes: the in-process runner's drains stay open under a steady trickle of
+// creates, so a new job waits for one claim instead of a whole new drain
+// (its reap, promotions and reconcile turn).
+func (w *Worker) drainLingering(ctx context.Context, budget, linger time.Duration) (DrainSummary, error) {
 	start := time.Now()
 	var sum DrainSummary
+	var reconcile func(context.Context) (reconcileResult, error)
 	if w.cfg.reconciler != nil {
 		reaped, err := w.cfg.reconciler.Reap(ctx)
 		if err != nil {
 			w.log.Warn("reap failed", "err", err)
 		}
 		sum.Reaped = reaped
-		res, err := w.cfg.reconciler.RunIfDue(ctx)
-		if err != nil {
-			w.log.Warn("reconcile failed", "err", err)
-		}
-		sum.Reenqueued = res.Enqueued
+		reconcile = w.cfg.reconciler.RunIfDue
 	}
-	err := w.drain(ctx, start.Add(budget), budget, &sum)
+	err := w.drain(ctx, start.Add(budget), budget, linger, reconcile, &sum)
 	sum.DurationMs = time.Since(start).Milliseconds()
 	return sum, err
 }
 
 // drain is Drain after the reap: it claims and runs jobs until the queue
 // is empty, Shutdown begins or deadline leaves too little room, recording
-// what it did in sum.
-func (w *Worker) drain(ctx context.Context, deadline time.Time, budget time.Duration, sum *DrainSummary) error {
+// what it did in sum. reconcile, when not nil, runs beside the claims (a
+// pass over every pending job takes a while on a long queue, and the jobs
+// already queued need not wait for it); the queue counts as drained only
+// once it has ended, since it may have queued jobs.
+func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger time.Duration, reconcile func(context.Context) (reconcileResult, error), sum *DrainSummary) error {
 	// Claim only jobs that can finish within the budget; when even the
 	// longest timeout exceeds the whole budget, claim until its end.
 	reserve := w.maxTimeout()
@@ -91,6 +101,25 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget time.Dura
 		default:
 		}
 	}
+	var reconciling atomic.Bool
+	reconciled := make(chan struct{})
+	if reconcile == nil {
+		close(reconciled)
+	} else {
+		reconciling.Store(true)
+		go func() {
+			defer close(reconciled)
+			res, err := reconcile(ctx)
+			if err != nil {
+				w.log.Warn("reconcile failed", "err", err)
+			}
+			mu.Lock()
+			sum.Reenqueued = res.Enqueued
+			mu.Unlock()
+			reconciling.Store(false)
+			signal()
+		}()
+	}
 	record := func(o outcome) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -124,75 +153,8 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget time.Dura
 			signal()
 		}})
 	}
-	// waitFor blocks until a slot is freed or an outcome written, or
-	// until the timer t (when not nil) fires.
-	waitFor := func(t <-chan time.Time) {
-		select {
-		case <-wake:
-		case <-t:
-		}
-	}
-	var loopErr error
-	for first := true; ctx.Err() == nil && !w.stopping(); first = false {
-		if !first && time.Until(deadline) < reserve {
-			break
-		}
-		inflight -= int(freed.Swap(0))
-		free := w.cfg.Concurrency - inflight
-		if free == 0 {
-			waitFor(nil)
-			continue
-		}
-		// Claim in batches: while other jobs still run, a freed slot waits
-		// up to claimCooldown for more to free, so that one claim (one
-		// script call, one UPDATE) fills them all.
-		if inflight > 0 && !lastClaim.IsZero() {
-			if wait := claimCooldown - time.Since(lastClaim); wait > 0 {
-				t := time.NewTimer(wait)
-				waitFor(t.C)
-				t.Stop()
-				continue
-			}
-		}
-		// Whether the drain is quiet (nothing runs, nothing waits to be
-		// written) is read before the queue is: a write that lands after
-		// an empty claim may have queued work (a short retry, a woken
-		// parent). A handler counts its outcome as unwritten before it
-		// frees its slot, so unwritten is read after the slots.
-		inflight -= int(freed.Swap(0))
-		quiet := inflight == 0 && unwritten.Load() == 0
-		lastClaim = time.Now()
-		rows, skipped, err := w.claim(ctx, free)
-		if err != nil {
-			loopErr = err
-			break
-		}
-		mu.Lock()
-		sum.Skipped += skipped
-		sum.Claimed += len(rows)
-		mu.Unlock()
-		if len(rows) == 0 {
-			if skipped > 0 {
-				continue
-			}
-			// Jobs that fell due meanwhile (a parent woken by its last
-			// child, a short retry) run in this drain too.
-			if n, err := w.cfg.Queue.PromoteDue(ctx); err == nil && n > 0 {
-				mu.Lock()
-				sum.Promoted += n
-				mu.Unlock()
-				continue
-			}
-			if quiet {
-				// Nothing ran or waited to be written when the queue was
-				// found empty: the queue is drained.
-				break
-			}
-			// Wait for a running job or a write: either may leave work
-			// behind or free a slot.
-			waitFor(nil)
-			continue
-		}
+	// start runs the rows of a claim, each in its own slot.
+	start := func(rows []models.Job) {
 		for i := range rows {
 			if !w.running.add() {
 				// Shutdown began after the claim: give the job back
@@ -223,7 +185,131 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget time.Dura
 			}(rows[i])
 		}
 	}
+
+	// Up to maxClaimsInFlight claims run at once, each for the slots free
+	// when it began (reserved until it returns): slots that free while one
+	// claim waits for its statement are claimed by the next, so the
+	// handlers are not idle for a whole claim's round trip.
+	var (
+		claims   = make(chan claimResult, maxClaimsInFlight)
+		claiming int  // claims in flight
+		reserved int  // slots they will fill
+		idle     bool // the last claim found nothing: wait for a slot or a write
+		drained  bool
+		loopErr  error
+	)
+	// took accounts for a claim that returned and starts its jobs.
+	took := func(res claimResult) {
+		claiming--
+		reserved -= res.n
+		if res.err != nil {
+			if loopErr == nil {
+				loopErr = res.err
+			}
+			return
+		}
+		mu.Lock()
+		sum.Skipped += res.skipped
+		sum.Claimed += len(res.rows)
+		mu.Unlock()
+		if len(res.rows) > 0 {
+			start(res.rows)
+			return
+		}
+		if res.skipped > 0 {
+			return
+		}
+		// Jobs that fell due meanwhile (a parent woken by its last child,
+		// a short retry) run in this drain too.
+		if n, err := w.cfg.Queue.PromoteDue(ctx); err == nil && n > 0 {
+			mu.Lock()
+			sum.Promoted += n
+			mu.Unlock()
+			return
+		}
+		if res.quiet {
+			// Nothing ran, waited to be written or was being claimed when
+			// the queue was found empty: the queue is drained.
+			drained = true
+			return
+		}
+		// Wait for a running job, a write or another claim: each may leave
+		// work behind or free a slot, and each signals when it ends. With
+		// none of them left (they ended while this claim ran, and their
+		// signals may have been taken), claim again at once: that claim is
+		// quiet.
+		idle = inflight > 0 || claiming > 0 || unwritten.Load() > 0 || reconciling.Load()
+	}
+	// wait blocks until a slot is freed, an outcome written or a claim
+	// returned, or until the timer t (when not nil) fires.
+	wait := func(t <-chan time.Time) {
+		select {
+		case <-wake:
+			idle = false
+		case <-w.kicked:
+			// New work in this process.
+			idle = false
+		case res := <-claims:
+			took(res)
+		case <-t:
+		}
+	}
+	for began := false; loopErr == nil && ctx.Err() == nil && !w.stopping(); {
+		if began && time.Until(deadline) < reserve {
+			break
+		}
+		if drained {
+			if !w.awaitKick(ctx, min(linger, time.Until(deadline)-reserve)) {
+				break
+			}
+			drained = false
+			// Jobs may have fallen due while the drain waited.
+			if n, err := w.cfg.Queue.PromoteDue(ctx); err == nil && n > 0 {
+				mu.Lock()
+				sum.Promoted += n
+				mu.Unlock()
+			}
+		}
+		inflight -= int(freed.Swap(0))
+		free := w.cfg.Concurrency - inflight - reserved
+		if free <= 0 || claiming == maxClaimsInFlight || idle {
+			wait(nil)
+			continue
+		}
+		// Claim in batches: while other jobs still run or are claimed, a
+		// freed slot waits up to claimCooldown for more to free, so that
+		// one claim (one script call, one UPDATE) fills them all.
+		if inflight+reserved > 0 && began {
+			if d := claimCooldown - time.Since(lastClaim); d > 0 {
+				t := time.NewTimer(d)
+				wait(t.C)
+				t.Stop()
+				continue
+			}
+		}
+		// Whether the drain is quiet (nothing runs, waits to be written or
+		// is being claimed) is read before the queue is: a write that lands
+		// after an empty claim may have queued work (a short retry, a woken
+		// parent). A handler counts its outcome as unwritten before it
+		// frees its slot, so unwritten is read after the slots.
+		inflight -= int(freed.Swap(0))
+		free = w.cfg.Concurrency - inflight - reserved
+		quiet := inflight == 0 && claiming == 0 && unwritten.Load() == 0 && !reconciling.Load()
+		began, lastClaim = true, time.Now()
+		claiming++
+		reserved += free
+		go func(n int) {
+			rows, skipped, err := w.claim(ctx, n)
+			claims <- claimResult{n: n, rows: rows, skipped: skipped, err: err, quiet: quiet}
+		}(free)
+	}
+	// Claims still in flight were made within the budget: their jobs run
+	// (or, during Shutdown, go back to the queue).
+	for claiming > 0 {
+		took(<-claims)
+	}
 	wg.Wait()
+	<-reconciled
 	if d, err := w.cfg.Queue.Depth(ctx); err == nil {
 		sum.Remaining = d.Pending
 	}
@@ -231,4 +317,30 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget time.Dura
 		w.cfg.Notify(ctx)
 	}
 	return loopErr
+}
+
+// kick tells a drain of this Worker that new work was queued here: an idle
+// or lingering drain claims again at once. It never blocks.
+func (w *Worker) kick() {
+	select {
+	case w.kicked <- struct{}{}:
+	default:
+	}
+}
+
+// awaitKick waits up to d for a kick and says whether one came.
+func (w *Worker) awaitKick(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.kicked:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	case <-w.stop:
+	}
+	return false
 }

@@ -6,6 +6,10 @@ import (
 	"time"
 )
 
+// runnerLinger is how long an in-process drain that found the queue empty
+// waits for a create before it ends.
+const runnerLinger = 100 * time.Millisecond
+
 // runner drains the queue inside the serving process: at once when kicked
 // (after a create), and every interval (for retries and scheduled jobs
 // that fell due). It is the embedded default's worker; serverless
@@ -29,6 +33,7 @@ func newRunner(w *Worker, budget, interval time.Duration, logger *slog.Logger) *
 // Kick asks for a drain as soon as possible. It never blocks; kicks that
 // arrive while a drain is pending are merged into it.
 func (r *runner) Kick(context.Context) {
+	r.worker.kick()
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -47,7 +52,7 @@ func (r *runner) Run(ctx context.Context) {
 		case <-r.kick:
 		case <-t.C:
 		}
-		sum, err := r.worker.Drain(ctx, r.budget)
+		sum, err := r.worker.drainLingering(ctx, r.budget, min(runnerLinger, r.interval))
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("drain failed", "err", err)
 		}

@@ -31,6 +31,8 @@ const (
 	// them: claims come in batches, at most one per cooldown, instead of
 	// one per finished job.
 	claimCooldown = time.Millisecond
+	// maxClaimsInFlight is how many claims one drain runs at once.
+	maxClaimsInFlight = 2
 	// claimRetryFor is how long a claim whose write failed on a transient
 	// error is retried before its ids go back to the queue.
 	claimRetryFor = 3 * time.Second
@@ -80,7 +82,9 @@ type Worker struct {
 	log *slog.Logger
 
 	// stop closes when Shutdown begins: drains stop claiming.
-	stop     chan struct{}
+	stop chan struct{}
+	// kicked holds a kick: work was queued in this process (see kick).
+	kicked   chan struct{}
 	stopOnce sync.Once
 	// abort cancels the handlers still running when the grace period ends.
 	abortCtx context.Context
@@ -117,7 +121,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		cfg.Backoff = ExponentialBackoff(DefaultBackoffBase, DefaultBackoffMax, nil)
 	}
 	abortCtx, abort := context.WithCancel(context.Background())
-	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), abortCtx: abortCtx, abort: abort, running: newRunningSet()}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), kicked: make(chan struct{}, 1), abortCtx: abortCtx, abort: abort, running: newRunningSet()}
 	w.store = store.New(cfg.DB)
 	w.beat = newHeartbeat(cfg.LeaseDuration, cfg.Clock, w.store, cfg.Queue, w.log)
 	w.fin = &finisher{store: w.store, queue: cfg.Queue, clock: cfg.Clock, log: w.log, notify: cfg.Notify}
