@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jobhook/jobhook/jobs/internal/store"
 	"github.com/jobhook/jobhook/models"
@@ -75,11 +76,13 @@ type Created struct {
 //     nothing is stored and the error is a *BatchError listing every
 //     invalid job by index. An error that is not about one job (an
 //     operator's request, ErrSecretsUnconfigured) is returned as it is.
-//   - Otherwise the new jobs are stored together: on Postgres one
-//     multi-row INSERT, on SQLite one transaction. Every job due now is
-//     then enqueued in one Redis call, in the batch's order (so jobs of
-//     equal priority run in that order), and Notify is called once;
-//     scheduled jobs are published as Create publishes them.
+//   - Otherwise the new jobs are stored together: on Postgres one COPY
+//     (or, when a concurrent create took a key meanwhile, a COPY and an
+//     INSERT … ON CONFLICT in one transaction), on SQLite one
+//     transaction. Every job due now is then enqueued in one Redis call,
+//     in the batch's order (so jobs of equal priority run in that order),
+//     and Notify is called once; scheduled jobs are published as Create
+//     publishes them.
 //
 // Idempotency keys are honoured per job: a job whose key an earlier job
 // holds is that job (Created false), and so is a job whose key an earlier
@@ -142,10 +145,9 @@ func (s *Service) prepare(req *CreateRequest) error {
 	return s.sealSecrets(req)
 }
 
-// newJob is the row a prepared request stores.
-func (s *Service) newJob(req CreateRequest) *models.Job {
-	now := s.cfg.Clock.Now().UTC()
-	job := &models.Job{
+// newJob fills job, the row a prepared request stores, created at now.
+func newJob(job *models.Job, req CreateRequest, now time.Time) {
+	*job = models.Job{
 		UserID:      req.UserID,
 		Type:        req.Type,
 		Status:      models.StatusPending,
@@ -169,7 +171,6 @@ func (s *Service) newJob(req CreateRequest) *models.Job {
 		key := req.IdempotencyKey
 		job.IdempotencyKey = &key
 	}
-	return job
 }
 
 // insertJobs stores prepared requests (those whose keys are new), then
@@ -180,11 +181,14 @@ func (s *Service) newJob(req CreateRequest) *models.Job {
 func (s *Service) insertJobs(ctx context.Context, reqs []CreateRequest, batch bool) ([]Created, error) {
 	out := make([]Created, len(reqs))
 	rows := make([]*models.Job, len(reqs))
+	stored := make([]models.Job, len(reqs)) // one allocation for the batch
+	now := s.cfg.Clock.Now().UTC()
 	sameAs := make(map[int]int) // a job of the batch -> the earlier one with its key
 	first := make(map[store.Key]int)
 	var keys []store.Key
 	for i, req := range reqs {
-		rows[i] = s.newJob(req)
+		rows[i] = &stored[i]
+		newJob(rows[i], req, now)
 		if k, ok := store.KeyOf(rows[i]); ok {
 			if j, seen := first[k]; seen {
 				sameAs[i] = j

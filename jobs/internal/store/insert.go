@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -50,12 +51,13 @@ func insertSQL(n int, withID bool) string {
 // won the race) is skipped, not an error: read the holder back with
 // ByIdempotencyKeys. The rows must not share a key.
 //
-// On Postgres a batch is one multi-row INSERT per 1,000 rows, with ids
-// taken from the sequence first, so each row's outcome is known by its id
-// whatever order RETURNING uses, and the keyed rows in key order, so that
-// concurrent batches cannot deadlock on each other's keys; several
-// statements share one transaction.
-// Elsewhere (SQLite) it is one INSERT per row in one transaction.
+// On Postgres a batch is written with COPY (see insertCopy), with ids
+// taken from the sequence first and the keyed rows in key order, so that
+// concurrent batches cannot deadlock on each other's keys. When the store
+// does not sit on a pgx connection pool (a GORM transaction), it is one
+// multi-row INSERT per 1,000 rows instead, several sharing one
+// transaction. Elsewhere (SQLite) it is one INSERT per row in one
+// transaction. Either way a batch is all or nothing.
 func (s *Store) Insert(ctx context.Context, rows []*models.Job) ([]bool, error) {
 	out := make([]bool, len(rows))
 	if len(rows) == 0 {
@@ -67,7 +69,9 @@ func (s *Store) Insert(ctx context.Context, rows []*models.Job) ([]bool, error) 
 	case len(rows) == 1:
 		err = insertOne(db, rows[0], &out[0])
 	case s.postgres:
-		err = s.insertPostgres(db, rows, out)
+		if err = s.insertCopy(ctx, rows, out); errors.Is(err, errNoPgx) {
+			err = s.insertPostgres(db, rows, out)
+		}
 	default:
 		err = db.Transaction(func(tx *gorm.DB) error {
 			for i, r := range rows {
@@ -120,6 +124,9 @@ func insertOne(db *gorm.DB, r *models.Job, inserted *bool) error {
 	return nil
 }
 
+// insertPostgres writes a batch with multi-row INSERTs … ON CONFLICT DO
+// NOTHING, ids taken from the sequence first so that each row's outcome
+// is known by its id whatever order RETURNING uses.
 func (s *Store) insertPostgres(db *gorm.DB, rows []*models.Job, out []bool) error {
 	ids, err := queryIDs(db, "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, ?)", len(rows))
 	if err != nil {

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -27,9 +26,7 @@ func newRow(user, key string, parent *int64, now time.Time) *models.Job {
 // its parent's, apart from the user's own keys.
 func TestInsertSkipsTakenKeys(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
-		ctx := context.Background()
-		s := store.New(b.DB.Gorm)
-		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		ctx, s, now := insertSetup(b)
 
 		first := newRow("u1", "k", nil, now)
 		ok, err := s.Insert(ctx, []*models.Job{first})
@@ -77,9 +74,7 @@ func TestInsertSkipsTakenKeys(t *testing.T) {
 // one stored with its fields.
 func TestInsertManyChunks(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
-		ctx := context.Background()
-		s := store.New(b.DB.Gorm)
-		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		ctx, s, now := insertSetup(b)
 		at := now.Add(time.Hour)
 		rows := make([]*models.Job, 2500)
 		for i := range rows {
