@@ -19,6 +19,7 @@ import (
 	"github.com/jobhook/jobhook/client"
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/jobstest"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
@@ -46,10 +47,8 @@ func startServer(t *testing.T, b testenv.Backend) *server {
 	reg.MustRegister("refused", jobs.HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
 		return nil, errors.New("dial tcp 127.0.0.1:1: connection refused")
 	}))
-	q := jobs.NewQueue(b.Redis, b.Prefix, nil)
-	svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: log})
-	w := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: log})
-	app := handlers.New(handlers.Config{Service: svc, Worker: w, Verifier: auth.NewHS256Verifier([]byte(jwtSecret)), WorkerSecret: secret, Logger: log})
+	eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: log})
+	app := handlers.New(handlers.Config{Service: eng.Service(), Worker: eng.Worker(), Verifier: auth.NewHS256Verifier([]byte(jwtSecret)), WorkerSecret: secret, Logger: log})
 	s := &server{}
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/api/workers" {

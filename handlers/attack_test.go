@@ -17,7 +17,6 @@ import (
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/testenv"
-	"github.com/jobhook/jobhook/jobs"
 )
 
 // signHS256 signs claims with key (any bytes), as an attacker would.
@@ -149,7 +148,7 @@ func TestWorkerAuthFailuresAreLimited(t *testing.T) {
 		bb := setup(t, b, func(cfg *handlers.Config) {
 			cfg.WorkerAuthLimit = testAuthLimit{limiter, ratelimit.Failures{Limit: 20, Window: time.Minute}}
 			cfg.WorkerAuth = []handlers.WorkerAuthFunc{qsCheck}
-			cfg.Worker = jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: jobs.NewQueue(b.Redis, b.Prefix, nil), Registry: cfg.Service.Registry(), Logger: cfg.Logger})
+			cfg.Worker = realWorker(t, b, cfg)
 		})
 		status := func(user string, id int64) string {
 			t.Helper()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/jobstest"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
@@ -106,7 +108,7 @@ func (b *syncBuffer) String() string {
 // bundle is one test's app on one backend.
 type bundle struct {
 	b       testenv.Backend
-	queue   *jobs.Queue
+	eng     *jobs.Engine
 	svc     *jobs.Service
 	drainer *fakeDrainer
 	app     *echo.Echo
@@ -115,7 +117,15 @@ type bundle struct {
 
 type setupOption func(*handlers.Config)
 
-// setup builds the real jobs.Service on b and the Echo app in front of it.
+// realWorker builds a second engine on b with cfg's registry and logger
+// and returns its Worker, to serve /api/workers for real.
+func realWorker(t testing.TB, b testenv.Backend, cfg *handlers.Config) *jobs.Worker {
+	t.Helper()
+	return jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: cfg.Service.Registry(), Logger: cfg.Logger}).Worker()
+}
+
+// setup builds the real jobs.Service (an engine that runs no drains of its
+// own) on b and the Echo app in front of it.
 func setup(t testing.TB, b testenv.Backend, opts ...setupOption) *bundle {
 	t.Helper()
 	reg := jobs.NewRegistry()
@@ -125,8 +135,8 @@ func setup(t testing.TB, b testenv.Backend, opts ...setupOption) *bundle {
 	}))
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	q := jobs.NewQueue(b.Redis, b.Prefix, nil)
-	svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: logger})
+	eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: logger, DisableTriggers: true})
+	svc := eng.Service()
 	d := &fakeDrainer{Summary: jobs.DrainSummary{Claimed: 2, Completed: 1, Retried: 1, Remaining: 3, DurationMs: 12}}
 	cfg := handlers.Config{
 		Service:      svc,
@@ -139,7 +149,7 @@ func setup(t testing.TB, b testenv.Backend, opts ...setupOption) *bundle {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &bundle{b: b, queue: q, svc: svc, drainer: d, app: handlers.New(cfg), logs: logs}
+	return &bundle{b: b, eng: eng, svc: svc, drainer: d, app: handlers.New(cfg), logs: logs}
 }
 
 // token mints a valid token for user.
@@ -249,10 +259,24 @@ func (bb *bundle) counts(t testing.TB) counts {
 	t.Helper()
 	var c counts
 	require.NoError(t, bb.b.DB.Gorm.Model(&models.Job{}).Count(&c.rows).Error)
-	d, err := bb.queue.Depth(context.Background())
+	d, err := bb.eng.Depth(context.Background())
 	require.NoError(t, err)
 	c.queue = d
 	return c
+}
+
+// pendingIDs reads the queue's pending set from Redis, in the order a
+// claim pops it.
+func (bb *bundle) pendingIDs(t testing.TB) []int64 {
+	t.Helper()
+	members, err := bb.b.Redis.ZRange(context.Background(), bb.b.Prefix+"pending", 0, -1).Result()
+	require.NoError(t, err)
+	ids := make([]int64, len(members))
+	for i, m := range members {
+		ids[i], err = strconv.ParseInt(m, 10, 64)
+		require.NoError(t, err)
+	}
+	return ids
 }
 
 // unknownLength hides a body's length, so the server must enforce the

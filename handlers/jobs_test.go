@@ -39,7 +39,7 @@ func TestCreateJob(t *testing.T) {
 		require.Equal(t, 999999, job.Priority)
 		require.Equal(t, 25, job.MaxAttempts)
 		require.JSONEq(t, `{"text":"hello","n":1.5,"emoji":"😀"}`, string(job.Payload))
-		d, err := bb.queue.Depth(ctx)
+		d, err := bb.eng.Depth(ctx)
 		require.NoError(t, err)
 		require.Equal(t, int64(1), d.Pending)
 

@@ -45,13 +45,14 @@ func TestDatabaseOutageIs503(t *testing.T) {
 // A backend that hangs is cut off at the request timeout with 503.
 func TestHangingBackendIsCutOffAtTheRequestTimeout(t *testing.T) {
 	b := testenv.Embedded(t)
-	// Hold SQLite's only connection so every query waits for it.
+	bb := setup(t, b, func(cfg *handlers.Config) { cfg.RequestTimeout = 100 * time.Millisecond })
+	// Hold SQLite's only connection so every query waits for it (after
+	// setup: the engine's Start reads the database).
 	sqlDB, err := b.DB.Gorm.DB()
 	require.NoError(t, err)
 	conn, err := sqlDB.Conn(context.Background())
 	require.NoError(t, err)
 	defer conn.Close()
-	bb := setup(t, b, func(cfg *handlers.Config) { cfg.RequestTimeout = 100 * time.Millisecond })
 	start := time.Now()
 	rec := bb.asUser(t, "u1", http.MethodGet, "/api/jobs", "")
 	requireError(t, rec, http.StatusServiceUnavailable, "service_unavailable")
@@ -77,7 +78,11 @@ func TestWorkerRedisOutageIs503(t *testing.T) {
 		t.Cleanup(func() { _ = dead.Close() })
 		limiter := ratelimit.New(dead, b.Prefix+"ratelimit:", nil)
 		bb := setup(t, b, func(cfg *handlers.Config) {
-			cfg.Worker = jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: jobs.NewQueue(dead, b.Prefix, nil), Registry: cfg.Service.Registry(), Logger: cfg.Logger})
+			// Not started: Start restores the queue, which needs Redis.
+			eng, err := jobs.New(jobs.Config{DB: b.DB.Gorm, Redis: dead, RedisPrefix: b.Prefix, Registry: cfg.Service.Registry(), Logger: cfg.Logger})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, eng.Shutdown(context.Background())) })
+			cfg.Worker = eng.Worker()
 			cfg.WorkerAuthLimit = testAuthLimit{limiter, ratelimit.Failures{Limit: 1, Window: time.Minute}}
 		})
 		rec := bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer " + testWorkerSecret})
@@ -93,7 +98,7 @@ func TestWorkerRedisOutageIs503(t *testing.T) {
 func TestWorkerClosedMiniredisIs503(t *testing.T) {
 	b := testenv.Embedded(t)
 	bb := setup(t, b, func(cfg *handlers.Config) {
-		cfg.Worker = jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: jobs.NewQueue(b.Redis, b.Prefix, nil), Registry: cfg.Service.Registry(), Logger: cfg.Logger})
+		cfg.Worker = realWorker(t, b, cfg)
 	})
 	b.Mini.Close()
 	requireError(t, bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer " + testWorkerSecret}),

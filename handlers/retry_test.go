@@ -18,7 +18,7 @@ import (
 // attempt.
 func (bb *bundle) failJob(t *testing.T, id int64, msg string) {
 	t.Helper()
-	require.NoError(t, bb.queue.Remove(t.Context(), id))
+	require.NoError(t, bb.b.Redis.ZRem(t.Context(), bb.b.Prefix+"pending", id).Err())
 	now := time.Now().UTC()
 	require.NoError(t, bb.b.DB.Gorm.Model(&models.Job{}).Where("id = ?", id).Updates(map[string]any{
 		"status": models.StatusFailed, "attempts": 3, "error": msg, "started_at": now, "completed_at": now, "updated_at": now,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/jobstest"
 	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
@@ -49,10 +50,8 @@ func TestSecretsNeverLeaveTheServer(t *testing.T) {
 		reg := jobs.NewRegistry()
 		seen := make(chan string, 4)
 		reg.MustRegister("vault", vaultHandler{seen: seen})
-		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
-		svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: log, Secrets: ring})
-		w := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: log, Secrets: ring})
-		app := handlers.New(handlers.Config{Service: svc, Worker: w, Verifier: auth.NewHS256Verifier([]byte(testJWTSecret)), WorkerSecret: testWorkerSecret, Logger: log})
+		eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: log, Secrets: ring})
+		app := handlers.New(handlers.Config{Service: eng.Service(), Worker: eng.Worker(), Verifier: auth.NewHS256Verifier([]byte(testJWTSecret)), WorkerSecret: testWorkerSecret, Logger: log})
 
 		var bodies []string
 		call := func(method, path, body, authz string) *httptest.ResponseRecorder {
@@ -103,10 +102,8 @@ func TestEncryptionUnconfiguredIsAConfigurationGap(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		reg := jobs.NewRegistry()
 		reg.MustRegister("vault", vaultHandler{seen: make(chan string, 1)})
-		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
-		svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg})
-		w := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg})
-		app := handlers.New(handlers.Config{Service: svc, Worker: w, Verifier: auth.NewHS256Verifier([]byte(testJWTSecret)), WorkerSecret: testWorkerSecret})
+		eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg})
+		app := handlers.New(handlers.Config{Service: eng.Service(), Worker: eng.Worker(), Verifier: auth.NewHS256Verifier([]byte(testJWTSecret)), WorkerSecret: testWorkerSecret})
 
 		req := httptest.NewRequest(http.MethodPost, "/api/jobs", strings.NewReader(`{"type":"vault","payload":{"accessToken":"t","pageId":"42"}}`))
 		req.Header.Set("Authorization", "Bearer "+token(t, "owner"))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/auth"
+	"github.com/jobhook/jobhook/internal/jobstest"
 	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/internal/testenv"
@@ -60,9 +61,9 @@ func TestWorkerJobReadRedactsSecrets(t *testing.T) {
 		require.NoError(t, err)
 		reg := jobs.NewRegistry()
 		reg.MustRegister("vault", vaultHandler{seen: make(chan string, 1)})
-		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
-		svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Secrets: ring})
-		bb := &bundle{b: b, queue: q, svc: svc, drainer: &fakeDrainer{}, logs: &syncBuffer{}}
+		eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Secrets: ring, DisableTriggers: true})
+		svc := eng.Service()
+		bb := &bundle{b: b, eng: eng, svc: svc, drainer: &fakeDrainer{}, logs: &syncBuffer{}}
 		bb.app = handlers.New(handlers.Config{Service: svc, Worker: bb.drainer, Verifier: auth.NewHS256Verifier([]byte(testJWTSecret)), WorkerSecret: testWorkerSecret})
 		created := bb.createJob(t, "owner", `{"type":"vault","payload":{"accessToken":"`+secret+`"}}`, http.StatusCreated)
 		rec := bb.do(t, request{method: http.MethodGet, path: fmt.Sprintf("/api/workers/jobs/%d", created.JobID), auth: "Bearer " + testWorkerSecret})

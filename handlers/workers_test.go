@@ -144,7 +144,7 @@ func TestWorkerDrainRunsQueuedJobs(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		var worker *jobs.Worker
 		bb := setup(t, b, func(cfg *handlers.Config) {
-			worker = jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: jobs.NewQueue(b.Redis, b.Prefix, nil), Registry: cfg.Service.Registry(), Logger: cfg.Logger})
+			worker = realWorker(t, b, cfg)
 			cfg.Worker = worker
 		})
 		first := bb.createJob(t, "u1", `{"type":"echo","payload":{"text":"one"}}`, http.StatusCreated)

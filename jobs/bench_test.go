@@ -6,27 +6,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
 )
 
-func benchEngine(b *testing.B, be testenv.Backend) (*jobs.Service, *jobs.Worker, *jobs.Queue) {
-	q := jobs.NewQueue(be.Redis, be.Prefix, nil)
+func benchEngine(b *testing.B, be testenv.Backend) (*jobs.Service, *jobs.Worker) {
 	reg := jobs.NewRegistry()
 	reg.MustRegister("noop", jobs.HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
 		return json.RawMessage(`{}`), nil
 	}))
-	svc := jobs.NewService(jobs.ServiceConfig{DB: be.DB.Gorm, Queue: q, Registry: reg, Logger: quiet()})
-	w := jobs.NewWorker(jobs.WorkerConfig{DB: be.DB.Gorm, Queue: q, Registry: reg, Logger: quiet(), Concurrency: 16})
-	return svc, w, q
+	eng, err := jobs.New(jobs.Config{DB: be.DB.Gorm, Redis: be.Redis, RedisPrefix: be.Prefix, Registry: reg, Logger: quiet(), Concurrency: 16})
+	require.NoError(b, err)
+	b.Cleanup(func() { require.NoError(b, eng.Shutdown(context.Background())) })
+	return eng.Service(), eng.Worker()
 }
 
 // BenchmarkCreate measures POST /api/jobs minus HTTP: validate, INSERT,
 // enqueue. Reports jobs/s.
 func BenchmarkCreate(b *testing.B) {
 	testenv.RunB(b, func(b *testing.B, be testenv.Backend) {
-		svc, _, _ := benchEngine(b, be)
+		svc, _ := benchEngine(b, be)
 		ctx := context.Background()
 		payload := json.RawMessage(`{"url":"https://example.com/"}`)
 		b.ResetTimer()
@@ -45,7 +47,7 @@ func BenchmarkCreate(b *testing.B) {
 // enqueue. Reports jobs/s.
 func BenchmarkCreateMany(b *testing.B) {
 	testenv.RunB(b, func(b *testing.B, be testenv.Backend) {
-		svc, _, _ := benchEngine(b, be)
+		svc, _ := benchEngine(b, be)
 		ctx := context.Background()
 		payload := json.RawMessage(`{"url":"https://example.com/"}`)
 		reqs := make([]jobs.CreateRequest, 0, jobs.MaxBatchSize)
@@ -69,7 +71,7 @@ func BenchmarkCreateMany(b *testing.B) {
 // Reports jobs/s.
 func BenchmarkDrain(b *testing.B) {
 	testenv.RunB(b, func(b *testing.B, be testenv.Backend) {
-		svc, w, _ := benchEngine(b, be)
+		svc, w := benchEngine(b, be)
 		ctx := context.Background()
 		for i := 0; i < b.N; i++ {
 			if _, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u", Type: "noop", Priority: i % 100}); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/jobhook/jobhook/internal/database"
 	"github.com/jobhook/jobhook/internal/testenv"
@@ -40,7 +41,6 @@ func TestOutcomesSurviveTerminatedConnections(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = victim.Close() })
 
-	queue := jobs.NewQueue(b.Redis, b.Prefix, nil)
 	reg := jobs.NewRegistry()
 	var mu sync.Mutex
 	runs := map[int64]int{}
@@ -60,20 +60,29 @@ func TestOutcomesSurviveTerminatedConnections(t *testing.T) {
 		}
 		return json.RawMessage(`{}`), nil
 	}))
-	svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: queue, Registry: reg, Logger: quiet()})
+	// Two engines on one queue: the jobs are created through the test's
+	// pool, and drained through the victim's.
+	engine := func(db *gorm.DB) *jobs.Engine {
+		eng, err := jobs.New(jobs.Config{DB: db, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: quiet(), Concurrency: 8})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, eng.Shutdown(context.Background())) })
+		return eng
+	}
+	svc := engine(b.DB.Gorm).Service()
 	const n = 400
 	for range n {
 		_, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u1", Type: "once", MaxAttempts: 1})
 		require.NoError(t, err)
 	}
-	w := jobs.NewWorker(jobs.WorkerConfig{DB: victim.Gorm, Queue: queue, Registry: reg, Logger: quiet(), Concurrency: 8})
+	drainer := engine(victim.Gorm)
+	w := drainer.Worker()
 	// A claim that hits a dead connection ends its drain (the ids go back
 	// to the queue); the next drain goes on.
 	completed := 0
 	testenv.WaitFor(t, 2*time.Minute, "every job drained", func() bool {
 		sum, _ := w.Drain(ctx, time.Minute)
 		completed += sum.Completed
-		d, err := queue.Depth(ctx)
+		d, err := drainer.Depth(ctx)
 		return err == nil && d.Pending == 0 && d.Processing == 0
 	})
 	var byStatus []struct {

@@ -31,8 +31,9 @@ type batchEnv struct {
 func batchSetup(t *testing.T, b testenv.Backend) *batchEnv {
 	t.Helper()
 	x := &batchEnv{bundle: setup(t, b), published: &fakePublisher{}}
-	x.svc = jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: x.queue, Registry: x.registry, Clock: x.clock, Logger: quiet(),
-		Publisher: x.published, Notify: func(context.Context) { x.notified.Add(1) }})
+	eng := x.engine(jobs.Config{Publisher: x.published, DisableTriggers: true})
+	jobs.SetNotify(eng, func(context.Context) { x.notified.Add(1) })
+	x.svc = eng.Service()
 	return x
 }
 

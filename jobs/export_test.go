@@ -1,20 +1,23 @@
 package jobs
 
+import "context"
+
 // Test-only names for the engine's plumbing, for the black-box tests of
 // package jobs_test: outside the tests only the Engine builds these.
 
 type (
-	Reconciler       = reconciler
-	ReconcilerConfig = reconcilerConfig
-	ReconcileResult  = reconcileResult
+	Reconciler      = reconciler
+	ReconcileResult = reconcileResult
 )
 
-// NewReconciler returns a reconciler.
-func NewReconciler(cfg ReconcilerConfig) *Reconciler { return newReconciler(cfg) }
+// QueueOf returns the engine's queue.
+func QueueOf(e *Engine) *Queue { return e.queue }
 
-// WithReconciler returns cfg with the reconciler its drains reap and
-// reconcile with.
-func WithReconciler(cfg WorkerConfig, r *Reconciler) WorkerConfig {
-	cfg.reconciler = r
-	return cfg
-}
+// ReconcilerOf returns the engine's reconciler: the one its drains reap
+// and reconcile with.
+func ReconcilerOf(e *Engine) *Reconciler { return e.reconciler }
+
+// SetNotify sends the engine's requests for a drain (after a create, or a
+// reaped or cancelled child waking its parent) to f instead of the
+// in-process runner and the trigger. Call it before the engine is used.
+func SetNotify(e *Engine, f func(ctx context.Context)) { e.notify = f }

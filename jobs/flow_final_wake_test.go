@@ -64,8 +64,8 @@ func TestAReapedChildWakesItsParent(t *testing.T) {
 		require.False(t, runnableNow(t, x, parent.ID), "the parent sleeps while its child runs")
 
 		var notified atomic.Int32
-		rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet(),
-			Notify: func(context.Context) { notified.Add(1) }})
+		jobs.SetNotify(x.eng, func(context.Context) { notified.Add(1) })
+		rec := jobs.ReconcilerOf(x.eng)
 		n, err := rec.Reap(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
@@ -83,8 +83,7 @@ func TestACancelledChildWakesItsParent(t *testing.T) {
 		ctx := context.Background()
 		x := setup(t, b)
 		var notified atomic.Int32
-		x.service = jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: x.queue, Registry: x.registry, Clock: x.clock, Logger: quiet(),
-			Notify: func(context.Context) { notified.Add(1) }})
+		jobs.SetNotify(x.eng, func(context.Context) { notified.Add(1) })
 		parent, children := asleepParent(t, x, 2)
 		notified.Store(0) // creating the children asked for a worker call
 

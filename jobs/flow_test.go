@@ -53,7 +53,7 @@ func TestParentFinishesWhenItsChildrenHave(t *testing.T) {
 		x.registry.MustRegister("fan_out", fanOut{&spawned})
 		x.rec.script = func(job *models.Job, call int) (json.RawMessage, error) { return json.RawMessage(job.Payload), nil }
 		parent := x.create(t, jobs.CreateRequest{Type: "fan_out", Payload: json.RawMessage(`{"n":4}`)})
-		w := x.worker(jobs.WorkerConfig{Children: x.service})
+		w := x.worker(jobs.Config{})
 		sum, err := w.Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Snoozed, "the parent waited once")
@@ -81,7 +81,7 @@ func TestAFailedChildFailsItsParent(t *testing.T) {
 			return json.RawMessage(`{}`), nil
 		}
 		parent := x.create(t, jobs.CreateRequest{Type: "fan_out", Payload: json.RawMessage(`{"n":3}`)})
-		_, err := x.worker(jobs.WorkerConfig{Children: x.service}).Drain(ctx, time.Minute)
+		_, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		row := x.reload(t, parent.ID)
 		require.Equal(t, models.StatusFailed, row.Status)

@@ -33,7 +33,7 @@ func TestAChildWhoseSiblingsRunLeavesItsParentAsleep(t *testing.T) {
 			seen = append(seen, x.reload(t, parent.ID))
 			return json.RawMessage(job.Payload), nil
 		}
-		sum, err := x.worker(jobs.WorkerConfig{Children: x.service, Concurrency: 1}).Drain(ctx, time.Minute)
+		sum, err := x.worker(jobs.Config{Concurrency: 1}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Len(t, seen, 3)
 		for i, p := range seen {
@@ -85,7 +85,7 @@ func TestParentWhoseChildrenFinishBeforeItsSnoozeIsWoken(t *testing.T) {
 		parent := x.create(t, jobs.CreateRequest{Type: "slow_parent", Payload: json.RawMessage(`{}`)})
 		// The first drain has one slot, which the parent holds: it cannot
 		// run the children itself.
-		w := x.worker(jobs.WorkerConfig{Children: x.service, Concurrency: 1})
+		w := x.worker(jobs.Config{Concurrency: 1})
 
 		type result struct {
 			sum jobs.DrainSummary
@@ -103,7 +103,7 @@ func TestParentWhoseChildrenFinishBeforeItsSnoozeIsWoken(t *testing.T) {
 		}
 		// A second drain runs the children while the parent's first
 		// attempt is still in its handler.
-		sum2, err := x.worker(jobs.WorkerConfig{Children: x.service, Concurrency: 2}).Drain(ctx, time.Minute)
+		sum2, err := x.worker(jobs.Config{Concurrency: 2}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 2, sum2.Completed, "the second drain ran both children")
 		close(childrenDone)
@@ -137,7 +137,7 @@ func TestAUserKeyNeverBecomesAChild(t *testing.T) {
 		squatter := x.create(t, jobs.CreateRequest{Payload: json.RawMessage(`{"squatter":true}`),
 			IdempotencyKey: fmt.Sprintf("child:%d:0", parent.ID)})
 
-		_, err := x.worker(jobs.WorkerConfig{Children: x.service}).Drain(ctx, time.Minute)
+		_, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		row := x.reload(t, parent.ID)
 		require.Equal(t, models.StatusCompleted, row.Status)

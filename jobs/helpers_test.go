@@ -16,11 +16,15 @@ import (
 	"github.com/jobhook/jobhook/models"
 )
 
-// bundle is one test's engine on one backend.
+// bundle is one test's engine on one backend. The engine is not started:
+// the tests drive its drains (and, through export_test.go, its queue and
+// reconciler) by hand, so no reaper or restore runs behind their backs.
 type bundle struct {
+	t        *testing.T
 	b        testenv.Backend
 	clock    *jobs.ManualClock
-	queue    *jobs.Queue
+	eng      *jobs.Engine
+	queue    *jobs.Queue // the engine's, to set up queue states by hand
 	registry *jobs.Registry
 	service  *jobs.Service
 	rec      *recorder
@@ -32,19 +36,33 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func setup(t *testing.T, b testenv.Backend) *bundle {
 	t.Helper()
-	clock := jobs.NewManualClock(t0)
-	q := jobs.NewQueue(b.Redis, b.Prefix, clock)
 	reg := jobs.NewRegistry()
 	rec := newRecorder()
 	reg.MustRegister("record", rec)
-	svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Clock: clock, Logger: quiet()})
-	return &bundle{b: b, clock: clock, queue: q, registry: reg, service: svc, rec: rec}
+	x := &bundle{t: t, b: b, clock: jobs.NewManualClock(t0), registry: reg, rec: rec}
+	x.eng = x.engine(jobs.Config{})
+	x.queue = jobs.QueueOf(x.eng)
+	x.service = x.eng.Service()
+	return x
 }
 
-func (x *bundle) worker(cfg jobs.WorkerConfig) *jobs.Worker {
-	cfg.DB, cfg.Queue, cfg.Registry, cfg.Clock, cfg.Logger = x.b.DB.Gorm, x.queue, x.registry, x.clock, quiet()
-	return jobs.NewWorker(cfg)
+// engine builds another engine on the bundle's backend, queue, registry
+// and clock (and a quiet logger unless cfg has one), shut down at the end
+// of the test. Engines of one bundle share the queue, as servers do.
+func (x *bundle) engine(cfg jobs.Config) *jobs.Engine {
+	x.t.Helper()
+	cfg.DB, cfg.Redis, cfg.RedisPrefix, cfg.Registry, cfg.Clock = x.b.DB.Gorm, x.b.Redis, x.b.Prefix, x.registry, x.clock
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
+	eng, err := jobs.New(cfg)
+	require.NoError(x.t, err)
+	x.t.Cleanup(func() { require.NoError(x.t, eng.Shutdown(context.Background())) })
+	return eng
 }
+
+// worker returns the Worker of a new engine built from cfg (see engine).
+func (x *bundle) worker(cfg jobs.Config) *jobs.Worker { return x.engine(cfg).Worker() }
 
 func (x *bundle) create(t *testing.T, req jobs.CreateRequest) *models.Job {
 	t.Helper()

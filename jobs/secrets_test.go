@@ -151,12 +151,11 @@ func keyring(t *testing.T, spec string) *secretbox.Keyring {
 }
 
 func (x *secretEnv) service(kr *secretbox.Keyring) *jobs.Service {
-	return jobs.NewService(jobs.ServiceConfig{DB: x.b.DB.Gorm, Queue: x.queue, Registry: x.registry, Clock: x.clock, Logger: x.log, Secrets: kr})
+	return x.engine(jobs.Config{Logger: x.log, Secrets: kr}).Service()
 }
 
 func (x *secretEnv) secretWorker(kr *secretbox.Keyring) *jobs.Worker {
-	return jobs.NewWorker(jobs.WorkerConfig{DB: x.b.DB.Gorm, Queue: x.queue, Registry: x.registry, Clock: x.clock, Logger: x.log,
-		Secrets: kr, Concurrency: 1, Backoff: func(int) time.Duration { return time.Second }})
+	return x.worker(jobs.Config{Logger: x.log, Secrets: kr, Concurrency: 1, Backoff: func(int) time.Duration { return time.Second }})
 }
 
 func (x *secretEnv) createSocial(t *testing.T, svc *jobs.Service, req jobs.CreateRequest) *models.Job {
@@ -738,7 +737,7 @@ func TestCheckSecretFields(t *testing.T) {
 	b := testenv.Embedded(t)
 	x := setup(t, b)
 	x.registry.MustRegister("t", fieldsHandler{"a.b"})
-	svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: x.queue, Registry: x.registry, Clock: x.clock, Logger: quiet(), Secrets: keyring(t, secKeyA)})
+	svc := x.engine(jobs.Config{Secrets: keyring(t, secKeyA)}).Service()
 	_, _, err = svc.Create(context.Background(), jobs.CreateRequest{UserID: "u", Type: "t", Payload: json.RawMessage(`{"a":{"b":"s"}}`)})
 	require.ErrorContains(t, err, "secret field path")
 }

@@ -22,8 +22,9 @@ func TestRetryRunsAFailedJobAgain(t *testing.T) {
 		ctx := context.Background()
 		x := setup(t, b)
 		var notified atomic.Int32
-		svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: x.queue, Registry: x.registry, Clock: x.clock,
-			Logger: quiet(), Notify: func(context.Context) { notified.Add(1) }})
+		eng := x.engine(jobs.Config{})
+		jobs.SetNotify(eng, func(context.Context) { notified.Add(1) })
+		svc := eng.Service()
 		x.rec.script = func(_ *models.Job, call int) (json.RawMessage, error) {
 			if call == 1 {
 				return nil, jobs.Permanent(errors.New("provider said no"))
@@ -31,7 +32,7 @@ func TestRetryRunsAFailedJobAgain(t *testing.T) {
 			return json.RawMessage(`{"ok":true}`), nil
 		}
 		job := x.create(t, jobs.CreateRequest{MaxAttempts: 2})
-		w := x.worker(jobs.WorkerConfig{})
+		w := x.worker(jobs.Config{})
 		sum, err := w.Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Failed)
@@ -134,8 +135,7 @@ func TestRetryEnqueueFailureStillRuns(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, models.StatusPending, got.Status)
 
-	rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
-	sum, err := x.worker(jobs.WithReconciler(jobs.WorkerConfig{}, rec)).Drain(ctx, time.Minute)
+	sum, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, 1, sum.Reenqueued)
 	require.Equal(t, 1, sum.Completed)
@@ -161,7 +161,7 @@ func TestListFailedJobs(t *testing.T) {
 			}
 		}
 		x.create(t, jobs.CreateRequest{UserID: "user-2", Priority: 1})
-		_, err := x.worker(jobs.WorkerConfig{}).Drain(ctx, time.Minute)
+		_, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.EqualValues(t, 4, x.countStatus(t, models.StatusFailed))
 

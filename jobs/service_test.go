@@ -131,7 +131,7 @@ func TestCancel(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, jobs.Depth{}, d, "a cancelled job leaves the queue")
 		x.clock.Advance(2 * time.Hour)
-		sum, err := x.worker(jobs.WorkerConfig{}).Drain(ctx, time.Minute)
+		sum, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Zero(t, sum.Claimed, "cancelled jobs never run")
 	})

@@ -44,7 +44,7 @@ func TestShutdownWhileDrainsClaim(t *testing.T) {
 			time.Sleep(time.Millisecond) // a little work
 			return json.RawMessage(`{}`), nil
 		}
-		w := x.worker(jobs.WorkerConfig{Concurrency: 4})
+		w := x.worker(jobs.Config{Concurrency: 4})
 		var drains sync.WaitGroup
 		for range 3 {
 			drains.Add(1)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestDrainRunsJobsInPriorityThenFIFOOrder(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		x := setup(t, b)
 		rows := x.seed(t, 300, func(i int) int { return []int{0, 999999, 7, 7, 500000}[i%5] })
-		sum, err := x.worker(jobs.WorkerConfig{Concurrency: 1}).Drain(context.Background(), time.Minute)
+		sum, err := x.worker(jobs.Config{Concurrency: 1}).Drain(context.Background(), time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 300, sum.Claimed)
 		require.Equal(t, 300, sum.Completed)
@@ -52,7 +53,7 @@ func TestConcurrentDrainsRunEveryJobExactlyOnce(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				w := x.worker(jobs.WorkerConfig{Concurrency: 8})
+				w := x.worker(jobs.Config{Concurrency: 8})
 				s, err := w.Drain(context.Background(), 2*time.Minute)
 				assert.NoError(t, err)
 				sums[i] = s
@@ -87,7 +88,7 @@ func TestRetryThenSuccessWithGrowingBackoff(t *testing.T) {
 			}
 			return json.RawMessage(`{"done":true}`), nil
 		}
-		w := x.worker(jobs.WorkerConfig{Backoff: jobs.ExponentialBackoff(10*time.Second, time.Hour, func() float64 { return 0.5 })})
+		w := x.worker(jobs.Config{Backoff: jobs.ExponentialBackoff(10*time.Second, time.Hour, func() float64 { return 0.5 })})
 		job := x.create(t, jobs.CreateRequest{})
 
 		var delays []time.Duration
@@ -139,7 +140,7 @@ func TestPermanentErrorFailsAtOnce(t *testing.T) {
 			return nil, jobs.Permanent(errors.New("account suspended"))
 		}
 		job := x.create(t, jobs.CreateRequest{MaxAttempts: 5})
-		sum, err := x.worker(jobs.WorkerConfig{}).Drain(context.Background(), time.Minute)
+		sum, err := x.worker(jobs.Config{}).Drain(context.Background(), time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Failed)
 		row := x.reload(t, job.ID)
@@ -154,7 +155,7 @@ func TestFailsForGoodAfterMaxAttempts(t *testing.T) {
 		ctx := context.Background()
 		x := setup(t, b)
 		x.rec.script = func(*models.Job, int) (json.RawMessage, error) { return nil, errors.New("still down") }
-		w := x.worker(jobs.WorkerConfig{})
+		w := x.worker(jobs.Config{})
 		job := x.create(t, jobs.CreateRequest{MaxAttempts: 2})
 		_, err := w.Drain(ctx, time.Minute)
 		require.NoError(t, err)
@@ -179,7 +180,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 			return nil, jobs.RetryAfter(errors.New("429 too many requests"), 90*time.Second)
 		}
 		job := x.create(t, jobs.CreateRequest{})
-		_, err := x.worker(jobs.WorkerConfig{Backoff: func(int) time.Duration { return time.Second }}).Drain(context.Background(), time.Minute)
+		_, err := x.worker(jobs.Config{Backoff: func(int) time.Duration { return time.Second }}).Drain(context.Background(), time.Minute)
 		require.NoError(t, err)
 		row := x.reload(t, job.ID)
 		require.Equal(t, 90*time.Second, row.NextRunAt.Sub(x.clock.Now()))
@@ -203,7 +204,7 @@ func TestTimeoutAndPanicAreRetried(t *testing.T) {
 		}))
 		slow := x.create(t, jobs.CreateRequest{Type: "slow"})
 		boom := x.create(t, jobs.CreateRequest{Payload: json.RawMessage(`{"panic":true}`)})
-		sum, err := x.worker(jobs.WorkerConfig{JobTimeout: 50 * time.Millisecond}).Drain(context.Background(), time.Minute)
+		sum, err := x.worker(jobs.Config{JobTimeout: 50 * time.Millisecond}).Drain(context.Background(), time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 2, sum.Retried)
 		require.Contains(t, x.reload(t, slow.ID).Error, "timed out after 50ms")
@@ -218,10 +219,14 @@ func TestDrainSkipsCancelledJobs(t *testing.T) {
 		x := setup(t, b)
 		keep := x.create(t, jobs.CreateRequest{})
 		gone := x.create(t, jobs.CreateRequest{})
+		// This interval's reconcile pass has run already, so the drain does
+		// not drop the stale id before its claim meets it.
+		_, err := jobs.ReconcilerOf(x.eng).RunIfDue(ctx)
+		require.NoError(t, err)
 		// Cancel in the database only, leaving the id in Redis, as a cancel
 		// racing a claim would.
 		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", gone.ID).Update("status", models.StatusCancelled).Error)
-		sum, err := x.worker(jobs.WorkerConfig{}).Drain(ctx, time.Minute)
+		sum, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Completed)
 		require.Equal(t, 1, sum.Skipped)
@@ -240,7 +245,7 @@ func TestScheduledJobRunsOnlyWhenDue(t *testing.T) {
 		at := x.clock.Now().Add(10 * time.Minute)
 		job := x.create(t, jobs.CreateRequest{ScheduledFor: &at})
 		require.Equal(t, models.StatusScheduled, job.Status)
-		w := x.worker(jobs.WorkerConfig{})
+		w := x.worker(jobs.Config{})
 		sum, err := w.Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Zero(t, sum.Claimed)
@@ -266,7 +271,7 @@ func TestReconcilerRestoresJobsRedisLost(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, b.Redis.Del(ctx, keys...).Err())
 
-		rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
+		rec := jobs.ReconcilerOf(x.eng)
 		res, err := rec.Run(ctx)
 		require.NoError(t, err)
 		require.Equal(t, jobs.ReconcileResult{Checked: 600, Enqueued: 600}, res)
@@ -278,11 +283,11 @@ func TestReconcilerRestoresJobsRedisLost(t *testing.T) {
 		require.NoError(t, err)
 		require.Zero(t, res.Enqueued, "a second pass finds nothing missing")
 
-		sum, err := x.worker(jobs.WorkerConfig{Concurrency: 16}).Drain(ctx, time.Minute)
+		sum, err := x.worker(jobs.Config{Concurrency: 16}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 599, sum.Completed)
 		x.clock.Advance(time.Hour)
-		sum, err = x.worker(jobs.WorkerConfig{}).Drain(ctx, time.Minute)
+		sum, err = x.worker(jobs.Config{}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Completed)
 	})
@@ -296,8 +301,7 @@ func TestEnqueueFailureAfterInsertStillRuns(t *testing.T) {
 	job := x.create(t, jobs.CreateRequest{})
 	require.Equal(t, models.StatusPending, job.Status, "the create succeeds: the row is the truth")
 	b.Mini.SetError("")
-	rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
-	w := x.worker(jobs.WithReconciler(jobs.WorkerConfig{}, rec))
+	w := x.worker(jobs.Config{})
 	sum, err := w.Drain(ctx, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, 1, sum.Reenqueued)
@@ -339,7 +343,7 @@ func TestReaperRecoversJobsOfALostWorker(t *testing.T) {
 			Updates(map[string]any{"status": models.StatusProcessing, "attempts": 1, "started_at": now, "lease_expires_at": now.Add(-time.Second)}).Error)
 		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", alive.ID).Update("lease_expires_at", now.Add(30*time.Second)).Error)
 
-		rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
+		rec := jobs.ReconcilerOf(x.eng)
 		n, err := rec.Reap(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 2, n, "only the expired leases")
@@ -355,7 +359,7 @@ func TestReaperRecoversJobsOfALostWorker(t *testing.T) {
 
 		// The live one's worker dies too: its lease runs out.
 		x.clock.Advance(31 * time.Second)
-		sum, err := x.worker(jobs.WithReconciler(jobs.WorkerConfig{}, rec)).Drain(ctx, time.Minute)
+		sum, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Reaped, "reaped at the start of the drain")
 		require.Equal(t, 2, sum.Completed)
@@ -377,7 +381,7 @@ func TestHeartbeatKeepsALongJobsLease(t *testing.T) {
 			return json.RawMessage(`{}`), nil
 		}))
 		job := x.create(t, jobs.CreateRequest{Type: "long"})
-		w := x.worker(jobs.WorkerConfig{LeaseDuration: 90 * time.Millisecond})
+		w := x.worker(jobs.Config{LeaseDuration: 90 * time.Millisecond})
 		done := make(chan jobs.DrainSummary)
 		go func() {
 			s, _ := w.Drain(ctx, time.Minute)
@@ -393,7 +397,7 @@ func TestHeartbeatKeepsALongJobsLease(t *testing.T) {
 			row := x.reload(t, job.ID)
 			return row.LeaseExpiresAt != nil && row.LeaseExpiresAt.After(first.Add(30*time.Minute))
 		})
-		rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
+		rec := jobs.ReconcilerOf(x.eng)
 		n, err := rec.Reap(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n, "a renewed lease is not reaped")
@@ -415,7 +419,7 @@ func TestLostLeaseCancelsTheHandlerAndDropsItsOutcome(t *testing.T) {
 			return nil, ctx.Err()
 		}))
 		job := x.create(t, jobs.CreateRequest{Type: "stalls"})
-		w := x.worker(jobs.WorkerConfig{LeaseDuration: 60 * time.Millisecond})
+		w := x.worker(jobs.Config{LeaseDuration: 60 * time.Millisecond})
 		done := make(chan jobs.DrainSummary)
 		go func() {
 			s, _ := w.Drain(ctx, time.Minute)
@@ -447,7 +451,7 @@ func TestShutdownReleasesRunningJobs(t *testing.T) {
 		}))
 		endless := x.create(t, jobs.CreateRequest{Type: "endless", Priority: 10})
 		waiting := x.create(t, jobs.CreateRequest{Type: "quick"})
-		w := x.worker(jobs.WorkerConfig{Concurrency: 1})
+		w := x.worker(jobs.Config{Concurrency: 1})
 		done := make(chan jobs.DrainSummary)
 		go func() {
 			s, _ := w.Drain(ctx, time.Minute)
@@ -466,7 +470,7 @@ func TestShutdownReleasesRunningJobs(t *testing.T) {
 		require.Equal(t, models.StatusPending, x.reload(t, waiting.ID).Status)
 
 		// Another worker (after the restart) runs both.
-		sum, err := x.worker(jobs.WorkerConfig{JobTimeout: 20 * time.Millisecond}).Drain(ctx, time.Minute)
+		sum, err := x.worker(jobs.Config{JobTimeout: 20 * time.Millisecond}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 2, sum.Claimed)
 	})
@@ -496,7 +500,7 @@ func TestCheckpointIsHandedToTheNextAttempt(t *testing.T) {
 			return json.RawMessage(`{"steps":10}`), nil
 		}))
 		job := x.create(t, jobs.CreateRequest{Type: "resumable"})
-		w := x.worker(jobs.WorkerConfig{})
+		w := x.worker(jobs.Config{})
 		_, err := w.Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		x.clock.Advance(time.Hour)
@@ -520,13 +524,24 @@ func TestDrainFansOutWhenWorkRemains(t *testing.T) {
 		time.Sleep(60 * time.Millisecond)
 		return json.RawMessage(`{}`), nil
 	}
-	notified := 0
-	w := x.worker(jobs.WorkerConfig{Concurrency: 1, JobTimeout: 150 * time.Millisecond, Notify: func(context.Context) { notified++ }})
+	triggers := &triggerCounter{}
+	w := x.worker(jobs.Config{Concurrency: 1, JobTimeout: 150 * time.Millisecond, Publisher: triggers})
 	sum, err := w.Drain(context.Background(), 200*time.Millisecond)
 	require.NoError(t, err)
 	require.Equal(t, 1, sum.Claimed, "the rest of the budget cannot fit another job")
 	require.EqualValues(t, 19, sum.Remaining)
-	require.Equal(t, 1, notified, "work left: another worker call is asked for")
+	require.EqualValues(t, 1, triggers.n.Load(), "work left: another worker call is asked for")
+}
+
+// triggerCounter is a Publisher that counts the triggers published.
+type triggerCounter struct {
+	fakePublisher
+	n atomic.Int32
+}
+
+func (p *triggerCounter) Trigger(context.Context, time.Duration) error {
+	p.n.Add(1)
+	return nil
 }
 
 // A worker that stalled past its lease must not record over a newer claim
@@ -544,7 +559,7 @@ func TestStaleWorkerCannotOverwriteANewerClaim(t *testing.T) {
 		job := x.create(t, jobs.CreateRequest{Type: "stale", MaxAttempts: 1})
 		done := make(chan jobs.DrainSummary)
 		go func() {
-			s, _ := x.worker(jobs.WorkerConfig{LeaseDuration: time.Hour}).Drain(ctx, time.Minute)
+			s, _ := x.worker(jobs.Config{LeaseDuration: time.Hour}).Drain(ctx, time.Minute)
 			done <- s
 		}()
 		<-started
@@ -574,7 +589,7 @@ func TestReconcilerDropsStaleRedisEntries(t *testing.T) {
 		require.NoError(t, x.queue.Enqueue(ctx, jobs.Item{ID: 999999}))
 		require.NoError(t, b.Redis.ZAdd(ctx, x.queue.Key("processing"), redis.Z{Score: 1, Member: done.ID}).Err())
 
-		rec := jobs.NewReconciler(jobs.ReconcilerConfig{DB: b.DB.Gorm, Queue: x.queue, Clock: x.clock, Logger: quiet()})
+		rec := jobs.ReconcilerOf(x.eng)
 		res, err := rec.Run(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 3, res.Dropped)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	openaifake "github.com/jobhook/jobhook/internal/fakes/openai"
+	"github.com/jobhook/jobhook/internal/jobstest"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
@@ -27,11 +28,9 @@ func carouselEngine(t *testing.T, b testenv.Backend, textURL, imageURL string) (
 	reg.MustRegister(tasks.TypeCarouselCreation, tasks.NewCarouselCreation())
 	reg.MustRegister(tasks.TypeAITextGeneration, tasks.NewAITextGeneration(tasks.OpenAIConfig{BaseURL: textURL, APIKey: "sk-test"}))
 	reg.MustRegister(tasks.TypeAIImageGeneration, tasks.NewAIImageGeneration(tasks.OpenAIConfig{BaseURL: imageURL, APIKey: "sk-test"}))
-	q := jobs.NewQueue(b.Redis, b.Prefix, nil)
-	svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: log})
-	w := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: log, Children: svc, Concurrency: 8,
+	eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: log, Concurrency: 8,
 		Backoff: func(int) time.Duration { return time.Millisecond }})
-	return svc, w
+	return eng.Service(), eng.Worker()
 }
 
 func drainUntilFinished(t *testing.T, svc *jobs.Service, w *jobs.Worker, user string, id int64) *models.Job {

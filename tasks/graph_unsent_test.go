@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jobhook/jobhook/internal/fakes/graph"
+	"github.com/jobhook/jobhook/internal/jobstest"
 	"github.com/jobhook/jobhook/internal/secretbox"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
@@ -235,7 +236,6 @@ func TestFacebookNeverSentThenRetryPosts(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
 		clock := jobs.NewManualClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
-		q := jobs.NewQueue(b.Redis, b.Prefix, clock)
 		f := newGraphFake(t)
 		st := newSwitchTransport(t, f)
 		st.isDown.Store(true)
@@ -249,9 +249,9 @@ func TestFacebookNeverSentThenRetryPosts(t *testing.T) {
 			t.Fatal(err)
 		}
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-		svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Clock: clock, Logger: quiet, Secrets: kr})
-		w := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Clock: clock, Logger: quiet, Secrets: kr,
+		eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Clock: clock, Logger: quiet, Secrets: kr,
 			Concurrency: 1, Backoff: func(int) time.Duration { return time.Second }})
+		svc, w := eng.Service(), eng.Worker()
 
 		payload, _ := json.Marshal(graphFBPayload("Hello Page", ""))
 		job, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u1", Type: tasks.TypeSocialPublishFacebook, Payload: payload, MaxAttempts: 3})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobhook/jobhook/internal/chaostask"
 	"github.com/jobhook/jobhook/internal/database"
+	"github.com/jobhook/jobhook/internal/jobstest"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
@@ -183,9 +184,9 @@ func TestRunsInAWorker(t *testing.T) {
 		ctx := context.Background()
 		reg := jobs.NewRegistry()
 		reg.MustRegister(chaostask.Type, chaostask.New(b.DB.Gorm))
-		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-		svc := jobs.NewService(jobs.ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
+		eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: quiet})
+		svc := eng.Service()
 		_, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u", Type: chaostask.Type, Payload: json.RawMessage(`{"sleepMs":-1}`)})
 		var ve *jobs.ValidationError
 		require.ErrorAs(t, err, &ve, "a bad payload is refused at create")
@@ -193,8 +194,7 @@ func TestRunsInAWorker(t *testing.T) {
 			_, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u", Type: chaostask.Type, Payload: json.RawMessage(`{"sleepMs":5}`)})
 			require.NoError(t, err)
 		}
-		w := jobs.NewWorker(jobs.WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
-		sum, err := w.Drain(ctx, 10*time.Second)
+		sum, err := eng.Worker().Drain(ctx, 10*time.Second)
 		require.NoError(t, err)
 		require.Equal(t, 5, sum.Completed)
 		calls, err := chaostask.Calls(ctx, b.DB.Gorm)

@@ -1,4 +1,4 @@
-package jobs_test
+package jobs
 
 import (
 	"context"
@@ -10,24 +10,23 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobhook/jobhook/internal/testenv"
-	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
 )
 
 func TestQueueOrderIsPriorityThenFIFO(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
+		q := NewQueue(b.Redis, b.Prefix, nil)
 		rng := rand.New(rand.NewPCG(1, 2))
 		// Priorities drawn so that the extremes and many ties occur.
 		choices := []int{0, 999999, 1, 999998, 500000, 42}
-		items := make([]jobs.Item, 1000)
+		items := make([]Item, 1000)
 		for i := range items {
 			p := choices[rng.IntN(len(choices))]
 			if rng.IntN(3) == 0 {
 				p = rng.IntN(models.MaxPriority + 1)
 			}
-			items[i] = jobs.Item{ID: int64(i + 1), Priority: p}
+			items[i] = Item{ID: int64(i + 1), Priority: p}
 		}
 		// Enqueue one by one and in batches: order is the enqueue order.
 		for i := 0; i < 500; i++ {
@@ -35,7 +34,7 @@ func TestQueueOrderIsPriorityThenFIFO(t *testing.T) {
 		}
 		require.NoError(t, q.Enqueue(ctx, items[500:]...))
 
-		want := append([]jobs.Item(nil), items...)
+		want := append([]Item(nil), items...)
 		sort.SliceStable(want, func(i, j int) bool { return want[i].Priority > want[j].Priority })
 
 		var got []int64
@@ -53,16 +52,16 @@ func TestQueueOrderIsPriorityThenFIFO(t *testing.T) {
 		}
 		d, err := q.Depth(ctx)
 		require.NoError(t, err)
-		require.Equal(t, jobs.Depth{Processing: 1000}, d)
+		require.Equal(t, Depth{Processing: 1000}, d)
 	})
 }
 
 func TestQueueEnqueueIsIdempotent(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
-		require.NoError(t, q.Enqueue(ctx, jobs.Item{ID: 1, Priority: 5}, jobs.Item{ID: 2, Priority: 5}))
-		require.NoError(t, q.Enqueue(ctx, jobs.Item{ID: 1, Priority: 5}))
+		q := NewQueue(b.Redis, b.Prefix, nil)
+		require.NoError(t, q.Enqueue(ctx, Item{ID: 1, Priority: 5}, Item{ID: 2, Priority: 5}))
+		require.NoError(t, q.Enqueue(ctx, Item{ID: 1, Priority: 5}))
 		ids, err := q.Claim(ctx, 10, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, []int64{1, 2}, ids, "a second enqueue of job 1 must neither duplicate it nor move it back")
@@ -72,22 +71,22 @@ func TestQueueEnqueueIsIdempotent(t *testing.T) {
 func TestQueueDelayedJobsBecomeDueWithTheClock(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		clock := jobs.NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-		q := jobs.NewQueue(b.Redis, b.Prefix, clock)
-		require.NoError(t, q.Enqueue(ctx, jobs.Item{ID: 7, Priority: 1}))
+		clock := NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		q := NewQueue(b.Redis, b.Prefix, clock)
+		require.NoError(t, q.Enqueue(ctx, Item{ID: 7, Priority: 1}))
 		ids, err := q.Claim(ctx, 1, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, []int64{7}, ids)
 
 		// A retry in 30s: out of processing, not claimable before its time.
-		require.NoError(t, q.EnqueueAt(ctx, clock.Now().Add(30*time.Second), jobs.Item{ID: 7, Priority: 1}))
-		require.NoError(t, q.Enqueue(ctx, jobs.Item{ID: 8, Priority: 0}))
+		require.NoError(t, q.EnqueueAt(ctx, clock.Now().Add(30*time.Second), Item{ID: 7, Priority: 1}))
+		require.NoError(t, q.Enqueue(ctx, Item{ID: 8, Priority: 0}))
 		n, err := q.PromoteDue(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)
 		d, err := q.Depth(ctx)
 		require.NoError(t, err)
-		require.Equal(t, jobs.Depth{Pending: 1, Delayed: 1}, d)
+		require.Equal(t, Depth{Pending: 1, Delayed: 1}, d)
 
 		clock.Advance(30 * time.Second)
 		n, err = q.PromoteDue(ctx)
@@ -102,12 +101,12 @@ func TestQueueDelayedJobsBecomeDueWithTheClock(t *testing.T) {
 func TestQueueReleaseRemoveAndMissing(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
-		require.NoError(t, q.Enqueue(ctx, jobs.Item{ID: 1}, jobs.Item{ID: 2}, jobs.Item{ID: 3}))
+		q := NewQueue(b.Redis, b.Prefix, nil)
+		require.NoError(t, q.Enqueue(ctx, Item{ID: 1}, Item{ID: 2}, Item{ID: 3}))
 		ids, err := q.Claim(ctx, 1, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, []int64{1}, ids)
-		require.NoError(t, q.Release(ctx, jobs.Item{ID: 1}))
+		require.NoError(t, q.Release(ctx, Item{ID: 1}))
 		require.NoError(t, q.Remove(ctx, 2))
 		missing, err := q.Missing(ctx, []int64{1, 2, 3, 4})
 		require.NoError(t, err)
@@ -118,7 +117,7 @@ func TestQueueReleaseRemoveAndMissing(t *testing.T) {
 		require.NoError(t, q.Ack(ctx, 3, 1))
 		d, err := q.Depth(ctx)
 		require.NoError(t, err)
-		require.Equal(t, jobs.Depth{}, d)
+		require.Equal(t, Depth{}, d)
 	})
 }
 
@@ -127,9 +126,9 @@ func TestQueueReleaseRemoveAndMissing(t *testing.T) {
 func TestMissingSeesAScoreOfZero(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		q := jobs.NewQueue(b.Redis, b.Prefix, nil)
-		top := jobs.Item{ID: 9, Priority: models.MaxPriority}
-		require.NoError(t, q.Enqueue(ctx, top, jobs.Item{ID: 10}))
+		q := NewQueue(b.Redis, b.Prefix, nil)
+		top := Item{ID: 9, Priority: models.MaxPriority}
+		require.NoError(t, q.Enqueue(ctx, top, Item{ID: 10}))
 		ids, err := q.Claim(ctx, 1, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, []int64{9}, ids)
@@ -137,7 +136,7 @@ func TestMissingSeesAScoreOfZero(t *testing.T) {
 		score, err := b.Redis.ZScore(ctx, q.Key("pending"), "9").Result()
 		require.NoError(t, err)
 		require.Zero(t, score)
-		require.NoError(t, q.EnqueueAt(ctx, time.Now().Add(time.Hour), jobs.Item{ID: 11}))
+		require.NoError(t, q.EnqueueAt(ctx, time.Now().Add(time.Hour), Item{ID: 11}))
 		missing, err := q.Missing(ctx, []int64{9, 10, 11, 12})
 		require.NoError(t, err)
 		require.Equal(t, []int64{12}, missing)
