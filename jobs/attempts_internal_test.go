@@ -132,7 +132,7 @@ func TestRecordAttemptFailureOnlyWarns(t *testing.T) {
 func TestAttemptsOwnerOnlyInInsertionOrder(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		svc := NewService(ServiceConfig{DB: b.DB.Gorm, Queue: NewQueue(b.Redis, b.Prefix, nil),
+		svc := newService(serviceConfig{DB: b.DB.Gorm, Queue: newRedisQueue(b.Redis, b.Prefix, nil),
 			Registry: NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
 		job := insertJob(t, b, "u1", models.StatusFailed)
 		other := insertJob(t, b, "u2", models.StatusFailed)

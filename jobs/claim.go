@@ -26,9 +26,9 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 	rows, err := w.claimRows(ctx, ids, lease)
 	if err != nil {
 		// The rows are unchanged: hand the ids back so nothing is lost.
-		items := make([]Item, len(ids))
+		items := make([]queueItem, len(ids))
 		for i, id := range ids {
-			items[i] = Item{ID: id}
+			items[i] = queueItem{ID: id}
 		}
 		if rerr := w.cfg.Queue.Release(ctx, items...); rerr != nil {
 			w.log.Error("claimed jobs neither started nor released; the reconciler will restore them", "err", rerr)
@@ -89,7 +89,7 @@ func (w *Worker) settleSkipped(ctx context.Context, ids []int64) error {
 	drop := slices.Clone(ids)
 	for _, r := range rows {
 		if r.Status == models.StatusPending {
-			if err := w.cfg.Queue.EnqueueAt(ctx, r.NextRunAt, Item{ID: r.ID, Priority: r.Priority}); err != nil {
+			if err := w.cfg.Queue.EnqueueAt(ctx, r.NextRunAt, queueItem{ID: r.ID, Priority: r.Priority}); err != nil {
 				return err
 			}
 			drop = slices.DeleteFunc(drop, func(id int64) bool { return id == r.ID })

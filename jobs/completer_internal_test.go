@@ -28,7 +28,7 @@ func TestCompleterRetriesATransientWriteFailure(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
 		quiet := slog.New(slog.DiscardHandler)
-		q := NewQueue(b.Redis, b.Prefix, nil)
+		q := newRedisQueue(b.Redis, b.Prefix, nil)
 		reg := NewRegistry()
 		var mu sync.Mutex
 		runs := map[int64]int{}
@@ -38,13 +38,13 @@ func TestCompleterRetriesATransientWriteFailure(t *testing.T) {
 			runs[job.ID]++
 			return json.RawMessage(`{}`), nil
 		}))
-		svc := NewService(ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
+		svc := newService(serviceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
 		const n = 40
 		for range n {
 			_, _, err := svc.Create(ctx, CreateRequest{UserID: "u1", Type: "once", MaxAttempts: 1})
 			require.NoError(t, err)
 		}
-		w := NewWorker(WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, Concurrency: 8})
+		w := newWorker(workerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, Concurrency: 8})
 		var calls, failures int
 		w.testCompleter = func(c *completer) {
 			real := c.apply
@@ -88,13 +88,13 @@ func TestCompleterGivesUpOnAPermanentWriteError(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
 		quiet := slog.New(slog.DiscardHandler)
-		q := NewQueue(b.Redis, b.Prefix, nil)
+		q := newRedisQueue(b.Redis, b.Prefix, nil)
 		reg := NewRegistry()
 		reg.MustRegister("once", HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) { return nil, nil }))
-		svc := NewService(ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
+		svc := newService(serviceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
 		job, _, err := svc.Create(ctx, CreateRequest{UserID: "u1", Type: "once"})
 		require.NoError(t, err)
-		w := NewWorker(WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
+		w := newWorker(workerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
 		calls := 0
 		w.testCompleter = func(c *completer) {
 			c.apply = func(context.Context, []finishing) ([]store.Applied, error) {
@@ -135,20 +135,20 @@ func TestSlotsFreeBeforeTheWriteLands(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
 		quiet := slog.New(slog.DiscardHandler)
-		q := NewQueue(b.Redis, b.Prefix, nil)
+		q := newRedisQueue(b.Redis, b.Prefix, nil)
 		reg := NewRegistry()
 		var handled atomic.Int64
 		reg.MustRegister("once", HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
 			handled.Add(1)
 			return nil, nil
 		}))
-		svc := NewService(ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
+		svc := newService(serviceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
 		const n = 10
 		for range n {
 			_, _, err := svc.Create(ctx, CreateRequest{UserID: "u1", Type: "once"})
 			require.NoError(t, err)
 		}
-		w := NewWorker(WorkerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, Concurrency: 1})
+		w := newWorker(workerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, Concurrency: 1})
 		var (
 			mu      sync.Mutex
 			batches []int

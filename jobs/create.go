@@ -281,7 +281,7 @@ func (s *Service) byIdempotencyKeys(ctx context.Context, keys []store.Key) (map[
 // now in one call and, when any was enqueued, notifies once; it logs a
 // batch as one line, single creates a line each.
 func (s *Service) announce(ctx context.Context, out []Created, batch bool) {
-	var items []Item
+	var items []queueItem
 	var scheduled int
 	for _, c := range out {
 		if !c.Created {
@@ -293,7 +293,7 @@ func (s *Service) announce(ctx context.Context, out []Created, batch bool) {
 			scheduled++
 			s.publishScheduled(ctx, s.log.With("job_id", job.ID, "type", job.Type), job)
 		case models.StatusPending:
-			items = append(items, Item{ID: job.ID, Priority: job.Priority})
+			items = append(items, queueItem{ID: job.ID, Priority: job.Priority})
 		}
 	}
 	log := s.log

@@ -17,7 +17,7 @@ import (
 // drainRig is a Service and a Worker on one backend, with a no-op type
 // "noop" that counts its runs.
 type drainRig struct {
-	queue  *Queue
+	queue  *redisQueue
 	svc    *Service
 	worker *Worker
 	runs   atomic.Int64
@@ -26,18 +26,18 @@ type drainRig struct {
 func newDrainRig(t *testing.T, b testenv.Backend, withReconciler bool) *drainRig {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
-	r := &drainRig{queue: NewQueue(b.Redis, b.Prefix, nil)}
+	r := &drainRig{queue: newRedisQueue(b.Redis, b.Prefix, nil)}
 	reg := NewRegistry()
 	reg.MustRegister("noop", HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
 		r.runs.Add(1)
 		return json.RawMessage(`{}`), nil
 	}))
-	r.svc = NewService(ServiceConfig{DB: b.DB.Gorm, Queue: r.queue, Registry: reg, Logger: quiet})
-	cfg := WorkerConfig{DB: b.DB.Gorm, Queue: r.queue, Registry: reg, Logger: quiet, Concurrency: 8}
+	r.svc = newService(serviceConfig{DB: b.DB.Gorm, Queue: r.queue, Registry: reg, Logger: quiet})
+	cfg := workerConfig{DB: b.DB.Gorm, Queue: r.queue, Registry: reg, Logger: quiet, Concurrency: 8}
 	if withReconciler {
 		cfg.reconciler = newReconciler(reconcilerConfig{DB: b.DB.Gorm, Queue: r.queue, Logger: quiet})
 	}
-	r.worker = NewWorker(cfg)
+	r.worker = newWorker(cfg)
 	return r
 }
 

@@ -146,7 +146,7 @@ func (cfg Config) withDefaults() Config {
 // them in a fixed order.
 type Engine struct {
 	cfg        Config
-	queue      *Queue
+	queue      *redisQueue
 	reconciler *reconciler
 	worker     *Worker
 	service    *Service
@@ -169,7 +169,7 @@ func New(cfg Config) (*Engine, error) {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
 	e := &Engine{cfg: cfg}
-	e.queue = NewQueue(cfg.Redis, cfg.RedisPrefix, cfg.Clock)
+	e.queue = newRedisQueue(cfg.Redis, cfg.RedisPrefix, cfg.Clock)
 	// A reaped child that makes its parent due, a create, and a drain that
 	// ends with work left all ask for a drain through e.notify.
 	ask := func(ctx context.Context) {
@@ -182,7 +182,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Publisher != nil && !cfg.DisableTriggers {
 		trigger = newTriggerer(e.queue, cfg.Publisher, cfg.TriggerWindow, log).Notify
 	}
-	e.worker = NewWorker(WorkerConfig{
+	e.worker = newWorker(workerConfig{
 		DB: cfg.DB, Queue: e.queue, Registry: cfg.Registry, Clock: cfg.Clock, Logger: log,
 		Concurrency: cfg.Concurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration, Backoff: cfg.Backoff,
 		reconciler: e.reconciler, Secrets: cfg.Secrets, Notify: trigger,
@@ -200,14 +200,14 @@ func New(cfg Config) (*Engine, error) {
 			e.notify = kick
 		}
 	}
-	e.service = NewService(ServiceConfig{
+	e.service = newService(serviceConfig{
 		DB: cfg.DB, Queue: e.queue, Registry: cfg.Registry, Clock: cfg.Clock, Logger: log,
 		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: ask, Publisher: cfg.Publisher, Secrets: cfg.Secrets,
 	})
 	return e, nil
 }
 
-// childCreatorFunc adapts a function to ChildCreator.
+// childCreatorFunc adapts a function to childCreator.
 type childCreatorFunc func(ctx context.Context, parent *models.Job, i int, spec ChildSpec) (*models.Job, error)
 
 func (f childCreatorFunc) CreateChild(ctx context.Context, parent *models.Job, i int, spec ChildSpec) (*models.Job, error) {

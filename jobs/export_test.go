@@ -11,7 +11,7 @@ type (
 )
 
 // QueueOf returns the engine's queue.
-func QueueOf(e *Engine) *Queue { return e.queue }
+func QueueOf(e *Engine) *redisQueue { return e.queue }
 
 // ReconcilerOf returns the engine's reconciler: the one its drains reap
 // and reconcile with.
@@ -21,3 +21,10 @@ func ReconcilerOf(e *Engine) *Reconciler { return e.reconciler }
 // reaped or cancelled child waking its parent) to f instead of the
 // in-process runner and the trigger. Call it before the engine is used.
 func SetNotify(e *Engine, f func(ctx context.Context)) { e.notify = f }
+
+// Test-only names for the queue, for the black-box tests that set up
+// queue states by hand.
+type (
+	Queue = redisQueue
+	Item  = queueItem
+)

@@ -29,7 +29,7 @@ func fenceOf(job *models.Job) store.Fence {
 // the parents of the children that reached a final state.
 type finisher struct {
 	store  *store.Store
-	queue  *Queue
+	queue  *redisQueue
 	clock  Clock
 	log    *slog.Logger
 	notify func(ctx context.Context)
@@ -55,8 +55,8 @@ func (f *finisher) apply(ctx context.Context, items []finishing) ([]store.Applie
 func (f *finisher) after(ctx context.Context, items []finishing, applied []store.Applied) {
 	var (
 		ack     []int64
-		release []Item
-		later   = map[time.Time][]Item{}
+		release []queueItem
+		later   = map[time.Time][]queueItem{}
 		wake    []int64
 		waking  = map[int64]bool{}
 	)
@@ -72,7 +72,7 @@ func (f *finisher) after(ctx context.Context, items []finishing, applied []store
 			continue
 		}
 		id := it.update.Fence.ID
-		item := Item{ID: id, Priority: a.Priority}
+		item := queueItem{ID: id, Priority: a.Priority}
 		switch it.update.Transition.Kind() {
 		case store.KindRetry, store.KindSnoozed:
 			at := it.update.Transition.At()
@@ -133,7 +133,7 @@ func (f *finisher) wakeIfChildrenDone(ctx context.Context, parentID int64) {
 	if parent == nil {
 		return
 	}
-	if err := f.queue.EnqueueAt(ctx, parent.NextRunAt, Item{ID: parent.ID, Priority: parent.Priority}); err != nil {
+	if err := f.queue.EnqueueAt(ctx, parent.NextRunAt, queueItem{ID: parent.ID, Priority: parent.Priority}); err != nil {
 		f.log.Warn("parent not re-queued; the reconciler will", "parent_id", parent.ID, "err", err)
 		return
 	}

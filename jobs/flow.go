@@ -31,12 +31,12 @@ type ChildSpec struct {
 	MaxAttempts int
 }
 
-// ChildCreator creates child jobs; *Service is one.
-type ChildCreator interface {
+// childCreator creates child jobs; *Service is one.
+type childCreator interface {
 	CreateChild(ctx context.Context, parent *models.Job, index int, spec ChildSpec) (*models.Job, error)
 }
 
-var _ ChildCreator = (*Service)(nil)
+var _ childCreator = (*Service)(nil)
 
 // CreateChild creates (or, on a retry of the parent, finds) the parent's
 // child number index.
@@ -65,7 +65,7 @@ func SpawnChildren(ctx context.Context, specs []ChildSpec) ([]int64, error) {
 		return nil, ErrNoJob
 	}
 	if jc.w.cfg.Children == nil {
-		return nil, errors.New("spawn children: the worker has no ChildCreator")
+		return nil, errors.New("spawn children: the worker has no child creator")
 	}
 	ids := make([]int64, len(specs))
 	for i, spec := range specs {

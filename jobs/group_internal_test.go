@@ -23,8 +23,8 @@ func TestConcurrentCreatesAreGrouped(t *testing.T) {
 		ctx := context.Background()
 		reg := NewRegistry()
 		reg.MustRegister("noop", HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) { return nil, nil }))
-		q := NewQueue(b.Redis, b.Prefix, nil)
-		svc := NewService(ServiceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
+		q := newRedisQueue(b.Redis, b.Prefix, nil)
+		svc := newService(serviceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
 
 		// Hold the lead: the creates below queue up behind it.
 		svc.groups.mu.Lock()

@@ -31,7 +31,7 @@ type heartbeat struct {
 	lease time.Duration
 	every time.Duration
 	clock Clock
-	queue *Queue
+	queue *redisQueue
 	log   *slog.Logger
 	// renew renews the leases of fences in the database and returns the
 	// ids still holding their claim (the store's RenewMany); tests wrap
@@ -61,7 +61,7 @@ type lease struct {
 	cancel func()
 }
 
-func newHeartbeat(leaseDuration time.Duration, clock Clock, st *store.Store, queue *Queue, log *slog.Logger) *heartbeat {
+func newHeartbeat(leaseDuration time.Duration, clock Clock, st *store.Store, queue *redisQueue, log *slog.Logger) *heartbeat {
 	return &heartbeat{lease: leaseDuration, every: max(leaseDuration/3, time.Millisecond), clock: clock, queue: queue, log: log.With("component", "heartbeat"),
 		renew: st.RenewMany, leases: map[int64]*lease{}}
 }

@@ -27,7 +27,7 @@ import (
 type beatRig struct {
 	t      *testing.T
 	b      testenv.Backend
-	queue  *Queue
+	queue  *redisQueue
 	svc    *Service
 	w      *Worker
 	drains sync.WaitGroup
@@ -48,10 +48,10 @@ type beatRig struct {
 	maxTickers atomic.Int32
 }
 
-func newBeatRig(t *testing.T, b testenv.Backend, cfg WorkerConfig) *beatRig {
+func newBeatRig(t *testing.T, b testenv.Backend, cfg workerConfig) *beatRig {
 	r := &beatRig{t: t, b: b, release: make(chan struct{}), started: map[int64]time.Time{}, ended: map[int64]time.Time{}}
 	quiet := slog.New(slog.DiscardHandler)
-	r.queue = NewQueue(b.Redis, b.Prefix, nil)
+	r.queue = newRedisQueue(b.Redis, b.Prefix, nil)
 	b.Redis.AddHook(zaddCounter{prefix: r.queue.Key("processing"), n: &r.zadds})
 	reg := NewRegistry()
 	reg.MustRegister("block", HandlerFunc(func(ctx context.Context, job *models.Job) (json.RawMessage, error) {
@@ -69,7 +69,7 @@ func newBeatRig(t *testing.T, b testenv.Backend, cfg WorkerConfig) *beatRig {
 			return nil, ctx.Err()
 		}
 	}))
-	r.svc = NewService(ServiceConfig{DB: b.DB.Gorm, Queue: r.queue, Registry: reg, Logger: quiet})
+	r.svc = newService(serviceConfig{DB: b.DB.Gorm, Queue: r.queue, Registry: reg, Logger: quiet})
 	// The worker's warnings are shown when the test fails.
 	logs := &syncBuffer{}
 	t.Cleanup(func() {
@@ -79,7 +79,7 @@ func newBeatRig(t *testing.T, b testenv.Backend, cfg WorkerConfig) *beatRig {
 	})
 	cfg.DB, cfg.Queue, cfg.Registry = b.DB.Gorm, r.queue, reg
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	r.w = NewWorker(cfg)
+	r.w = newWorker(cfg)
 	real := r.w.beat.renew
 	r.w.beat.renew = func(ctx context.Context, fences []store.Fence, until time.Time) ([]int64, error) {
 		r.mu.Lock()
@@ -232,7 +232,7 @@ func TestHeartbeatRenewsEveryLeaseInOneStatementPerTick(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		const n = 12
 		lease := 600 * time.Millisecond
-		r := newBeatRig(t, b, WorkerConfig{Concurrency: n / 3, LeaseDuration: lease})
+		r := newBeatRig(t, b, workerConfig{Concurrency: n / 3, LeaseDuration: lease})
 		ids := r.create(n)
 		began := time.Now()
 		wait := r.drain(3)
@@ -278,7 +278,7 @@ func TestHeartbeatRenewsEveryLeaseInOneStatementPerTick(t *testing.T) {
 func TestHeartbeatCancelsOnlyTheJobsThatMovedOn(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		lease := 600 * time.Millisecond
-		r := newBeatRig(t, b, WorkerConfig{Concurrency: 4, LeaseDuration: lease})
+		r := newBeatRig(t, b, workerConfig{Concurrency: 4, LeaseDuration: lease})
 		ids := r.create(4)
 		wait := r.drain(1)
 		r.waitStarted(4)
@@ -326,7 +326,7 @@ func TestHeartbeatLosesTheLeaseBeforeItRunsOutWhenRenewalsFail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 				lease := 900 * time.Millisecond
-				r := newBeatRig(t, b, WorkerConfig{Concurrency: 1, LeaseDuration: lease})
+				r := newBeatRig(t, b, workerConfig{Concurrency: 1, LeaseDuration: lease})
 				var calls atomic.Int64
 				r.w.beat.renew = func(ctx context.Context, _ []store.Fence, _ time.Time) ([]int64, error) {
 					calls.Add(1)
@@ -358,7 +358,7 @@ func TestHeartbeatLosesTheLeaseBeforeItRunsOutWhenRenewalsFail(t *testing.T) {
 // drain, and none once Shutdown returned.
 func TestHeartbeatTickerRunsOnlyWhileJobsRun(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
-		r := newBeatRig(t, b, WorkerConfig{Concurrency: 2, LeaseDuration: 600 * time.Millisecond})
+		r := newBeatRig(t, b, workerConfig{Concurrency: 2, LeaseDuration: 600 * time.Millisecond})
 		beat := r.w.beat
 		require.Zero(t, beat.tickers.Load(), "idle: no ticker")
 		r.create(2)

@@ -20,9 +20,9 @@ func (w *Worker) promoteScheduled(ctx context.Context) (int, error) {
 		if len(rows) == 0 {
 			return total, nil
 		}
-		items := make([]Item, len(rows))
+		items := make([]queueItem, len(rows))
 		for i, r := range rows {
-			items[i] = Item{ID: r.ID, Priority: r.Priority}
+			items[i] = queueItem{ID: r.ID, Priority: r.Priority}
 		}
 		if err := w.cfg.Queue.Enqueue(ctx, items...); err != nil {
 			return total, fmt.Errorf("drain: enqueue promoted jobs: %w", err)

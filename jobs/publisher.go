@@ -32,7 +32,7 @@ const DefaultTriggerWindow = time.Second
 // jobs created after the leading one's drain may have ended). A burst of
 // creates lasting D therefore publishes at most 2·⌈D/window⌉+2 messages.
 type triggerer struct {
-	queue     *Queue
+	queue     *redisQueue
 	publisher Publisher
 	window    time.Duration
 	log       *slog.Logger
@@ -40,7 +40,7 @@ type triggerer struct {
 
 // newTriggerer returns a triggerer; window defaults to DefaultTriggerWindow
 // and is rounded up to whole seconds (QStash delays are in seconds).
-func newTriggerer(q *Queue, p Publisher, window time.Duration, logger *slog.Logger) *triggerer {
+func newTriggerer(q *redisQueue, p Publisher, window time.Duration, logger *slog.Logger) *triggerer {
 	if window <= 0 {
 		window = DefaultTriggerWindow
 	}

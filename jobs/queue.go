@@ -23,13 +23,13 @@ const seqSpan = 1 << 33
 // maxArgsPerCall bounds the jobs sent in one script call.
 const maxArgsPerCall = 1000
 
-// Item is a job as the queue knows it: its id and priority.
-type Item struct {
+// queueItem is a job as the queue knows it: its id and priority.
+type queueItem struct {
 	ID       int64
 	Priority int
 }
 
-// Queue is the Redis priority queue. Keys, under a configurable prefix:
+// redisQueue is the Redis priority queue. Keys, under a configurable prefix:
 //
 //   - pending: sorted set of runnable job ids. The highest priority pops
 //     first, and within one priority the first enqueued, exactly.
@@ -42,32 +42,32 @@ type Item struct {
 //
 // A job id is in at most one of the sets; every move between them is one
 // atomic script call.
-type Queue struct {
+type redisQueue struct {
 	rdb    redis.UniversalClient
 	clock  Clock
 	prefix string
 }
 
-// NewQueue returns a queue on rdb with keys under prefix (DefaultPrefix when
+// newRedisQueue returns a queue on rdb with keys under prefix (DefaultPrefix when
 // empty). A nil clock is the system clock.
-func NewQueue(rdb redis.UniversalClient, prefix string, clock Clock) *Queue {
+func newRedisQueue(rdb redis.UniversalClient, prefix string, clock Clock) *redisQueue {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
 	if clock == nil {
 		clock = SystemClock{}
 	}
-	return &Queue{rdb: rdb, clock: clock, prefix: prefix}
+	return &redisQueue{rdb: rdb, clock: clock, prefix: prefix}
 }
 
 // Key returns the full name of one of the queue's keys.
-func (q *Queue) Key(name string) string { return q.prefix + name }
+func (q *redisQueue) Key(name string) string { return q.prefix + name }
 
 // Prefix returns the queue's key prefix.
-func (q *Queue) Prefix() string { return q.prefix }
+func (q *redisQueue) Prefix() string { return q.prefix }
 
 // Redis returns the client the queue uses.
-func (q *Queue) Redis() redis.UniversalClient { return q.rdb }
+func (q *redisQueue) Redis() redis.UniversalClient { return q.rdb }
 
 // enqueueScript adds ids to pending (NX: a job already pending keeps its
 // place). KEYS: pending, seq. ARGV: id, inverted priority, id, ...
@@ -84,7 +84,7 @@ return added
 `)
 
 // Enqueue makes jobs runnable now. A job already pending keeps its place.
-func (q *Queue) Enqueue(ctx context.Context, items ...Item) error {
+func (q *redisQueue) Enqueue(ctx context.Context, items ...queueItem) error {
 	for start := 0; start < len(items); start += maxArgsPerCall {
 		chunk := items[start:min(start+maxArgsPerCall, len(items))]
 		args := make([]any, 0, 2*len(chunk))
@@ -117,7 +117,7 @@ return 1
 
 // EnqueueAt makes jobs runnable at t (a retry's backoff, or a pending job
 // that is not due yet). It moves them out of pending and processing.
-func (q *Queue) EnqueueAt(ctx context.Context, t time.Time, items ...Item) error {
+func (q *redisQueue) EnqueueAt(ctx context.Context, t time.Time, items ...queueItem) error {
 	for start := 0; start < len(items); start += maxArgsPerCall {
 		chunk := items[start:min(start+maxArgsPerCall, len(items))]
 		args := make([]any, 0, 1+2*len(chunk))
@@ -154,7 +154,7 @@ return n
 
 // PromoteDue moves every delayed job whose time has come to pending, and
 // returns how many it moved.
-func (q *Queue) PromoteDue(ctx context.Context) (int, error) {
+func (q *redisQueue) PromoteDue(ctx context.Context) (int, error) {
 	const batch = 1000
 	total := 0
 	keys := []string{q.Key("delayed"), q.Key("delayed:priority"), q.Key("pending"), q.Key("seq")}
@@ -184,7 +184,7 @@ return ids
 
 // Claim atomically moves up to n of the first pending jobs to processing,
 // with a lease that ends after lease, and returns their ids in queue order.
-func (q *Queue) Claim(ctx context.Context, n int, lease time.Duration) ([]int64, error) {
+func (q *redisQueue) Claim(ctx context.Context, n int, lease time.Duration) ([]int64, error) {
 	if n <= 0 {
 		return nil, nil
 	}
@@ -205,7 +205,7 @@ func (q *Queue) Claim(ctx context.Context, n int, lease time.Duration) ([]int64,
 }
 
 // Ack drops finished jobs from processing.
-func (q *Queue) Ack(ctx context.Context, ids ...int64) error {
+func (q *redisQueue) Ack(ctx context.Context, ids ...int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -232,7 +232,7 @@ return n
 // Release gives claimed jobs back to pending, at the front of their
 // priority: a job whose worker was lost or shut down runs again before the
 // jobs that were queued after it.
-func (q *Queue) Release(ctx context.Context, items ...Item) error {
+func (q *redisQueue) Release(ctx context.Context, items ...queueItem) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -247,7 +247,7 @@ func (q *Queue) Release(ctx context.Context, items ...Item) error {
 }
 
 // Remove drops a job from every set, as when it is cancelled.
-func (q *Queue) Remove(ctx context.Context, id int64) error {
+func (q *redisQueue) Remove(ctx context.Context, id int64) error {
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRem(ctx, q.Key("pending"), id)
 		p.ZRem(ctx, q.Key("processing"), id)
@@ -269,7 +269,7 @@ type Depth struct {
 }
 
 // Depth counts the jobs in each set.
-func (q *Queue) Depth(ctx context.Context) (Depth, error) {
+func (q *redisQueue) Depth(ctx context.Context) (Depth, error) {
 	var p, r, d *redis.IntCmd
 	_, err := q.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		p = pl.ZCard(ctx, q.Key("pending"))
@@ -285,7 +285,7 @@ func (q *Queue) Depth(ctx context.Context) (Depth, error) {
 
 // Missing returns the ids, of those given, that are in none of the sets:
 // one ZMSCORE per set (Redis 6.2 or later), pipelined in one round trip.
-func (q *Queue) Missing(ctx context.Context, ids []int64) ([]int64, error) {
+func (q *redisQueue) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -330,7 +330,7 @@ func (q *Queue) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 
 // RenewMany moves the lease deadline of processing jobs to deadline, in one
 // call (ZADD XX: an id no longer in processing is not added back).
-func (q *Queue) RenewMany(ctx context.Context, deadline time.Time, ids ...int64) error {
+func (q *redisQueue) RenewMany(ctx context.Context, deadline time.Time, ids ...int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -347,7 +347,7 @@ func (q *Queue) RenewMany(ctx context.Context, deadline time.Time, ids ...int64)
 
 // Members returns every job id in the pending, delayed or processing set,
 // with the set it is in.
-func (q *Queue) Members(ctx context.Context) (map[int64]string, error) {
+func (q *redisQueue) Members(ctx context.Context) (map[int64]string, error) {
 	out := map[int64]string{}
 	for _, set := range []string{"pending", "delayed", "processing"} {
 		ids, err := q.rdb.ZRange(ctx, q.Key(set), 0, -1).Result()
@@ -366,7 +366,7 @@ func (q *Queue) Members(ctx context.Context) (map[int64]string, error) {
 }
 
 // Ping checks that Redis answers.
-func (q *Queue) Ping(ctx context.Context) error {
+func (q *redisQueue) Ping(ctx context.Context) error {
 	if err := q.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("queue: ping redis: %w", err)
 	}

@@ -16,17 +16,17 @@ import (
 func TestQueueOrderIsPriorityThenFIFO(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		q := NewQueue(b.Redis, b.Prefix, nil)
+		q := newRedisQueue(b.Redis, b.Prefix, nil)
 		rng := rand.New(rand.NewPCG(1, 2))
 		// Priorities drawn so that the extremes and many ties occur.
 		choices := []int{0, 999999, 1, 999998, 500000, 42}
-		items := make([]Item, 1000)
+		items := make([]queueItem, 1000)
 		for i := range items {
 			p := choices[rng.IntN(len(choices))]
 			if rng.IntN(3) == 0 {
 				p = rng.IntN(models.MaxPriority + 1)
 			}
-			items[i] = Item{ID: int64(i + 1), Priority: p}
+			items[i] = queueItem{ID: int64(i + 1), Priority: p}
 		}
 		// Enqueue one by one and in batches: order is the enqueue order.
 		for i := 0; i < 500; i++ {
@@ -34,7 +34,7 @@ func TestQueueOrderIsPriorityThenFIFO(t *testing.T) {
 		}
 		require.NoError(t, q.Enqueue(ctx, items[500:]...))
 
-		want := append([]Item(nil), items...)
+		want := append([]queueItem(nil), items...)
 		sort.SliceStable(want, func(i, j int) bool { return want[i].Priority > want[j].Priority })
 
 		var got []int64
@@ -59,9 +59,9 @@ func TestQueueOrderIsPriorityThenFIFO(t *testing.T) {
 func TestQueueEnqueueIsIdempotent(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		q := NewQueue(b.Redis, b.Prefix, nil)
-		require.NoError(t, q.Enqueue(ctx, Item{ID: 1, Priority: 5}, Item{ID: 2, Priority: 5}))
-		require.NoError(t, q.Enqueue(ctx, Item{ID: 1, Priority: 5}))
+		q := newRedisQueue(b.Redis, b.Prefix, nil)
+		require.NoError(t, q.Enqueue(ctx, queueItem{ID: 1, Priority: 5}, queueItem{ID: 2, Priority: 5}))
+		require.NoError(t, q.Enqueue(ctx, queueItem{ID: 1, Priority: 5}))
 		ids, err := q.Claim(ctx, 10, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, []int64{1, 2}, ids, "a second enqueue of job 1 must neither duplicate it nor move it back")
@@ -72,15 +72,15 @@ func TestQueueDelayedJobsBecomeDueWithTheClock(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
 		clock := NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-		q := NewQueue(b.Redis, b.Prefix, clock)
-		require.NoError(t, q.Enqueue(ctx, Item{ID: 7, Priority: 1}))
+		q := newRedisQueue(b.Redis, b.Prefix, clock)
+		require.NoError(t, q.Enqueue(ctx, queueItem{ID: 7, Priority: 1}))
 		ids, err := q.Claim(ctx, 1, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, []int64{7}, ids)
 
 		// A retry in 30s: out of processing, not claimable before its time.
-		require.NoError(t, q.EnqueueAt(ctx, clock.Now().Add(30*time.Second), Item{ID: 7, Priority: 1}))
-		require.NoError(t, q.Enqueue(ctx, Item{ID: 8, Priority: 0}))
+		require.NoError(t, q.EnqueueAt(ctx, clock.Now().Add(30*time.Second), queueItem{ID: 7, Priority: 1}))
+		require.NoError(t, q.Enqueue(ctx, queueItem{ID: 8, Priority: 0}))
 		n, err := q.PromoteDue(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)
@@ -101,12 +101,12 @@ func TestQueueDelayedJobsBecomeDueWithTheClock(t *testing.T) {
 func TestQueueReleaseRemoveAndMissing(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		q := NewQueue(b.Redis, b.Prefix, nil)
-		require.NoError(t, q.Enqueue(ctx, Item{ID: 1}, Item{ID: 2}, Item{ID: 3}))
+		q := newRedisQueue(b.Redis, b.Prefix, nil)
+		require.NoError(t, q.Enqueue(ctx, queueItem{ID: 1}, queueItem{ID: 2}, queueItem{ID: 3}))
 		ids, err := q.Claim(ctx, 1, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, []int64{1}, ids)
-		require.NoError(t, q.Release(ctx, Item{ID: 1}))
+		require.NoError(t, q.Release(ctx, queueItem{ID: 1}))
 		require.NoError(t, q.Remove(ctx, 2))
 		missing, err := q.Missing(ctx, []int64{1, 2, 3, 4})
 		require.NoError(t, err)
@@ -126,9 +126,9 @@ func TestQueueReleaseRemoveAndMissing(t *testing.T) {
 func TestMissingSeesAScoreOfZero(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
-		q := NewQueue(b.Redis, b.Prefix, nil)
-		top := Item{ID: 9, Priority: models.MaxPriority}
-		require.NoError(t, q.Enqueue(ctx, top, Item{ID: 10}))
+		q := newRedisQueue(b.Redis, b.Prefix, nil)
+		top := queueItem{ID: 9, Priority: models.MaxPriority}
+		require.NoError(t, q.Enqueue(ctx, top, queueItem{ID: 10}))
 		ids, err := q.Claim(ctx, 1, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, []int64{9}, ids)
@@ -136,7 +136,7 @@ func TestMissingSeesAScoreOfZero(t *testing.T) {
 		score, err := b.Redis.ZScore(ctx, q.Key("pending"), "9").Result()
 		require.NoError(t, err)
 		require.Zero(t, score)
-		require.NoError(t, q.EnqueueAt(ctx, time.Now().Add(time.Hour), Item{ID: 11}))
+		require.NoError(t, q.EnqueueAt(ctx, time.Now().Add(time.Hour), queueItem{ID: 11}))
 		missing, err := q.Missing(ctx, []int64{9, 10, 11, 12})
 		require.NoError(t, err)
 		require.Equal(t, []int64{12}, missing)

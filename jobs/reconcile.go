@@ -22,7 +22,7 @@ const DefaultReconcileInterval = time.Minute
 // again — now if it is due, at its next run time if not.
 type reconciler struct {
 	store    *store.Store
-	queue    *Queue
+	queue    *redisQueue
 	clock    Clock
 	log      *slog.Logger
 	interval time.Duration
@@ -32,7 +32,7 @@ type reconciler struct {
 // reconcilerConfig builds a reconciler.
 type reconcilerConfig struct {
 	DB    *gorm.DB
-	Queue *Queue
+	Queue *redisQueue
 	// Clock defaults to the system clock.
 	Clock Clock
 	// Logger defaults to slog.Default().
@@ -140,10 +140,10 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 			}
 			slices.Sort(missing)
 		}
-		var due []Item
+		var due []queueItem
 		for _, id := range missing {
 			row := byID[id]
-			it := Item{ID: id, Priority: row.Priority}
+			it := queueItem{ID: id, Priority: row.Priority}
 			if row.NextRunAt.After(now) {
 				if err := r.queue.EnqueueAt(ctx, row.NextRunAt, it); err != nil {
 					return res, fmt.Errorf("reconcile: %w", err)

@@ -15,7 +15,7 @@ import (
 // a job of such a type:
 //
 //   - Service.Create seals each secret value (with the keyring in
-//     ServiceConfig.Secrets, AES-256-GCM) before the insert and stores it
+//     Config.Secrets, AES-256-GCM) before the insert and stores it
 //     in its place as {"$secret":"v1.<kid>.<base64url>"}; the database
 //     never holds the plaintext. The sealed value is bound to the job's
 //     user, type and field, so it cannot be moved to another job or field.
@@ -36,7 +36,7 @@ import (
 // the field.
 //
 // A type that declares secret fields cannot be created without a keyring
-// (ServiceConfig.Secrets): Create returns ErrSecretsUnconfigured and
+// (Config.Secrets): Create returns ErrSecretsUnconfigured and
 // stores nothing. There is no plaintext fallback, in development either.
 
 // SecretFielder is implemented by handlers whose payloads carry secrets,

@@ -32,10 +32,10 @@ const (
 	MaxListLimit     = 100
 )
 
-// ServiceConfig builds a Service.
-type ServiceConfig struct {
+// serviceConfig builds a Service.
+type serviceConfig struct {
 	DB       *gorm.DB
-	Queue    *Queue
+	Queue    *redisQueue
 	Registry *Registry
 	// Clock defaults to the system clock.
 	Clock Clock
@@ -67,7 +67,7 @@ const DeliveryTolerance = 5 * time.Second
 // Service creates, reads and cancels jobs. The database is the source of
 // truth; the queue only orders the jobs that can run.
 type Service struct {
-	cfg   ServiceConfig
+	cfg   serviceConfig
 	log   *slog.Logger
 	store *store.Store
 	fin   *finisher
@@ -75,8 +75,8 @@ type Service struct {
 	groups createGroups
 }
 
-// NewService returns a Service.
-func NewService(cfg ServiceConfig) *Service {
+// newService returns a Service.
+func newService(cfg serviceConfig) *Service {
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
 	}
@@ -259,7 +259,7 @@ func (s *Service) Reschedule(ctx context.Context, userID string, id int64, at ti
 		return nil, err
 	}
 	log := s.log.With("job_id", id, "type", job.Type)
-	item := Item{ID: id, Priority: job.Priority}
+	item := queueItem{ID: id, Priority: job.Priority}
 	if status == models.StatusScheduled {
 		if err := s.cfg.Queue.Remove(ctx, id); err != nil {
 			log.Warn("rescheduled job left in the queue; the worker will delay it", "err", err)
@@ -293,7 +293,7 @@ func (s *Service) Deliver(ctx context.Context, id int64) (bool, error) {
 		s.log.Info("delivery ignored: job not scheduled for now", "job_id", id)
 		return false, nil
 	}
-	if err := s.cfg.Queue.Enqueue(ctx, Item{ID: row.ID, Priority: row.Priority}); err != nil {
+	if err := s.cfg.Queue.Enqueue(ctx, queueItem{ID: row.ID, Priority: row.Priority}); err != nil {
 		s.log.Warn("delivered job not enqueued; the reconciler will enqueue it", "job_id", id, "err", err)
 	}
 	s.log.Info("scheduled job delivered", "job_id", id)

@@ -35,7 +35,7 @@ func (s *Service) Retry(ctx context.Context, userID string, id int64) (*models.J
 	// one of the queue's sets even if that acknowledgement was lost.
 	err = s.cfg.Queue.Remove(ctx, id)
 	if err == nil {
-		err = s.cfg.Queue.Enqueue(ctx, Item{ID: id, Priority: job.Priority})
+		err = s.cfg.Queue.Enqueue(ctx, queueItem{ID: id, Priority: job.Priority})
 	}
 	if err != nil {
 		log.Warn("retried job not enqueued; the reconciler will enqueue it", "err", err)

@@ -38,10 +38,10 @@ const (
 	claimRetryFor = 3 * time.Second
 )
 
-// WorkerConfig builds a Worker.
-type WorkerConfig struct {
+// workerConfig builds a Worker.
+type workerConfig struct {
 	DB       *gorm.DB
-	Queue    *Queue
+	Queue    *redisQueue
 	Registry *Registry
 	// Clock defaults to the system clock. It stamps rows, leases and retry
 	// times; the drain budget always runs on the real clock.
@@ -72,13 +72,13 @@ type WorkerConfig struct {
 	// SecretFielder). Without it, a job with sealed fields fails.
 	Secrets secretfields.Sealer
 	// Children creates child jobs for SpawnChildren (the Service).
-	Children ChildCreator
+	Children childCreator
 }
 
 // Worker drains the queue: it claims jobs, runs their handlers and records
 // the outcome. Many drains may run at once, in one process or many.
 type Worker struct {
-	cfg WorkerConfig
+	cfg workerConfig
 	log *slog.Logger
 
 	// stop closes when Shutdown begins: drains stop claiming.
@@ -100,8 +100,8 @@ type Worker struct {
 	testCompleter func(*completer)
 }
 
-// NewWorker returns a Worker.
-func NewWorker(cfg WorkerConfig) *Worker {
+// newWorker returns a Worker.
+func newWorker(cfg workerConfig) *Worker {
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
 	}
