@@ -1,4 +1,8 @@
-// Package jobs is jobhook's engine: the Service that creates and reads jobs,
-// the Worker that drains the Redis priority queue, the Registry of job
-// type handlers, and the retry policy. It knows no HTTP framework.
+// Package jobs is jobhook's engine. New builds an Engine from one Config:
+// the Service that creates and reads jobs, the Worker whose drains run them
+// from the Redis priority queue (its completer writes their outcomes in
+// batches, its heartbeat renews their leases), the reaper and reconciler
+// that repair the queue, the debounced trigger, and the in-process runner;
+// Start and Shutdown run and stop them in a fixed order. The Registry holds
+// the job type handlers. It knows no HTTP framework.
 package jobs

@@ -86,6 +86,10 @@ type Config struct {
 	// DrainBudget is the budget of an in-process drain. Defaults to
 	// DefaultDrainBudget.
 	DrainBudget time.Duration
+	// ReconcileInterval is the least time between two passes that make
+	// Redis agree with the database (a pass reads every pending job), across
+	// every process sharing the Redis. Defaults to DefaultReconcileInterval.
+	ReconcileInterval time.Duration
 }
 
 // validate names every problem of cfg at once.
@@ -106,6 +110,7 @@ func (cfg Config) validate() error {
 	}{
 		{"JobTimeout", cfg.JobTimeout}, {"LeaseDuration", cfg.LeaseDuration}, {"TriggerWindow", cfg.TriggerWindow},
 		{"InProcessInterval", cfg.InProcessInterval}, {"DrainBudget", cfg.DrainBudget},
+		{"ReconcileInterval", cfg.ReconcileInterval},
 	} {
 		if c.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", c.name, c.v))
@@ -177,7 +182,7 @@ func New(cfg Config) (*Engine, error) {
 			e.notify(ctx)
 		}
 	}
-	e.reconciler = newReconciler(reconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Notify: ask})
+	e.reconciler = newReconciler(reconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Interval: cfg.ReconcileInterval, Notify: ask})
 	var trigger func(context.Context)
 	if cfg.Publisher != nil && !cfg.DisableTriggers {
 		trigger = newTriggerer(e.queue, cfg.Publisher, cfg.TriggerWindow, log).Notify
