@@ -37,7 +37,7 @@ type loadOptions struct {
 func loadCmd() *cobra.Command {
 	var o loadOptions
 	cmd := &cobra.Command{
-		Use:   "load [--url URL] [--jobs N] [--concurrency N] [--type T] [--payload JSON]",
+		Use:   "load [--url URL] [--jobs N] [--concurrency N] [--type T] [--payload JSON] [--create-only]",
 		Short: "create jobs through the API of a local server and report throughput",
 		Long: `Create jobs through the HTTP API of a running local server, as one fresh
 user, wait until none is open, and report the create rate and latencies,

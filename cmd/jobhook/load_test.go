@@ -117,7 +117,7 @@ func TestLoadShowsProgress(t *testing.T) {
 
 // TestLoadReusesConnections: the 16 clients keep their connections open
 // between requests (http.Transport keeps only 2 idle per host unless
-// told otherwise), so a run opens about one connection per client, not
+// told otherwise), so a run opens a connection or two per client, not
 // one per create.
 func TestLoadReusesConnections(t *testing.T) {
 	var opened atomic.Int64
@@ -142,7 +142,10 @@ func TestLoadReusesConnections(t *testing.T) {
 		"--type", "chaos_record", "--payload", `{}`, "--timeout", "1m")
 	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
 	require.Contains(t, out, "created 400 jobs")
-	require.LessOrEqual(t, opened.Load(), int64(16+2), "connections opened for 400 creates by 16 clients")
+	// A client may dial while its last connection is on its way back to
+	// the idle pool, so up to two per client; without reuse it would be
+	// hundreds.
+	require.LessOrEqual(t, opened.Load(), int64(2*16), "connections opened for 400 creates by 16 clients")
 }
 
 // TestLoadCreateOnly: with --create-only, load reports the creates and
