@@ -14,7 +14,9 @@
 //  4. latency: jobs are inserted at a fixed rate while the workers run;
 //     p50 and p99 of the time from the insert call to the handler's start.
 //  5. HTTP (jobhook only): `jobhook serve` (built with -tags chaos) runs as
-//     a subprocess and `jobhook load` drives POST /api/jobs with 16 clients.
+//     a subprocess and `jobhook load` drives POST /api/jobs with 16 clients,
+//     then again on a server without QStash, so that no drain runs beside
+//     the creates (as none does in the create phase).
 //
 // Everything lives in the schema "bench" of the database (created if
 // missing, dropped at the end) and under the Redis keys "jobhook-bench*"
@@ -193,12 +195,23 @@ func run(ctx context.Context, o options) error {
 			if err := env.resetRedis(ctx); err != nil {
 				return err
 			}
-			r, err := web.run(ctx, o.httpJobs)
+			r, err := web.run(ctx, o.httpJobs, true)
 			if err != nil {
 				return fmt.Errorf("round %d, HTTP: %w", round, err)
 			}
 			res.add(metricHTTPCreate, perSecond, "jobhook", r.createRate)
 			res.add(metricHTTPEndToEnd, perSecond, "jobhook", r.endToEnd)
+			if err := jh.reset(ctx); err != nil {
+				return err
+			}
+			progress(fmt.Sprintf("round %d: jobhook HTTP, no drain running", round))
+			if err := env.resetRedis(ctx); err != nil {
+				return err
+			}
+			if r, err = web.run(ctx, o.httpJobs, false); err != nil {
+				return fmt.Errorf("round %d, HTTP without drains: %w", round, err)
+			}
+			res.add(metricHTTPCreateAlone, perSecond, "jobhook", r.createRate)
 			if err := jh.reset(ctx); err != nil {
 				return err
 			}
@@ -212,8 +225,9 @@ func run(ctx context.Context, o options) error {
 	if web != nil {
 		c, _ := summarize(res.metrics[metricHTTPCreate].values["jobhook"])
 		l, _ := summarize(res.metrics[metricCreate].values["jobhook"])
+		a, _ := summarize(res.metrics[metricHTTPCreateAlone].values["jobhook"])
 		if l.median > 0 {
-			fmt.Printf("jobhook HTTP create / library create: %.2f\n", c.median/l.median)
+			fmt.Printf("jobhook HTTP create / library create: %.2f (no drain running: %.2f)\n", c.median/l.median, a.median/l.median)
 		}
 	}
 	fmt.Printf("load average at start: %s; at end: %s\n", startLoad, loadAvg())
@@ -233,6 +247,7 @@ const (
 	metricLatencyP99      = "latency p99"
 	metricHTTPCreate      = "HTTP create, 16 clients"
 	metricHTTPEndToEnd    = "HTTP end to end"
+	metricHTTPCreateAlone = "HTTP create, no drain running"
 )
 
 var metricOrder = []struct {
@@ -242,7 +257,7 @@ var metricOrder = []struct {
 	{metricCreate, perSecond}, {metricBatchMany, perSecond}, {metricBatchCopy, perSecond},
 	{metricDrain, perSecond}, {metricDrainStatements, perJob}, {metricDrainCommits, perJob}, {metricDrainRedis, perJob},
 	{metricLatencyP50, milliseconds}, {metricLatencyP99, milliseconds},
-	{metricHTTPCreate, perSecond}, {metricHTTPEndToEnd, perSecond},
+	{metricHTTPCreate, perSecond}, {metricHTTPEndToEnd, perSecond}, {metricHTTPCreateAlone, perSecond},
 }
 
 // batchMetrics are the batch create rows, noted "no API" for a system

@@ -31,12 +31,13 @@ type loadOptions struct {
 	payload     string
 	timeout     time.Duration
 	progress    time.Duration
+	createOnly  bool
 }
 
 func loadCmd() *cobra.Command {
 	var o loadOptions
 	cmd := &cobra.Command{
-		Use:   "load [--url URL] [--jobs N] [--concurrency N] [--type T] [--payload JSON]",
+		Use:   "load [--url URL] [--jobs N] [--concurrency N] [--type T] [--payload JSON] [--create-only]",
 		Short: "create jobs through the API of a local server and report throughput",
 		Long: `Create jobs through the HTTP API of a running local server, as one fresh
 user, wait until none is open, and report the create rate and latencies,
@@ -49,7 +50,11 @@ reaches loopback addresses (and ports other than 80 and 443) only on a
 server started with SCRAPE_ALLOW_PRIVATE=true, as the README's
 walk-through starts it. The default --jobs fits the default per-user
 create burst (CREATE_BURST); raise CREATE_RATE_PER_MINUTE and
-CREATE_BURST on the server for larger runs.`,
+CREATE_BURST on the server for larger runs.
+
+With --create-only it reports the creates and exits without waiting for
+the jobs: on a server that runs no drain meanwhile (EMBEDDED_QSTASH=false)
+this measures the create path alone.`,
 		Example:               `  jobhook load --url http://127.0.0.1:8080 --jobs 3000 --concurrency 16 --type chaos_record --payload '{"sleepMs":0}'`,
 		DisableFlagsInUseLine: true,
 		Args:                  noArgs,
@@ -94,6 +99,7 @@ CREATE_BURST on the server for larger runs.`,
 	f.StringVar(&o.payload, "payload", "", `job payload, a JSON object (default for web_scraping: {"url":"<--url>/"}; otherwise {})`)
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after this long")
 	f.DurationVar(&o.progress, "progress-interval", time.Second, "how often progress is printed to stderr")
+	f.BoolVar(&o.createOnly, "create-only", false, "report the creates and exit without waiting for the jobs to finish")
 	return reads(cmd, "AUTH_JWT_SECRET", "AUTH_JWKS_URL")
 }
 
@@ -173,6 +179,9 @@ func runLoad(ctx context.Context, o loadOptions, stdout, stderr io.Writer) error
 	if ctx.Err() != nil {
 		return fmt.Errorf("gave up after %s while creating jobs", o.timeout)
 	}
+	if o.createOnly {
+		return createProblems(refused, r.transport)
+	}
 
 	r.waiting.Store(true)
 	counts, err := r.waitUntilFinished(ctx)
@@ -197,11 +206,24 @@ func runLoad(ctx context.Context, o loadOptions, stdout, stderr io.Writer) error
 	if f := counts["failed"]; f > 0 {
 		problems = append(problems, fmt.Sprintf("%d of %d jobs failed", f, n))
 	}
+	if err := createProblems(refused, r.transport); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// createProblems says how many creates were refused or not sent, nil when
+// none.
+func createProblems(refused, unsent int) error {
+	var problems []string
 	if refused > 0 {
 		problems = append(problems, fmt.Sprintf("%d creates were refused", refused))
 	}
-	if r.transport > 0 {
-		problems = append(problems, fmt.Sprintf("%d creates could not be sent", r.transport))
+	if unsent > 0 {
+		problems = append(problems, fmt.Sprintf("%d creates could not be sent", unsent))
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,4 +113,61 @@ func TestLoadShowsProgress(t *testing.T) {
 	require.Contains(t, errOut, "load: ")
 	require.Contains(t, errOut, "waiting: ")
 	require.Contains(t, out, ": 3 completed, 0 failed;")
+}
+
+// TestLoadReusesConnections: the 16 clients keep their connections open
+// between requests (http.Transport keeps only 2 idle per host unless
+// told otherwise), so a run opens a connection or two per client, not
+// one per create.
+func TestLoadReusesConnections(t *testing.T) {
+	var opened atomic.Int64
+	api := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"jobId":1,"status":"pending"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"jobs":[]}`))
+	}))
+	api.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	api.Start()
+	defer api.Close()
+	t.Setenv("AUTH_JWT_SECRET", "load-test-secret-load-test-secret-0123")
+	code, out, errOut := runCmd(t, "load", "--url", api.URL, "--jobs", "400", "--concurrency", "16",
+		"--type", "chaos_record", "--payload", `{}`, "--timeout", "1m")
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
+	require.Contains(t, out, "created 400 jobs")
+	// A client may dial while its last connection is on its way back to
+	// the idle pool, so up to two per client; without reuse it would be
+	// hundreds.
+	require.LessOrEqual(t, opened.Load(), int64(2*16), "connections opened for 400 creates by 16 clients")
+}
+
+// TestLoadCreateOnly: with --create-only, load reports the creates and
+// exits without asking for the jobs.
+func TestLoadCreateOnly(t *testing.T) {
+	var gets atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			gets.Add(1)
+			http.Error(w, "no", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"jobId":1,"status":"pending"}`))
+	}))
+	defer api.Close()
+	t.Setenv("AUTH_JWT_SECRET", "load-test-secret-load-test-secret-0123")
+	code, out, errOut := runCmd(t, "load", "--url", api.URL, "--jobs", "20", "--concurrency", "4",
+		"--type", "chaos_record", "--payload", `{}`, "--create-only")
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
+	require.Contains(t, out, "created 20 jobs")
+	require.NotContains(t, out, "all finished")
+	require.Zero(t, gets.Load(), "no job was read")
 }

@@ -49,9 +49,11 @@ type App struct {
 	log       *slog.Logger
 	jwks      *auth.JWKSVerifier
 	schedules *schedules.File
-	server    *http.Server
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	// triggers publishes the engine's triggers in the background.
+	triggers *asyncTrigger
+	server   *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // New opens the backends, migrates (unless MIGRATE_ON_START is false),
@@ -187,7 +189,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Info("qstash: off; POST /api/workers runs only when called", "why", "QSTASH_TOKEN not set and EMBEDDED_QSTASH=false")
 	}
 	if a.QStashClient != nil {
-		publisher = a.QStashClient
+		a.triggers = newAsyncTrigger(a.QStashClient, log)
+		publisher = a.triggers
 	}
 	a.Engine, err = jobs.New(jobs.Config{
 		DB: a.DB.Gorm, Redis: a.Redis.Client, RedisPrefix: cfg.RedisPrefix, Registry: a.Registry, Logger: log,
@@ -339,6 +342,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- a.server.Shutdown(httpCtx) }()
 	engineErr := a.Engine.Shutdown(ctx)
+	if a.triggers != nil {
+		a.triggers.wait(httpCtx)
+	}
 	if a.cancel != nil {
 		a.cancel()
 	}
