@@ -138,3 +138,45 @@ func TestDrainRunsTheJobsItsReconcilePassRestores(t *testing.T) {
 		require.EqualValues(t, n, r.runs.Load())
 	})
 }
+
+// TestReconcileKeepsTheLeaseEntryOfAClaimInFlight: a job whose id Redis
+// holds in processing while its row is still pending is being claimed (the
+// claim's UPDATE has not landed yet) — or its claim died. The pass leaves
+// the entry while its lease runs (dropping it let the pass enqueue the job
+// a second time beside the claim), and drops and re-enqueues it once the
+// lease has run out.
+func TestReconcileKeepsTheLeaseEntryOfAClaimInFlight(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		quiet := slog.New(slog.DiscardHandler)
+		clock := NewManualClock(time.Now().UTC())
+		q := newRedisQueue(b.Redis, b.Prefix, clock)
+		reg := NewRegistry()
+		reg.MustRegister("noop", HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) { return nil, nil }))
+		svc := newService(serviceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Clock: clock, Logger: quiet})
+		job, _, err := svc.Create(ctx, CreateRequest{UserID: "u1", Type: "noop"})
+		require.NoError(t, err)
+		ids, err := q.Claim(ctx, 1, time.Minute) // the Redis half of a claim
+		require.NoError(t, err)
+		require.Equal(t, []int64{job.ID}, ids)
+		rec := newReconciler(reconcilerConfig{DB: b.DB.Gorm, Queue: q, Clock: clock, Logger: quiet})
+		where := func() string {
+			m, err := q.Members(ctx)
+			require.NoError(t, err)
+			return m[job.ID]
+		}
+
+		res, err := rec.Run(ctx)
+		require.NoError(t, err)
+		require.Zero(t, res.Dropped, "the lease still runs")
+		require.Zero(t, res.Enqueued)
+		require.Equal(t, "processing", where())
+
+		clock.Advance(time.Minute + time.Second)
+		res, err = rec.Run(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Dropped, "the lease ran out: the claim never reached the row")
+		require.Equal(t, 1, res.Enqueued)
+		require.Equal(t, "pending", where())
+	})
+}

@@ -345,6 +345,35 @@ func (q *redisQueue) RenewMany(ctx context.Context, deadline time.Time, ids ...i
 	return nil
 }
 
+// ackExpiredScript drops from processing the ids whose lease deadline has
+// passed. KEYS: processing. ARGV: now ms, id, ... Returns the ids dropped.
+var ackExpiredScript = redis.NewScript(`
+local dropped = {}
+for i = 2, #ARGV do
+  local deadline = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if deadline and tonumber(deadline) <= tonumber(ARGV[1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    dropped[#dropped + 1] = ARGV[i]
+  end
+end
+return dropped
+`)
+
+// AckExpired drops the lease entries of ids whose lease has run out and
+// returns how many it dropped. An entry whose lease still runs is kept: its
+// claim may be in flight (the row not yet moved to processing).
+func (q *redisQueue) AckExpired(ctx context.Context, ids ...int64) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	args := append([]any{q.clock.Now().UnixMilli()}, int64sToAny(ids)...)
+	dropped, err := ackExpiredScript.Run(ctx, q.rdb, []string{q.Key("processing")}, args...).StringSlice()
+	if err != nil {
+		return 0, fmt.Errorf("queue: ack %d expired leases: %w", len(ids), err)
+	}
+	return len(dropped), nil
+}
+
 // Members returns every job id in the pending, delayed or processing set,
 // with the set it is in.
 func (q *redisQueue) Members(ctx context.Context) (map[int64]string, error) {

@@ -207,7 +207,8 @@ func (r *reconciler) Reap(ctx context.Context) (int, error) {
 }
 
 // dropStale removes from Redis the ids whose row is finished, cancelled or
-// missing, and processing entries whose row is no longer processing.
+// missing, and processing entries whose row is pending and whose lease has
+// run out.
 func (r *reconciler) dropStale(ctx context.Context) (int, error) {
 	members, err := r.queue.Members(ctx)
 	if err != nil || len(members) == 0 {
@@ -228,27 +229,32 @@ func (r *reconciler) dropStale(ctx context.Context) (int, error) {
 			status[row.ID] = row.Status
 		}
 	}
-	var stale []int64
+	dropped := 0
+	var leftBehind []int64
 	for id, set := range members {
 		st, ok := status[id]
-		var err error
 		switch {
 		case !ok, st.Finished(), st == models.StatusScheduled:
 			// Not runnable from Redis at all: out of every set.
-			err = r.queue.Remove(ctx, id)
+			if err := r.queue.Remove(ctx, id); err != nil {
+				return dropped, fmt.Errorf("reconcile: %w", err)
+			}
+			dropped++
 		case set == "processing" && st != models.StatusProcessing:
-			// A lease entry left behind: the row is pending again.
-			err = r.queue.Ack(ctx, id)
-		default:
-			continue
+			// A lease entry whose row is pending: left behind by a claim
+			// that never reached the row, or a claim still in flight.
+			leftBehind = append(leftBehind, id)
 		}
-		if err != nil {
-			return len(stale), fmt.Errorf("reconcile: %w", err)
-		}
-		stale = append(stale, id)
 	}
-	if len(stale) > 0 {
-		r.log.Info("dropped redis entries of finished, cancelled or missing jobs", "count", len(stale))
+	// Only the entries whose lease has run out were left behind; the
+	// others' claims may still land (a drain runs beside the pass).
+	n, err := r.queue.AckExpired(ctx, leftBehind...)
+	dropped += n
+	if err != nil {
+		return dropped, fmt.Errorf("reconcile: %w", err)
 	}
-	return len(stale), nil
+	if dropped > 0 {
+		r.log.Info("dropped redis entries of finished, cancelled or missing jobs", "count", dropped)
+	}
+	return dropped, nil
 }
