@@ -36,6 +36,14 @@ var claimColumns = []clause.Column{
 	{Name: "checkpoint"},
 }
 
+// asyncCommit, a condition that always holds, makes the transaction of the
+// statement it is part of commit without waiting for its WAL to reach disk
+// (synchronous_commit off, for that transaction alone). A claim uses it: a
+// claim lost in a database crash leaves the row as before the claim, so the
+// job runs again, as it would had the crash come a moment earlier; a job's
+// outcome, whose commit waits, flushes the claim's WAL before its own.
+const asyncCommit = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
+
 // Claim moves the pending, due rows among ids to processing in one
 // statement, under the lease leaseID, and returns them (in no particular
 // order) with the columns a handler uses: Result, Error, CompletedAt,
@@ -45,7 +53,11 @@ var claimColumns = []clause.Column{
 func (s *Store) Claim(ctx context.Context, ids []int64, now time.Time, lease time.Duration, leaseID string) ([]models.Job, error) {
 	now = now.UTC()
 	var rows []models.Job
-	err := s.db.WithContext(ctx).Model(&rows).Clauses(clause.Returning{Columns: claimColumns}).
+	db := s.db.WithContext(ctx)
+	if s.postgres {
+		db = db.Where(asyncCommit)
+	}
+	err := db.Model(&rows).Clauses(clause.Returning{Columns: claimColumns}).
 		// The conditions on the row are a CASE, which no index serves, so
 		// the planner finds the rows by id (the primary key) whatever its
 		// statistics say: written as an OR of status conditions it may
