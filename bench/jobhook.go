@@ -103,7 +103,7 @@ func (j *jobhookBench) insert(ctx context.Context, sentNanos int64) error {
 	return err
 }
 
-// batch times Service.CreateMany (one multi-row INSERT and one enqueue
+// batch times Service.CreateMany (one COPY and one enqueue
 // per batch), in batches of size, reported beside River's InsertMany.
 func (j *jobhookBench) batch(ctx context.Context, n, size int) ([]timed, error) {
 	size = min(size, jobs.MaxBatchSize)

@@ -43,7 +43,7 @@ func BenchmarkCreate(b *testing.B) {
 }
 
 // BenchmarkCreateMany measures batch creates of jobs.MaxBatchSize jobs
-// (the last one smaller): validate each, one multi-row INSERT, one
+// (the last one smaller): validate each, one COPY on Postgres, one
 // enqueue. Reports jobs/s.
 func BenchmarkCreateMany(b *testing.B) {
 	testenv.RunB(b, func(b *testing.B, be testenv.Backend) {

@@ -36,7 +36,7 @@ func (w *Worker) drainLingering(ctx context.Context, budget, linger time.Duratio
 	var reconcile func(context.Context) (reconcileResult, error)
 	if w.cfg.reconciler != nil {
 		reaped, err := w.cfg.reconciler.Reap(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			w.log.Warn("reap failed", "err", err)
 		}
 		sum.Reaped = reaped
@@ -110,7 +110,7 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		go func() {
 			defer close(reconciled)
 			res, err := reconcile(ctx)
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				w.log.Warn("reconcile failed", "err", err)
 			}
 			mu.Lock()
