@@ -230,8 +230,9 @@ func (e *Engine) Depth(ctx context.Context) (Depth, error) { return e.queue.Dept
 
 // Start restores the queue from the database (the database is the truth:
 // an in-process Redis starts empty, a real one may have lost entries),
-// then starts the reaper, which returns the jobs of dead workers within a
-// lease even when no drain runs, and the in-process runner when enabled.
+// then starts the reaper, which returns the jobs of dead workers about one
+// lease after their last renewal even when no drain runs, and the
+// in-process runner when enabled.
 // It returns an error only when the restore fails; nothing is started
 // then.
 func (e *Engine) Start(ctx context.Context) error {
@@ -262,13 +263,25 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
-// reap reaps expired leases every half lease until ctx ends.
+// The reaper's waits: it wakes reapSlack after the earliest lease of a
+// running job ends, but never sooner than reapMinWait after its last pass,
+// and at least every half lease.
+const (
+	reapSlack   = 100 * time.Millisecond
+	reapMinWait = 250 * time.Millisecond
+)
+
+// reap reaps expired leases until ctx ends: just after the earliest lease
+// of a running job ends, so that a dead worker's jobs are back within
+// about one lease of its last renewal, and at least every half lease (a
+// job claimed since has a lease of its own, ending later).
 func (e *Engine) reap(ctx context.Context) {
-	t := time.NewTicker(e.worker.cfg.LeaseDuration / 2)
-	defer t.Stop()
-	for {
+	lease := e.worker.cfg.LeaseDuration
+	for wait := e.nextReap(ctx, lease); ; wait = e.nextReap(ctx, lease) {
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -276,6 +289,24 @@ func (e *Engine) reap(ctx context.Context) {
 			e.cfg.Logger.Warn("reap failed", "err", err)
 		}
 	}
+}
+
+// nextReap is how long the reaper waits before its next pass.
+func (e *Engine) nextReap(ctx context.Context, lease time.Duration) time.Duration {
+	wait := lease / 2
+	ectx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	earliest, err := e.reconciler.store.EarliestLease(ectx)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.cfg.Logger.Warn("reaper: reading the earliest lease failed", "err", err)
+		}
+		return wait
+	}
+	if earliest != nil {
+		wait = min(wait, earliest.Sub(e.reconciler.clock.Now())+reapSlack)
+	}
+	return max(wait, reapMinWait)
 }
 
 // Shutdown stops the engine in a fixed order: every drain stops claiming,

@@ -173,6 +173,21 @@ func (s *Store) Expired(ctx context.Context, now time.Time, limit int) ([]models
 	return rows, nil
 }
 
+// EarliestLease returns when the first lease of a running job ends, or
+// nil when no job runs.
+func (s *Store) EarliestLease(ctx context.Context) (*time.Time, error) {
+	var rows []models.Job
+	if err := s.db.WithContext(ctx).Select("lease_expires_at").
+		Where("status = ? AND lease_expires_at IS NOT NULL", models.StatusProcessing).
+		Order("lease_expires_at").Limit(1).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("earliest lease: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return rows[0].LeaseExpiresAt, nil
+}
+
 // Children returns a job's children in creation order.
 func (s *Store) Children(ctx context.Context, parentID int64) ([]models.Job, error) {
 	var rows []models.Job
