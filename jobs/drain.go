@@ -198,6 +198,18 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		drained  bool
 		loopErr  error
 	)
+	// promoteDue queues the delayed jobs that are due and says whether
+	// there were any.
+	promoteDue := func() bool {
+		n, err := w.cfg.Queue.PromoteDue(ctx)
+		if err != nil || n == 0 {
+			return false
+		}
+		mu.Lock()
+		sum.Promoted += n
+		mu.Unlock()
+		return true
+	}
 	// took accounts for a claim that returned and starts its jobs.
 	took := func(res claimResult) {
 		claiming--
@@ -221,10 +233,7 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		}
 		// Jobs that fell due meanwhile (a parent woken by its last child,
 		// a short retry) run in this drain too.
-		if n, err := w.cfg.Queue.PromoteDue(ctx); err == nil && n > 0 {
-			mu.Lock()
-			sum.Promoted += n
-			mu.Unlock()
+		if promoteDue() {
 			return
 		}
 		if res.quiet {
@@ -264,11 +273,7 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 			}
 			drained = false
 			// Jobs may have fallen due while the drain waited.
-			if n, err := w.cfg.Queue.PromoteDue(ctx); err == nil && n > 0 {
-				mu.Lock()
-				sum.Promoted += n
-				mu.Unlock()
-			}
+			promoteDue()
 		}
 		inflight -= int(freed.Swap(0))
 		free := w.cfg.Concurrency - inflight - reserved

@@ -263,21 +263,13 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
-// The reaper's waits: it wakes reapSlack after the earliest lease of a
-// running job ends, but never sooner than reapMinWait after its last pass,
-// and at least every half lease.
-const (
-	reapSlack   = 100 * time.Millisecond
-	reapMinWait = 250 * time.Millisecond
-)
-
 // reap reaps expired leases until ctx ends: just after the earliest lease
 // of a running job ends, so that a dead worker's jobs are back within
 // about one lease of its last renewal, and at least every half lease (a
 // job claimed since has a lease of its own, ending later).
 func (e *Engine) reap(ctx context.Context) {
 	lease := e.worker.cfg.LeaseDuration
-	for wait := e.nextReap(ctx, lease); ; wait = e.nextReap(ctx, lease) {
+	for wait := e.reconciler.nextReap(ctx, lease); ; wait = e.reconciler.nextReap(ctx, lease) {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -289,24 +281,6 @@ func (e *Engine) reap(ctx context.Context) {
 			e.cfg.Logger.Warn("reap failed", "err", err)
 		}
 	}
-}
-
-// nextReap is how long the reaper waits before its next pass.
-func (e *Engine) nextReap(ctx context.Context, lease time.Duration) time.Duration {
-	wait := lease / 2
-	ectx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	earliest, err := e.reconciler.store.EarliestLease(ectx)
-	if err != nil {
-		if ctx.Err() == nil {
-			e.cfg.Logger.Warn("reaper: reading the earliest lease failed", "err", err)
-		}
-		return wait
-	}
-	if earliest != nil {
-		wait = min(wait, earliest.Sub(e.reconciler.clock.Now())+reapSlack)
-	}
-	return max(wait, reapMinWait)
 }
 
 // Shutdown stops the engine in a fixed order: every drain stops claiming,

@@ -206,6 +206,34 @@ func (r *reconciler) Reap(ctx context.Context) (int, error) {
 	return reaped, nil
 }
 
+// The reaper's waits: it wakes reapSlack after the earliest lease of a
+// running job ends, but never sooner than reapMinWait after its last pass,
+// and at least every half lease.
+const (
+	reapSlack   = 100 * time.Millisecond
+	reapMinWait = 250 * time.Millisecond
+)
+
+// nextReap is how long the reaper loop waits before its next pass: until
+// reapSlack after the earliest lease of a running job ends, at least
+// reapMinWait, at most half a lease.
+func (r *reconciler) nextReap(ctx context.Context, lease time.Duration) time.Duration {
+	wait := lease / 2
+	ectx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	earliest, err := r.store.EarliestLease(ectx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("reaper: reading the earliest lease failed", "err", err)
+		}
+		return wait
+	}
+	if earliest != nil {
+		wait = min(wait, earliest.Sub(r.clock.Now())+reapSlack)
+	}
+	return max(wait, reapMinWait)
+}
+
 // dropStale removes from Redis the ids whose row is finished, cancelled or
 // missing, and processing entries whose row is pending and whose lease has
 // run out.
