@@ -15,7 +15,10 @@ type JobAttempt struct {
 	StartedAt  *time.Time `gorm:"column:started_at" json:"startedAt,omitempty"`
 	FinishedAt time.Time  `gorm:"column:finished_at" json:"finishedAt"`
 	// Outcome is completed, retried, failed, lost (the worker's lease
-	// expired) or released (the worker gave the job back unfinished).
+	// expired), released (the worker gave the job back unfinished),
+	// deferred (the handler asked to run again later, as a provider's
+	// rate limit says; the attempt does not count) or cancelled (the job
+	// was cancelled while it ran).
 	Outcome string `gorm:"column:outcome" json:"outcome"`
 	// Error is the attempt's error, truncated like the job's.
 	Error     string    `gorm:"column:error" json:"error,omitempty"`

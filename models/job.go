@@ -89,6 +89,13 @@ type Job struct {
 	// Checkpoint is the progress a handler saved with jobs.SaveCheckpoint,
 	// handed back on the next attempt.
 	Checkpoint JSON `gorm:"column:checkpoint" json:"checkpoint,omitempty"`
+	// LostAttempts counts the attempts in a row whose worker was lost (its
+	// lease expired). They do not count against MaxAttempts; a job lost
+	// too many times in a row fails. A real outcome resets it.
+	LostAttempts int `gorm:"column:lost_attempts" json:"lostAttempts,omitempty"`
+	// ExpiresAt bounds the job's waits: a RetryAfter or a snooze that
+	// would run it after ExpiresAt fails it instead. Nil is no bound.
+	ExpiresAt *time.Time `gorm:"column:expires_at" json:"expiresAt,omitempty"`
 }
 
 // TableName is the jobs table.
