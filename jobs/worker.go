@@ -22,8 +22,13 @@ const (
 	DefaultConcurrency = 8
 	DefaultJobTimeout  = time.Minute
 	// DefaultLeaseDuration is the lease of a claimed job, renewed by the
-	// heartbeat while its handler runs.
-	DefaultLeaseDuration = 30 * time.Second
+	// heartbeat (every third of it) while its handler runs. It bounds how
+	// long a dead worker's jobs stay stranded: the reaper wakes just after
+	// the earliest lease ends, so they are back within about 9.1 s of a
+	// kill -9. Renewals are batched (one statement per tick for every job
+	// a worker runs), so a short lease is cheap; a renewal may be late by
+	// up to two thirds of it before the job is taken away.
+	DefaultLeaseDuration = 9 * time.Second
 	// maxErrorLength caps the error text stored on a job.
 	maxErrorLength = store.MaxErrorLength
 	// claimCooldown is the longest a freed slot waits, while other jobs
