@@ -92,7 +92,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeNotFound, http.StatusNotFound, "no such route, or no such image"},
 	{CodeJobNotFound, http.StatusNotFound, "no such job, or another user's"},
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed, "the route exists for other methods (see the Allow header); OPTIONS included"},
-	{CodeJobNotCancellable, http.StatusConflict, "the job is neither pending nor scheduled"},
+	{CodeJobNotCancellable, http.StatusConflict, "the job has finished: completed, failed or already cancelled"},
 	{CodeJobNotReschedulable, http.StatusConflict, "the job is neither pending nor scheduled"},
 	{CodeJobNotRetryable, http.StatusConflict, "the job has not failed"},
 	{CodePayloadTooLarge, http.StatusRequestEntityTooLarge, "payload over MAX_PAYLOAD_BYTES as sent, or as stored with its numbers written out in full (1e308 is 309 digits)"},

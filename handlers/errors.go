@@ -95,7 +95,7 @@ func toAPIError(err error) *APIError {
 	case errors.Is(err, jobs.ErrNotFound):
 		return apiError(http.StatusNotFound, CodeJobNotFound, "job not found")
 	case errors.Is(err, jobs.ErrNotCancellable):
-		return apiError(http.StatusConflict, CodeJobNotCancellable, "only a pending or scheduled job can be cancelled")
+		return apiError(http.StatusConflict, CodeJobNotCancellable, "only an unfinished job (pending, scheduled or processing) can be cancelled")
 	case errors.Is(err, jobs.ErrNotReschedulable):
 		return apiError(http.StatusConflict, CodeJobNotReschedulable, "only a pending or scheduled job can be rescheduled")
 	case errors.Is(err, jobs.ErrNotRetryable):
