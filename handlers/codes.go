@@ -94,7 +94,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed, "the route exists for other methods (see the Allow header); OPTIONS included"},
 	{CodeJobNotCancellable, http.StatusConflict, "the job has finished: completed, failed or already cancelled"},
 	{CodeJobNotReschedulable, http.StatusConflict, "the job is neither pending nor scheduled"},
-	{CodeJobNotRetryable, http.StatusConflict, "the job has not failed"},
+	{CodeJobNotRetryable, http.StatusConflict, "the job is neither failed nor cancelled"},
 	{CodePayloadTooLarge, http.StatusRequestEntityTooLarge, "payload over MAX_PAYLOAD_BYTES as sent, or as stored with its numbers written out in full (1e308 is 309 digits)"},
 	{CodeBatchTooLarge, http.StatusRequestEntityTooLarge, "POST /api/jobs/batch with more than 1000 jobs"},
 	{CodeRequestTooLarge, http.StatusRequestEntityTooLarge, "request body over BODY_LIMIT_BYTES (BATCH_BODY_LIMIT_BYTES for POST /api/jobs/batch)"},

@@ -99,7 +99,7 @@ func toAPIError(err error) *APIError {
 	case errors.Is(err, jobs.ErrNotReschedulable):
 		return apiError(http.StatusConflict, CodeJobNotReschedulable, "only a pending or scheduled job can be rescheduled")
 	case errors.Is(err, jobs.ErrNotRetryable):
-		return apiError(http.StatusConflict, CodeJobNotRetryable, "only a failed job can be retried")
+		return apiError(http.StatusConflict, CodeJobNotRetryable, "only a failed or cancelled job can be retried")
 	case errors.Is(err, jobs.ErrOperatorCannotCreate):
 		return apiError(http.StatusForbidden, CodeOperatorCannotCreate, "an operator cannot create jobs; a job belongs to a user")
 	case errors.Is(err, jobs.ErrSecretsUnconfigured):
