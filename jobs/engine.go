@@ -70,17 +70,20 @@ type Config struct {
 
 	// Publisher, when set, delivers scheduled jobs at their time and
 	// triggers worker calls (QStash): after a create, and when a drain ends
-	// with work left, debounced across servers within TriggerWindow.
+	// with work left, debounced across servers within TriggerWindow; and
+	// when a retry or a snooze falls due, one wake-up per second in which
+	// jobs fall due, coalesced across servers.
 	Publisher Publisher
 	// TriggerWindow is the debounce window of the triggers. Defaults to
 	// DefaultTriggerWindow.
 	TriggerWindow time.Duration
-	// DisableTriggers publishes no triggers through Publisher; scheduled
-	// jobs are still delivered through it.
+	// DisableTriggers publishes no triggers (nor wake-ups) through
+	// Publisher; scheduled jobs are still delivered through it.
 	DisableTriggers bool
 
-	// InProcess runs drains in this process too: at once after each create
-	// and every InProcessInterval.
+	// InProcess runs drains in this process too: at once after each
+	// create, when a retry or a snooze falls due, and every
+	// InProcessInterval.
 	InProcess bool
 	// InProcessInterval defaults to DefaultInProcessInterval.
 	InProcessInterval time.Duration
@@ -319,9 +322,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.loops.Wait()
 		if e.wakeups != nil {
 			// The wake-ups of the last outcomes written are on their way.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownMargin)
+			wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), shutdownMargin)
 			e.wakeups.wait(wctx)
-			cancel()
+			stop()
 		}
 		close(done)
 	}()
