@@ -197,6 +197,7 @@ func (p *withdrawals) Cancel(_ context.Context, id string) error {
 }
 
 func (p *withdrawals) Trigger(context.Context, time.Duration) error { return nil }
+func (p *withdrawals) TriggerAt(context.Context, time.Time) error   { return nil }
 
 // TestCancelParentCancelsItsUnfinishedChildren: cancelling a running
 // parent (a carousel whose items are children) cancels its pending,

@@ -55,6 +55,7 @@ func (p *fakePublisher) PublishAt(_ context.Context, jobID int64, at time.Time) 
 
 func (p *fakePublisher) Cancel(context.Context, string) error         { return nil }
 func (p *fakePublisher) Trigger(context.Context, time.Duration) error { return nil }
+func (p *fakePublisher) TriggerAt(context.Context, time.Time) error   { return nil }
 
 func (p *fakePublisher) published() map[int64]time.Time {
 	p.mu.Lock()

@@ -268,7 +268,8 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 			break
 		}
 		if drained {
-			if !w.awaitKick(ctx, min(linger, time.Until(deadline)-reserve)) {
+			// A delayed job due in a moment (a wake-up's retry) runs here.
+			if !w.awaitDue(ctx, deadline.Add(-reserve)) && !w.awaitKick(ctx, min(linger, time.Until(deadline)-reserve)) {
 				break
 			}
 			drained = false

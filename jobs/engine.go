@@ -70,17 +70,20 @@ type Config struct {
 
 	// Publisher, when set, delivers scheduled jobs at their time and
 	// triggers worker calls (QStash): after a create, and when a drain ends
-	// with work left, debounced across servers within TriggerWindow.
+	// with work left, debounced across servers within TriggerWindow; and
+	// when a retry or a snooze falls due, one wake-up per second in which
+	// jobs fall due, coalesced across servers.
 	Publisher Publisher
 	// TriggerWindow is the debounce window of the triggers. Defaults to
 	// DefaultTriggerWindow.
 	TriggerWindow time.Duration
-	// DisableTriggers publishes no triggers through Publisher; scheduled
-	// jobs are still delivered through it.
+	// DisableTriggers publishes no triggers (nor wake-ups) through
+	// Publisher; scheduled jobs are still delivered through it.
 	DisableTriggers bool
 
-	// InProcess runs drains in this process too: at once after each create
-	// and every InProcessInterval.
+	// InProcess runs drains in this process too: at once after each
+	// create, when a retry or a snooze falls due, and every
+	// InProcessInterval.
 	InProcess bool
 	// InProcessInterval defaults to DefaultInProcessInterval.
 	InProcessInterval time.Duration
@@ -157,6 +160,9 @@ type Engine struct {
 	worker     *Worker
 	service    *Service
 	runner     *runner
+	// wakeups, when set, arranges the drains at the times retries and
+	// snoozes fall due.
+	wakeups *wakeups
 	// notify asks for a drain: the runner's kick and the trigger, as
 	// configured.
 	notify func(ctx context.Context)
@@ -198,7 +204,7 @@ func New(cfg Config) (*Engine, error) {
 	})
 	e.notify = trigger
 	if cfg.InProcess {
-		e.runner = newRunner(e.worker, cfg.DrainBudget, cfg.InProcessInterval, log)
+		e.runner = newRunner(e.worker, cfg.DrainBudget, cfg.InProcessInterval, cfg.Clock, log)
 		kick := e.runner.Kick
 		if trigger != nil {
 			e.notify = func(ctx context.Context) { kick(ctx); trigger(ctx) }
@@ -211,6 +217,18 @@ func New(cfg Config) (*Engine, error) {
 		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: ask, Publisher: cfg.Publisher, Secrets: cfg.Secrets,
 		Interrupt: func(running []store.Fence) { e.worker.beat.interrupt(running, ErrCancelled) },
 	})
+	// Jobs put back with a due time (retries, snoozes) wake a drain then,
+	// whichever part put them back.
+	var wakePublisher Publisher
+	if cfg.Publisher != nil && !cfg.DisableTriggers {
+		wakePublisher = cfg.Publisher
+	}
+	if wakePublisher != nil || e.runner != nil {
+		e.wakeups = newWakeups(e.queue, wakePublisher, e.runner, cfg.Clock, log)
+		for _, f := range []*finisher{e.worker.fin, e.reconciler.fin, e.service.fin} {
+			f.wake = e.wakeups.At
+		}
+	}
 	return e, nil
 }
 
@@ -288,20 +306,26 @@ func (e *Engine) reap(ctx context.Context) {
 // Shutdown stops the engine in a fixed order: every drain stops claiming,
 // the running handlers finish until ctx is done (the grace period), the
 // ones still running are cancelled and their jobs given back to the queue,
-// their outcomes are written; then the runner and the reaper stop. It
-// returns an error when the loops have not ended shortly after.
+// their outcomes are written; then the runner and the reaper stop, and the
+// wake-ups still being published end. It returns an error when the loops
+// have not ended shortly after.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.worker.Shutdown(ctx)
 	e.mu.Lock()
 	cancel := e.cancel
 	e.mu.Unlock()
-	if cancel == nil {
-		return nil
+	if cancel != nil {
+		cancel()
 	}
-	cancel()
 	done := make(chan struct{})
 	go func() {
 		e.loops.Wait()
+		if e.wakeups != nil {
+			// The wake-ups of the last outcomes written are on their way.
+			wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), shutdownMargin)
+			e.wakeups.wait(wctx)
+			stop()
+		}
 		close(done)
 	}()
 	t := time.NewTimer(shutdownMargin)

@@ -33,6 +33,9 @@ type finisher struct {
 	clock  Clock
 	log    *slog.Logger
 	notify func(ctx context.Context)
+	// wake, when set, arranges a drain at each time jobs were put back to
+	// run at (see wakeups.At); it does not block on I/O.
+	wake func(ctx context.Context, times ...time.Time)
 }
 
 // apply applies items and reports, in order, what became of each. Redis
@@ -104,13 +107,23 @@ func (f *finisher) after(ctx context.Context, items []finishing, applied []store
 	if err := f.queue.Release(ctx, release...); err != nil {
 		f.log.Warn("jobs returned to pending but not re-enqueued; the reconciler will enqueue them", "count", len(release), "err", err)
 	}
+	due := make([]time.Time, 0, len(later))
 	for at, its := range later {
 		if err := f.queue.EnqueueAt(ctx, at, its...); err != nil {
 			f.log.Warn("jobs recorded but not queued for their next run; the reconciler will queue them", "count", len(its), "err", err)
 		}
+		due = append(due, at)
 	}
+	f.wakeAt(ctx, due...)
 	for _, id := range wake {
 		f.wakeIfChildrenDone(ctx, id)
+	}
+}
+
+// wakeAt arranges a drain at each of times, when the finisher has a wake.
+func (f *finisher) wakeAt(ctx context.Context, times ...time.Time) {
+	if f.wake != nil && len(times) > 0 {
+		f.wake(ctx, times...)
 	}
 }
 

@@ -21,6 +21,12 @@ type Publisher interface {
 	// Trigger asks for one call of the worker endpoint after delay (zero:
 	// now).
 	Trigger(ctx context.Context, delay time.Duration) error
+	// TriggerAt asks for one call of the worker endpoint not before at,
+	// truncated to its second (QStash's Upstash-Not-Before is in whole
+	// seconds): the call may come up to a second before at, and the drain
+	// it starts waits for a delayed job that falls due within a second
+	// (see wakeups). An at in the past asks for a call now.
+	TriggerAt(ctx context.Context, at time.Time) error
 }
 
 // DefaultTriggerWindow is the debounce window of a triggerer.

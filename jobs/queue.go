@@ -170,6 +170,19 @@ func (q *redisQueue) PromoteDue(ctx context.Context) (int, error) {
 	}
 }
 
+// NextDelayed returns the time the earliest delayed job may run, and false
+// when none is delayed.
+func (q *redisQueue) NextDelayed(ctx context.Context) (time.Time, bool, error) {
+	zs, err := q.rdb.ZRangeWithScores(ctx, q.Key("delayed"), 0, 0).Result()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("queue: earliest delayed job: %w", err)
+	}
+	if len(zs) == 0 {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(int64(zs[0].Score)), true, nil
+}
+
 // claimScript pops up to n ids from pending into processing with a lease
 // deadline. KEYS: pending, processing. ARGV: n, deadlineMs.
 var claimScript = redis.NewScript(`

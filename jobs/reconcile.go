@@ -148,6 +148,7 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 				if err := r.queue.EnqueueAt(ctx, row.NextRunAt, it); err != nil {
 					return res, fmt.Errorf("reconcile: %w", err)
 				}
+				r.fin.wakeAt(ctx, row.NextRunAt)
 			} else {
 				due = append(due, it)
 			}

@@ -44,6 +44,10 @@ func (p *stuckPublisher) Trigger(ctx context.Context, delay time.Duration) error
 	}
 }
 
+func (p *stuckPublisher) TriggerAt(ctx context.Context, at time.Time) error {
+	return p.Trigger(ctx, time.Until(at))
+}
+
 // TestCreateDoesNotWaitForTheTriggerPublish: a create answers while the
 // trigger it asked for is still being published (a slow QStash), the
 // publish does happen, and wait waits for it.

@@ -52,6 +52,11 @@ type options struct {
 	register func(reg *jobs.Registry)
 	// secrets encrypts secret payload fields.
 	secrets *secretbox.Keyring
+	// realClock runs the engine and QStash on the system clock, QStash
+	// delivering from its background loop (advance does not work then).
+	realClock bool
+	// backoff spaces the engine's retries.
+	backoff jobs.BackoffFunc
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -61,13 +66,20 @@ func newSystem(t *testing.T, b testenv.Backend, o options) *system {
 	s := &system{b: b, clock: jobs.NewManualClock(time.Now().UTC().Truncate(time.Minute)), calls: &calls{n: map[int64]int{}}}
 	keys, err := qstashdev.GenerateKeys()
 	require.NoError(t, err)
+	var clock jobs.Clock = s.clock
+	if o.realClock {
+		clock = jobs.SystemClock{}
+	}
 	s.dev, err = qstashdev.New(qstashdev.Config{
 		Token: keys.Token, CurrentSigningKey: keys.CurrentSigningKey, NextSigningKey: keys.NextSigningKey,
-		Clock: s.clock, Logger: quiet(),
+		Clock: clock, Logger: quiet(),
 		HTTPClient: &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second},
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.dev.Close() })
+	if o.realClock {
+		require.NoError(t, s.dev.Start(context.Background()))
+	}
 
 	reg := jobs.NewRegistry()
 	reg.MustRegister("record", jobs.HandlerFunc(func(_ context.Context, job *models.Job) (json.RawMessage, error) {
@@ -94,8 +106,8 @@ func newSystem(t *testing.T, b testenv.Backend, o options) *system {
 	if o.publisher != nil {
 		publisher = o.publisher(s)
 	}
-	s.engine, err = jobs.New(jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Clock: s.clock, Logger: quiet(),
-		Secrets: o.secrets, Publisher: publisher, TriggerWindow: time.Second, DisableTriggers: !o.trigger})
+	s.engine, err = jobs.New(jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Clock: clock, Logger: quiet(),
+		Secrets: o.secrets, Backoff: o.backoff, Publisher: publisher, TriggerWindow: time.Second, DisableTriggers: !o.trigger})
 	require.NoError(t, err)
 	s.service = s.engine.Service()
 	worker := s.engine.Worker()

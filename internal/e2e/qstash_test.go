@@ -152,6 +152,9 @@ func (failingPublisher) Cancel(context.Context, string) error {
 func (failingPublisher) Trigger(context.Context, time.Duration) error {
 	return errors.New("qstash unreachable")
 }
+func (failingPublisher) TriggerAt(context.Context, time.Time) error {
+	return errors.New("qstash unreachable")
+}
 
 // If the delayed message cannot be published, the per-minute drain still
 // runs the scheduled job, about a minute late at most.

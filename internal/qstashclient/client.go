@@ -144,16 +144,34 @@ func (c *Client) Cancel(ctx context.Context, messageID string) error {
 // delay (whole seconds). A trigger is retried once: the per-minute drain is
 // the fallback.
 func (c *Client) Trigger(ctx context.Context, delay time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	opts := qstash.PublishJSONOptions{
-		Url:     c.workerURL,
-		Body:    map[string]any{"trigger": "create"},
-		Retries: qstash.RetryCount(1),
-	}
+	opts := c.triggerOptions("create")
 	if delay > 0 {
 		opts.Delay = fmt.Sprintf("%ds", int64((delay+time.Second-1)/time.Second))
+	}
+	return c.publishTrigger(ctx, opts)
+}
+
+// TriggerAt publishes {"trigger":"wake"} to the worker endpoint, not
+// before at's second (Upstash-Not-Before, unix seconds, at truncated). It
+// is retried once, like Trigger.
+func (c *Client) TriggerAt(ctx context.Context, at time.Time) error {
+	opts := c.triggerOptions("wake")
+	opts.NotBefore = strconv.FormatInt(at.Unix(), 10)
+	return c.publishTrigger(ctx, opts)
+}
+
+// triggerOptions is a trigger message to the worker endpoint.
+func (c *Client) triggerOptions(why string) qstash.PublishJSONOptions {
+	return qstash.PublishJSONOptions{
+		Url:     c.workerURL,
+		Body:    map[string]any{"trigger": why},
+		Retries: qstash.RetryCount(1),
+	}
+}
+
+func (c *Client) publishTrigger(ctx context.Context, opts qstash.PublishJSONOptions) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if _, err := c.qs.PublishJSON(opts); err != nil {
 		return fmt.Errorf("qstash: publish trigger: %w", err)

@@ -49,6 +49,19 @@ func TestPublishCancelAndTriggerAgainstQStashAPI(t *testing.T) {
 	last := msgs[len(msgs)-1]
 	require.Equal(t, clock.Now().Add(2*time.Second).Unix(), last.NotBefore.Unix(), "a delay rounds up to whole seconds")
 
+	wakeAt := clock.Now().Add(7*time.Second + 900*time.Millisecond)
+	require.NoError(t, c.TriggerAt(ctx, wakeAt))
+	msgs = dev.Messages()
+	var wake *qstashdev.Message
+	for i := range msgs {
+		if string(msgs[i].Body) == `{"trigger":"wake"}` {
+			wake = &msgs[i]
+		}
+	}
+	require.NotNil(t, wake, "a wake-up trigger is published")
+	require.Equal(t, wakeAt.Unix(), wake.NotBefore.Unix(), "Not-Before is the second in which at falls")
+	require.Equal(t, time.Unix(wakeAt.Unix(), 0), wake.NotBefore, "whole seconds")
+
 	_, err = qstashclient.New(qstashclient.Config{Token: "", WorkerURL: "x"})
 	require.Error(t, err)
 	bad, err := qstashclient.New(qstashclient.Config{BaseURL: srv.URL, Token: "wrong", WorkerURL: "http://x/api/workers"})
