@@ -42,8 +42,8 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		lostRetry := running(3, 3, expired)
 		lostFinal := running(1, 3, expired)
 		require.NoError(t, db.Model(&lostFinal).Update("lost_attempts", 4).Error) // its 5th loss in a row
-		lostRenewed := running(1, 3, live) // renewed meanwhile: not lost
-		stale := running(2, 3, live)       // claimed again since: attempt 1 is fenced out
+		lostRenewed := running(1, 3, live)                                        // renewed meanwhile: not lost
+		stale := running(2, 3, live)                                              // claimed again since: attempt 1 is fenced out
 		pending := models.Job{UserID: "u1", Type: "t", Status: models.StatusPending, Payload: models.JSON(`{}`), MaxAttempts: 3,
 			NextRunAt: now, CreatedAt: now, UpdatedAt: now}
 		require.NoError(t, db.Create(&pending).Error)
