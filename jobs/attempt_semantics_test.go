@@ -380,7 +380,7 @@ func ptr[T any](v T) *T { return &v }
 type briefWaits struct{}
 
 func (briefWaits) Handle(context.Context, *models.Job) (json.RawMessage, error) { return nil, nil }
-func (briefWaits) MaxWait() time.Duration                                     { return time.Minute }
+func (briefWaits) MaxWait() time.Duration                                       { return time.Minute }
 
 // TestEngineRefusesANegativeMaxLostAttempts: the bound is validated like
 // the other settings.
