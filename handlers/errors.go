@@ -95,11 +95,11 @@ func toAPIError(err error) *APIError {
 	case errors.Is(err, jobs.ErrNotFound):
 		return apiError(http.StatusNotFound, CodeJobNotFound, "job not found")
 	case errors.Is(err, jobs.ErrNotCancellable):
-		return apiError(http.StatusConflict, CodeJobNotCancellable, "only a pending or scheduled job can be cancelled")
+		return apiError(http.StatusConflict, CodeJobNotCancellable, "only an unfinished job (pending, scheduled or processing) can be cancelled")
 	case errors.Is(err, jobs.ErrNotReschedulable):
 		return apiError(http.StatusConflict, CodeJobNotReschedulable, "only a pending or scheduled job can be rescheduled")
 	case errors.Is(err, jobs.ErrNotRetryable):
-		return apiError(http.StatusConflict, CodeJobNotRetryable, "only a failed job can be retried")
+		return apiError(http.StatusConflict, CodeJobNotRetryable, "only a failed or cancelled job can be retried")
 	case errors.Is(err, jobs.ErrOperatorCannotCreate):
 		return apiError(http.StatusForbidden, CodeOperatorCannotCreate, "an operator cannot create jobs; a job belongs to a user")
 	case errors.Is(err, jobs.ErrSecretsUnconfigured):

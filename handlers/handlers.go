@@ -14,7 +14,7 @@
 //	                           {"jobs":[{"created":true,"job":{"jobId":1,"status":"pending"}},…]}
 //	GET  /api/jobs             list own jobs: ?status=&type=&cursor=&limit= → {"jobs":[...],"nextCursor":"..."}
 //	GET  /api/jobs/:id         one own job: the bare job object plus "history", its finished attempts
-//	POST /api/jobs/:id/cancel  cancel a pending or scheduled job → the job
+//	POST /api/jobs/:id/cancel  cancel an unfinished job and its children → the job
 //	POST /api/jobs/:id/reschedule  {"scheduledFor":"RFC 3339"} → the moved job
 //	POST /api/jobs/:id/retry   re-queue a failed job with a fresh attempt budget → the job
 //	POST /api/workers          run one drain (worker auth) → the drain summary; a body

@@ -140,14 +140,20 @@ func (s *server) getJob(c echo.Context) error {
 	return c.JSON(http.StatusOK, JobResponse{Job: *job, History: history})
 }
 
-// cancelJob serves POST /api/jobs/:id/cancel: the cancelled job. The body,
-// if any, is ignored.
+// cancelJob serves POST /api/jobs/:id/cancel: the cancelled job. A
+// pending, scheduled or running job is cancelled with its unfinished
+// children (a running handler is stopped); a finished one is 409
+// job_not_cancellable, naming its status. The body, if any, is ignored.
 func (s *server) cancelJob(c echo.Context) error {
 	id, err := jobID(c)
 	if err != nil {
 		return err
 	}
 	job, err := s.cfg.Service.Cancel(c.Request().Context(), userID(c), id)
+	if errors.Is(err, jobs.ErrNotCancellable) && job != nil {
+		return apiError(http.StatusConflict, CodeJobNotCancellable,
+			fmt.Sprintf("the job is %s: only an unfinished job (pending, scheduled or processing) can be cancelled", job.Status))
+	}
 	if err != nil {
 		return err
 	}

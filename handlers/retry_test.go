@@ -67,14 +67,20 @@ func TestRetryJob(t *testing.T) {
 		// Now pending: a second retry is a conflict.
 		requireError(t, bb.asUser(t, "u1", http.MethodPost, path, ""), http.StatusConflict, "job_not_retryable")
 
-		// Completed and cancelled jobs are not retryable either.
+		// A completed job is not retryable either.
 		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", resp.JobID).
 			Update("status", models.StatusCompleted).Error)
 		requireError(t, bb.asUser(t, "u1", http.MethodPost, path, ""), http.StatusConflict, "job_not_retryable")
+
+		// A cancelled job is: it runs again from a fresh start.
 		other := bb.createJob(t, "u1", `{"type":"noop"}`, http.StatusCreated)
 		require.Equal(t, http.StatusOK, bb.asUser(t, "u1", http.MethodPost, fmt.Sprintf("/api/jobs/%d/cancel", other.JobID), "").Code)
-		requireError(t, bb.asUser(t, "u1", http.MethodPost, fmt.Sprintf("/api/jobs/%d/retry", other.JobID), ""),
-			http.StatusConflict, "job_not_retryable")
+		rec = bb.asUser(t, "u1", http.MethodPost, fmt.Sprintf("/api/jobs/%d/retry", other.JobID), "")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		var again map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &again))
+		require.Equal(t, "pending", again["status"])
+		require.NotContains(t, again, "completedAt")
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
+	"github.com/jobhook/jobhook/jobs/internal/store"
 	"github.com/jobhook/jobhook/jobs/secretfields"
 	"github.com/jobhook/jobhook/models"
 )
@@ -238,6 +239,7 @@ func New(cfg Config) (*Engine, error) {
 	e.service = newService(serviceConfig{
 		DB: cfg.DB, Queue: e.queue, Registry: cfg.Registry, Clock: cfg.Clock, Logger: log,
 		MaxPayloadBytes: cfg.MaxPayloadBytes, MaxWait: cfg.DefaultMaxWait, Notify: ask, Publisher: cfg.Publisher, Secrets: cfg.Secrets,
+		Interrupt: func(running []store.Fence) { e.worker.beat.interrupt(running, ErrCancelled) },
 	})
 	return e, nil
 }

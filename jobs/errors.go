@@ -10,8 +10,8 @@ import (
 // ErrNotFound is returned when a job does not exist or belongs to another user.
 var ErrNotFound = errors.New("job not found")
 
-// ErrNotCancellable is returned when cancelling a job that is neither pending
-// nor scheduled.
+// ErrNotCancellable is returned when cancelling a job that has finished
+// (completed, failed or cancelled).
 var ErrNotCancellable = errors.New("job cannot be cancelled in its current status")
 
 // ErrUnavailable wraps failures of the database or the queue, which the

@@ -57,6 +57,19 @@ func (s *Service) CreateChild(ctx context.Context, parent *models.Job, index int
 	if err != nil {
 		return nil, fmt.Errorf("create child %d of job %d: %w", index, parent.ID, err)
 	}
+	// A cancel of the parent that read its children before this one was
+	// stored missed it: cancel it too. (One that reads them after finds it
+	// itself.)
+	cancelled, err := s.store.ParentCancelled(ctx, parentID)
+	if err != nil {
+		return nil, fmt.Errorf("create child %d of job %d: %w: %w", index, parent.ID, ErrUnavailable, err)
+	}
+	if cancelled {
+		if _, err := s.fin.cancel(ctx, nil, job.ID); err != nil {
+			s.log.Warn("child of a cancelled job not cancelled", "job_id", job.ID, "parent_id", parentID, "err", err)
+		}
+		return nil, fmt.Errorf("create child %d of job %d: the parent was %w", index, parent.ID, ErrCancelled)
+	}
 	return job, nil
 }
 

@@ -18,9 +18,10 @@ import (
 //
 // A job whose row no longer holds its claim (reaped, cancelled, claimed
 // again) is lost: its handler's context is cancelled and its outcome is
-// dropped. When renewals fail, a job is declared lost once its lease has
-// less than one interval left, so that the handler stops before the
-// reaper may give the job to another worker.
+// dropped. The context's cause (context.Cause) is ErrCancelled when the
+// job was cancelled, ErrLeaseLost otherwise. When renewals fail, a job is
+// declared lost once its lease has less than one interval left, so that
+// the handler stops before the reaper may give the job to another worker.
 //
 // Every lease registered is renewed at every tick, even one claimed just
 // before it: a row more in the statement costs next to nothing, and
@@ -37,6 +38,9 @@ type heartbeat struct {
 	// ids still holding their claim (the store's RenewMany); tests wrap
 	// it to count statements or inject faults.
 	renew func(ctx context.Context, fences []store.Fence, until time.Time) ([]int64, error)
+	// cancelled returns the ids, of those given, whose job is cancelled
+	// (the store's CancelledAmong), to tell a cancelled job from a lost one.
+	cancelled func(ctx context.Context, ids []int64) ([]int64, error)
 
 	mu sync.Mutex
 	// leases holds the jobs running, by id.
@@ -57,13 +61,20 @@ type lease struct {
 	validUntil time.Time
 	// lost is set, under the heartbeat's lock, when the lease is lost.
 	lost bool
-	// cancel cancels the handler's context.
-	cancel func()
+	// cancel cancels the handler's context with a cause: ErrCancelled or
+	// ErrLeaseLost.
+	cancel context.CancelCauseFunc
+	// cause is why the lease was lost, set with lost.
+	cause error
 }
 
 func newHeartbeat(leaseDuration time.Duration, clock Clock, st *store.Store, queue *redisQueue, log *slog.Logger) *heartbeat {
-	return &heartbeat{lease: leaseDuration, every: max(leaseDuration/3, time.Millisecond), clock: clock, queue: queue, log: log.With("component", "heartbeat"),
+	h := &heartbeat{lease: leaseDuration, every: max(leaseDuration/3, time.Millisecond), clock: clock, queue: queue, log: log.With("component", "heartbeat"),
 		renew: st.RenewMany, leases: map[int64]*lease{}}
+	if st != nil {
+		h.cancelled = st.CancelledAmong
+	}
+	return h
 }
 
 // add registers a job whose handler is starting: its lease counts as
@@ -71,13 +82,13 @@ func newHeartbeat(leaseDuration time.Duration, clock Clock, st *store.Store, que
 // most once, if the lease is lost; it must not block. A job already
 // registered under the same id belongs to an older claim (the row was
 // claimed again since): that one is lost at once.
-func (h *heartbeat) add(f store.Fence, cancel func()) *lease {
+func (h *heartbeat) add(f store.Fence, cancel context.CancelCauseFunc) *lease {
 	l := &lease{fence: f, validUntil: time.Now().Add(h.lease), cancel: cancel}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if old, ok := h.leases[f.ID]; ok {
-		old.lost = true
-		old.cancel()
+		old.lost, old.cause = true, ErrLeaseLost
+		old.cancel(ErrLeaseLost)
 	}
 	h.leases[f.ID] = l
 	if h.stopTicker == nil {
@@ -103,11 +114,11 @@ func (h *heartbeat) remove(l *lease) (lost bool) {
 	return l.lost
 }
 
-// lose marks l, still registered, lost, cancels its handler and stops
-// renewing it; h.mu is held.
-func (h *heartbeat) lose(l *lease) {
-	l.lost = true
-	l.cancel()
+// lose marks l, still registered, lost, cancels its handler with cause
+// and stops renewing it; h.mu is held.
+func (h *heartbeat) lose(l *lease, cause error) {
+	l.lost, l.cause = true, cause
+	l.cancel(cause)
 	delete(h.leases, l.fence.ID)
 	h.stopIfIdle()
 }
@@ -182,6 +193,13 @@ func (h *heartbeat) tick(ctx context.Context) {
 	for _, id := range ids {
 		renewed[id] = true
 	}
+	var gone []int64 // no longer holding their claim: cancelled, or lost
+	for _, l := range batch {
+		if err == nil && !renewed[l.fence.ID] {
+			gone = append(gone, l.fence.ID)
+		}
+	}
+	cancelled := h.whichCancelled(tctx, gone)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil && ctx.Err() == nil {
@@ -194,14 +212,17 @@ func (h *heartbeat) tick(ctx context.Context) {
 		switch {
 		case renewed[l.fence.ID]:
 			l.validUntil = start.Add(h.lease)
+		case err == nil && cancelled[l.fence.ID]:
+			h.log.Info("job cancelled while running: stopping its handler", "job_id", l.fence.ID, "attempt", l.fence.Attempt)
+			h.lose(l, ErrCancelled)
 		case err == nil:
-			h.log.Info("lease lost: the job moved on while running (reaped, cancelled or claimed again)", "job_id", l.fence.ID, "attempt", l.fence.Attempt)
-			h.lose(l)
+			h.log.Info("lease lost: the job moved on while running (reaped or claimed again)", "job_id", l.fence.ID, "attempt", l.fence.Attempt)
+			h.lose(l, ErrLeaseLost)
 		case time.Until(l.validUntil) < h.every:
 			// Stop before the lease runs out, so that two workers never
 			// run the job at the same time.
 			h.log.Info("lease lost: renewals failed until it nearly ran out", "job_id", l.fence.ID, "attempt", l.fence.Attempt)
-			h.lose(l)
+			h.lose(l, ErrLeaseLost)
 		}
 	}
 }

@@ -61,6 +61,11 @@ type serviceConfig struct {
 	// or a nil keyring), types with secret fields cannot be created
 	// (ErrSecretsUnconfigured).
 	Secrets secretfields.Sealer
+	// Interrupt, when set, cancels at once the handlers running in this
+	// process that hold one of the claims (jobs Cancel just cancelled
+	// while they ran); other processes' heartbeats find them at their next
+	// tick.
+	Interrupt func(running []store.Fence)
 }
 
 // DeliveryTolerance is how early a scheduled job's delivery may arrive and
@@ -254,13 +259,19 @@ func (s *Service) publishScheduled(ctx context.Context, log *slog.Logger, job *m
 }
 
 func (s *Service) cancelMessage(ctx context.Context, job *models.Job) {
-	if s.cfg.Publisher == nil || job.QStashMessageID == nil || *job.QStashMessageID == "" {
+	s.cancelMessageID(ctx, job.ID, job.QStashMessageID)
+}
+
+// cancelMessageID withdraws the delayed delivery messageID of job id, if
+// any.
+func (s *Service) cancelMessageID(ctx context.Context, id int64, messageID *string) {
+	if s.cfg.Publisher == nil || messageID == nil || *messageID == "" {
 		return
 	}
-	if err := s.cfg.Publisher.Cancel(ctx, *job.QStashMessageID); err != nil {
+	if err := s.cfg.Publisher.Cancel(ctx, *messageID); err != nil {
 		// Harmless: a delivery for a job no longer scheduled at that time
 		// does nothing.
-		s.log.Warn("delayed delivery not cancelled", "job_id", job.ID, "message_id", *job.QStashMessageID, "err", err)
+		s.log.Warn("delayed delivery not cancelled", "job_id", id, "message_id", *messageID, "err", err)
 	}
 }
 
@@ -429,13 +440,19 @@ func decodeCursor(c string) (int64, error) {
 	return id, nil
 }
 
-// Cancel cancels a user's pending or scheduled job. A job in any other
-// status is ErrNotCancellable; another user's job is ErrNotFound.
+// Cancel cancels a user's unfinished job — pending, scheduled or running —
+// and, in the same transaction, every unfinished job below it (its
+// children, theirs, and so on); finished ones stay as they are. Each
+// leaves the queue, a scheduled one's delayed delivery is withdrawn, and a
+// running one's attempt is recorded as cancelled. A running job's handler
+// is cancelled with the cause ErrCancelled: at once when it runs in this
+// process, otherwise at the next heartbeat of the worker that runs it
+// (within a third of the lease); its outcome is dropped. A child's cancel
+// is a final outcome for its parent, which wakes when it was the last
+// child to finish. A finished job is ErrNotCancellable (the job is
+// returned with it); another user's job is ErrNotFound.
 func (s *Service) Cancel(ctx context.Context, userID string, id int64) (*models.Job, error) {
-	// The finisher removes the job from the queue and wakes its parent
-	// when it was the last of its siblings to finish.
-	it := finishing{update: store.Update{Fence: store.Fence{ID: id}, Transition: store.Cancelled(ownerScope(userID)), Now: s.cfg.Clock.Now()}}
-	applied, err := s.fin.apply(ctx, []finishing{it})
+	done, err := s.fin.cancel(ctx, ownerScope(userID), id)
 	if err != nil {
 		return nil, fmt.Errorf("cancel job %d: %w: %w", id, ErrUnavailable, err)
 	}
@@ -443,11 +460,20 @@ func (s *Service) Cancel(ctx context.Context, userID string, id int64) (*models.
 	if err != nil {
 		return nil, err
 	}
-	if !applied[0].Applied {
-		return job, ErrNotCancellable
+	if len(done) == 0 {
+		return job, fmt.Errorf("%w: it is %s", ErrNotCancellable, job.Status)
 	}
-	s.cancelMessage(ctx, job)
-	s.log.Info("job cancelled", "job_id", id)
+	var running []store.Fence
+	for _, c := range done {
+		if c.From == models.StatusProcessing {
+			running = append(running, c.Fence())
+		}
+		s.cancelMessageID(ctx, c.ID, c.MessageID)
+	}
+	if len(running) > 0 && s.cfg.Interrupt != nil {
+		s.cfg.Interrupt(running)
+	}
+	s.log.Info("job cancelled", "job_id", id, "from", done[0].From, "descendants", len(done)-1, "running", len(running))
 	return job, nil
 }
 

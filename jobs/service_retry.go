@@ -8,12 +8,13 @@ import (
 	"github.com/jobhook/jobhook/models"
 )
 
-// ErrNotRetryable is returned when retrying a job that has not failed.
+// ErrNotRetryable is returned when retrying a job that is neither failed
+// nor cancelled.
 var ErrNotRetryable = errors.New("job cannot be retried in its current status")
 
-// Retry re-queues a user's failed job with a fresh attempt budget: it
-// becomes pending, due now, with no attempts counted, no error and no
-// result. Its history is kept (the attempts of the new run are numbered
+// Retry re-queues a user's failed or cancelled job with a fresh attempt
+// budget: it becomes pending, due now, with no attempts counted (nor lost
+// in a row), no error and no result. Its history is kept (the attempts of the new run are numbered
 // from 1 again). A job in any other status is ErrNotRetryable; another
 // user's job is ErrNotFound. If the enqueue fails the job is still
 // pending: the reconciler enqueues it.
@@ -31,7 +32,7 @@ func (s *Service) Retry(ctx context.Context, userID string, id int64) (*models.J
 		return job, ErrNotRetryable
 	}
 	log := s.log.With("job_id", id, "type", job.Type)
-	// A failed job has left the queue; Remove first keeps an id in at most
+	// A failed or cancelled job has left the queue; Remove first keeps an id in at most
 	// one of the queue's sets even if that acknowledgement was lost.
 	err = s.cfg.Queue.Remove(ctx, id)
 	if err == nil {
@@ -42,6 +43,6 @@ func (s *Service) Retry(ctx context.Context, userID string, id int64) (*models.J
 	} else if s.cfg.Notify != nil {
 		s.cfg.Notify(ctx)
 	}
-	log.Info("failed job re-queued for a fresh run")
+	log.Info("job re-queued for a fresh run")
 	return job, nil
 }

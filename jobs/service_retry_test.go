@@ -92,23 +92,42 @@ func TestRetryRunsAFailedJobAgain(t *testing.T) {
 
 // TestRetryOnlyFailedJobs checks every other status is refused and left
 // as it was.
-func TestRetryOnlyFailedJobs(t *testing.T) {
+// TestRetryRunsACancelledJobAgain: a cancelled job, even one cancelled
+// while it ran, is pending again with a fresh budget and runs.
+func TestRetryRunsACancelledJobAgain(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		job := x.create(t, jobs.CreateRequest{})
+		// As if it had been cancelled while running its second attempt,
+		// after a lost one.
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", job.ID).
+			Updates(map[string]any{"attempts": 2, "lost_attempts": 1}).Error)
+		_, err := x.service.Cancel(ctx, "user-1", job.ID)
+		require.NoError(t, err)
+		got, err := x.service.Retry(ctx, "user-1", job.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.StatusPending, got.Status)
+		require.Zero(t, got.Attempts)
+		require.Zero(t, got.LostAttempts)
+		require.Nil(t, got.CompletedAt)
+	})
+}
+
+func TestRetryOnlyFailedOrCancelledJobs(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
 		x := setup(t, b)
 		pending := x.create(t, jobs.CreateRequest{})
 		at := x.clock.Now().Add(time.Hour)
 		scheduled := x.create(t, jobs.CreateRequest{ScheduledFor: &at})
-		cancelled := x.create(t, jobs.CreateRequest{})
-		_, err := x.service.Cancel(ctx, "user-1", cancelled.ID)
-		require.NoError(t, err)
 		processing := x.create(t, jobs.CreateRequest{})
 		completed := x.create(t, jobs.CreateRequest{})
 		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", processing.ID).
 			Updates(map[string]any{"status": models.StatusProcessing, "attempts": 1}).Error)
 		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", completed.ID).
 			Updates(map[string]any{"status": models.StatusCompleted, "attempts": 1}).Error)
-		for _, id := range []int64{pending.ID, scheduled.ID, cancelled.ID, processing.ID, completed.ID} {
+		for _, id := range []int64{pending.ID, scheduled.ID, processing.ID, completed.ID} {
 			before := x.reload(t, id)
 			got, err := x.service.Retry(ctx, "user-1", id)
 			require.ErrorIs(t, err, jobs.ErrNotRetryable, "status %s", before.Status)

@@ -22,8 +22,13 @@ const (
 	DefaultConcurrency = 8
 	DefaultJobTimeout  = time.Minute
 	// DefaultLeaseDuration is the lease of a claimed job, renewed by the
-	// heartbeat while its handler runs.
-	DefaultLeaseDuration = 30 * time.Second
+	// heartbeat (every third of it) while its handler runs. It bounds how
+	// long a dead worker's jobs stay stranded: the reaper wakes just after
+	// the earliest lease ends, so they are back within about 9.1 s of a
+	// kill -9. Renewals are batched (one statement per tick for every job
+	// a worker runs), so a short lease is cheap; a renewal may be late by
+	// up to two thirds of it before the job is taken away.
+	DefaultLeaseDuration = 9 * time.Second
 	// maxErrorLength caps the error text stored on a job.
 	maxErrorLength = store.MaxErrorLength
 	// claimCooldown is the longest a freed slot waits, while other jobs
@@ -208,9 +213,10 @@ const (
 
 // run runs one claimed job and records its outcome. The Worker's heartbeat
 // renews the job's lease while the handler runs; if the lease is lost (the
-// job was reaped and maybe claimed again elsewhere, or renewals failed
-// until it nearly ran out) the handler's context is cancelled and nothing
-// is recorded.
+// job was cancelled, or reaped and maybe claimed again elsewhere, or
+// renewals failed until it nearly ran out) the handler's context is
+// cancelled, with ErrCancelled as its cause for a cancel, and nothing is
+// recorded.
 func (w *Worker) run(ctx context.Context, job *models.Job) ran {
 	log := w.log.With("job_id", job.ID, "type", job.Type, "attempt", job.Attempts)
 	started := w.cfg.Clock.Now().UTC()
@@ -226,16 +232,24 @@ func (w *Worker) run(ctx context.Context, job *models.Job) ran {
 	if th, ok := h.(TimeoutHandler); ok && th.Timeout() > 0 {
 		timeout = th.Timeout()
 	}
-	jctx, cancel := context.WithTimeoutCause(ctx, timeout, errJobTimeout)
+	// The heartbeat cancels lctx, with ErrCancelled or ErrLeaseLost as
+	// its cause, when the job's row moves on.
+	lctx, cancelLease := context.WithCancelCause(ctx)
+	defer cancelLease(nil)
+	jctx, cancel := context.WithTimeoutCause(lctx, timeout, errJobTimeout)
 	defer cancel()
 	stopAbort := context.AfterFunc(w.abortCtx, func() { cancel() })
 	defer stopAbort()
-	beat := w.beat.add(fenceOf(job), cancel)
+	beat := w.beat.add(fenceOf(job), cancelLease)
 	hctx := withJobContext(jctx, &jobContext{w: w, job: job})
 	result, err := w.safeHandle(hctx, log, h, job)
 	cancel()
 	if w.beat.remove(beat) {
-		log.Warn("lease lost while running; the outcome is dropped (the job runs again elsewhere)")
+		if beat.cause == ErrCancelled {
+			log.Info("job cancelled while running; its outcome is dropped")
+		} else {
+			log.Warn("lease lost while running; the outcome is dropped (the job runs again elsewhere)")
+		}
 		return ran{o: outcomeLost}
 	}
 	if err != nil && w.abortCtx.Err() != nil && ctx.Err() == nil {
@@ -350,6 +364,10 @@ func (w *Worker) recorded(r ran, a store.Applied, err error) outcome {
 	if err != nil {
 		// The row stays processing; its lease expiry brings it back.
 		r.log.Error("could not record job outcome", "err", err)
+		return outcomeLost
+	}
+	if !a.Applied && w.cancelledWhileRunning(r.item.update.Fence.ID) {
+		r.log.Info("job cancelled while running; its outcome is dropped", "transition", string(r.item.update.Transition.Kind()))
 		return outcomeLost
 	}
 	return w.outcomeOf(r.log, r.item.update.Transition, a)

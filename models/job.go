@@ -11,7 +11,8 @@ import (
 // Status is where a job is in its lifecycle.
 //
 // scheduled → pending → processing → completed; processing → pending (retry,
-// after backoff) → failed after MaxAttempts; pending|scheduled → cancelled.
+// after backoff) → failed after MaxAttempts; pending|scheduled|processing →
+// cancelled.
 type Status string
 
 // The job statuses.

@@ -91,16 +91,26 @@ func analyse(jobs []jobRow, calls []chaostask.Call, end endFunc) report {
 	for _, j := range jobs {
 		cs := r.ByJob[j.ID]
 		sort.Slice(cs, func(a, b int) bool { return cs[a].StartedAt.Before(cs[b].StartedAt) })
-		finished, last := 0, 0
-		attempts := map[int]int{}
-		for _, c := range cs {
-			attempts[c.Attempt]++
+		// The job's final call is the last to start of its current attempt
+		// number: an attempt whose worker was lost does not count, so the
+		// next claim runs the same attempt number again, under another
+		// lease. Every other call is superseded.
+		final := -1
+		for i, c := range cs {
+			if c.Attempt == j.Attempts {
+				final = i
+			}
+		}
+		finished := 0
+		claims := map[string]int{}
+		for i, c := range cs {
+			if c.LeaseID != "" {
+				claims[c.LeaseID]++
+			}
 			if c.FinishedAt != nil {
 				finished++
 			}
-			if c.Attempt == j.Attempts {
-				last++
-			} else {
+			if i != final {
 				r.Superseded++
 				if c.FinishedAt != nil {
 					r.SupersededFinished++
@@ -110,17 +120,19 @@ func analyse(jobs []jobRow, calls []chaostask.Call, end endFunc) report {
 		if finished > 1 {
 			r.Duplicates++
 		}
-		for a, n := range attempts {
+		for lease, n := range claims {
 			if n > 1 {
-				r.Problems = append(r.Problems, fmt.Sprintf("job %d: attempt %d ran %d times", j.ID, a, n))
+				r.Problems = append(r.Problems, fmt.Sprintf("job %d: the claim %s ran its handler %d times", j.ID, lease, n))
 			}
 		}
 		if j.Status == "completed" {
 			switch {
-			case last != 1:
-				r.Problems = append(r.Problems, fmt.Sprintf("job %d completed at attempt %d, which has %d calls (want 1)", j.ID, j.Attempts, last))
-			case lastCall(cs, j.Attempts).FinishedAt == nil:
+			case final < 0:
+				r.Problems = append(r.Problems, fmt.Sprintf("job %d completed at attempt %d, which has no call", j.ID, j.Attempts))
+			case cs[final].FinishedAt == nil:
 				r.Problems = append(r.Problems, fmt.Sprintf("job %d completed at attempt %d, whose call never finished", j.ID, j.Attempts))
+			case final != len(cs)-1:
+				r.Problems = append(r.Problems, fmt.Sprintf("job %d completed at attempt %d, but a call of attempt %d started after it", j.ID, j.Attempts, cs[len(cs)-1].Attempt))
 			}
 		}
 		for a := 0; a < len(cs); a++ {
@@ -138,15 +150,6 @@ func analyse(jobs []jobRow, calls []chaostask.Call, end endFunc) report {
 		}
 	}
 	return r
-}
-
-func lastCall(cs []chaostask.Call, attempt int) chaostask.Call {
-	for _, c := range cs {
-		if c.Attempt == attempt {
-			return c
-		}
-	}
-	return chaostask.Call{}
 }
 
 func clock(t time.Time) string { return t.Format("15:04:05.000000") }
@@ -186,48 +189,52 @@ func TestAnalyse(t *testing.T) {
 		{ID: 2, Status: "completed", Attempts: 2}, // interrupted by the kill, then run again
 		{ID: 3, Status: "completed", Attempts: 2}, // finished, outcome lost in the kill
 		{ID: 4, Status: "pending", Attempts: 1},   // never completed
+		{ID: 5, Status: "completed", Attempts: 1}, // lost its worker (not counted), then run again as attempt 1
 	}
 	calls := []chaostask.Call{
-		{ID: 1, JobID: 1, Attempt: 1, PID: 1, StartedAt: at(0), FinishedAt: fin(10)},
-		{ID: 2, JobID: 2, Attempt: 1, PID: 1, StartedAt: at(90)},
-		{ID: 3, JobID: 3, Attempt: 1, PID: 1, StartedAt: at(80), FinishedAt: fin(95)},
-		{ID: 4, JobID: 2, Attempt: 2, PID: 2, StartedAt: at(2000), FinishedAt: fin(2010)},
-		{ID: 5, JobID: 3, Attempt: 2, PID: 2, StartedAt: at(2000), FinishedAt: fin(2010)},
-		{ID: 6, JobID: 4, Attempt: 1, PID: 2, StartedAt: at(3000)},
+		{ID: 1, JobID: 1, Attempt: 1, LeaseID: "a1", PID: 1, StartedAt: at(0), FinishedAt: fin(10)},
+		{ID: 2, JobID: 2, Attempt: 1, LeaseID: "b1", PID: 1, StartedAt: at(90)},
+		{ID: 3, JobID: 3, Attempt: 1, LeaseID: "c1", PID: 1, StartedAt: at(80), FinishedAt: fin(95)},
+		{ID: 4, JobID: 2, Attempt: 2, LeaseID: "b2", PID: 2, StartedAt: at(2000), FinishedAt: fin(2010)},
+		{ID: 5, JobID: 3, Attempt: 2, LeaseID: "c2", PID: 2, StartedAt: at(2000), FinishedAt: fin(2010)},
+		{ID: 6, JobID: 4, Attempt: 1, LeaseID: "d1", PID: 2, StartedAt: at(3000)},
+		{ID: 7, JobID: 5, Attempt: 1, LeaseID: "e1", PID: 1, StartedAt: at(50)},
+		{ID: 8, JobID: 5, Attempt: 1, LeaseID: "e2", PID: 2, StartedAt: at(2000), FinishedAt: fin(2010)},
 	}
 	r := analyse(jobs, calls, endAtExit(exits))
-	if r.Jobs != 4 || r.Completed != 3 || r.Lost != 1 || r.Calls != 6 {
+	if r.Jobs != 5 || r.Completed != 4 || r.Lost != 1 || r.Calls != 8 {
 		t.Fatalf("counts: %+v", r)
 	}
-	if r.Interrupted != 2 || r.Superseded != 2 || r.SupersededFinished != 1 || r.Duplicates != 1 {
+	if r.Interrupted != 3 || r.Superseded != 3 || r.SupersededFinished != 1 || r.Duplicates != 1 {
 		t.Fatalf("interrupted %d superseded %d (finished %d) duplicates %d", r.Interrupted, r.Superseded, r.SupersededFinished, r.Duplicates)
 	}
 	if len(r.Overlaps) != 0 || len(r.Problems) != 0 || r.UnknownEnds != 0 {
 		t.Fatalf("overlaps %v problems %v unknown %d", r.Overlaps, r.Problems, r.UnknownEnds)
 	}
-	if r.ByPID[1] != 3 || r.ByPID[2] != 3 {
+	if r.ByPID[1] != 4 || r.ByPID[2] != 4 {
 		t.Fatalf("by pid %v", r.ByPID)
 	}
 
 	// A second call that starts while the first still runs (its process was
 	// alive until the kill) overlaps; so does one inside a finished call.
 	calls = append(calls,
-		chaostask.Call{ID: 7, JobID: 2, Attempt: 3, PID: 2, StartedAt: at(95), FinishedAt: fin(99)},
-		chaostask.Call{ID: 8, JobID: 1, Attempt: 1, PID: 2, StartedAt: at(5), FinishedAt: fin(6)},
-		chaostask.Call{ID: 9, JobID: 99, Attempt: 1, PID: 2, StartedAt: at(5), FinishedAt: fin(6)},
+		chaostask.Call{ID: 9, JobID: 2, Attempt: 3, LeaseID: "b3", PID: 2, StartedAt: at(95), FinishedAt: fin(99)},
+		chaostask.Call{ID: 10, JobID: 1, Attempt: 1, LeaseID: "a1", PID: 2, StartedAt: at(5), FinishedAt: fin(6)},
+		chaostask.Call{ID: 11, JobID: 99, Attempt: 1, LeaseID: "z1", PID: 2, StartedAt: at(5), FinishedAt: fin(6)},
+		chaostask.Call{ID: 12, JobID: 3, Attempt: 3, LeaseID: "c3", PID: 2, StartedAt: at(3000), FinishedAt: fin(3010)},
 	)
 	r = analyse(jobs, calls, endAtExit(exits))
 	if len(r.Overlaps) != 2 {
 		t.Fatalf("want 2 overlaps, got %v", r.Overlaps)
 	}
-	// job 1: attempt 1 twice (and its last attempt has two calls); job 99
-	// does not exist.
+	// job 1: one claim ran its handler twice; job 3: a call started after
+	// the attempt it completed at; job 99 does not exist.
 	if len(r.Problems) != 3 {
 		t.Fatalf("want 3 problems, got %v", r.Problems)
 	}
 	// Without a bound on interrupted calls they are left out.
 	r = analyse(jobs, calls, finishedOnly)
-	if r.UnknownEnds != 2 || len(r.Overlaps) != 1 {
+	if r.UnknownEnds != 3 || len(r.Overlaps) != 1 {
 		t.Fatalf("unknown ends %d, overlaps %v", r.UnknownEnds, r.Overlaps)
 	}
 }

@@ -568,6 +568,29 @@ type jobRow struct {
 	Error    string `gorm:"column:error"`
 }
 
+// strandedLeases returns the lease ids of the jobs in processing: after a
+// kill, the claims the dead process held.
+func (s *scenario) strandedLeases() []string {
+	s.t.Helper()
+	var leases []string
+	if err := s.db.Raw("SELECT lease_id FROM jobs WHERE status = 'processing' AND lease_id IS NOT NULL").Scan(&leases).Error; err != nil {
+		s.t.Fatalf("chaos: %v", err)
+	}
+	return leases
+}
+
+// stillHeld counts the rows still processing under one of leases.
+func (s *scenario) stillHeld(leases []string) (int64, error) {
+	if len(leases) == 0 {
+		return 0, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var n int64
+	err := s.db.WithContext(ctx).Raw("SELECT count(*) FROM jobs WHERE status = 'processing' AND lease_id IN ?", leases).Scan(&n).Error
+	return n, err
+}
+
 func (s *scenario) jobs() []jobRow {
 	s.t.Helper()
 	var rows []jobRow

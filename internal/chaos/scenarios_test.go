@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jobhook/jobhook/internal/chaostask"
+	"github.com/jobhook/jobhook/jobs"
 )
 
 // No scenario calls t.Parallel: they run one after the other, so that the
@@ -40,24 +41,13 @@ func TestKill9MidDrain(t *testing.T) {
 
 	// The jobs the kill left in processing must go back to the queue within
 	// about one lease of the kill, however long the backlog before them.
-	var stranded []jobRow
-	if err := s.db.Raw("SELECT id, status, attempts, error FROM jobs WHERE status = 'processing'").Scan(&stranded).Error; err != nil {
-		t.Fatalf("chaos: %v", err)
-	}
+	stranded := s.strandedLeases()
 	second := s.start("serve-2")
 	var requeued time.Duration
 	if len(stranded) > 0 {
 		s.waitFor(30*time.Second, "the jobs stranded in processing by the kill to be requeued", func(progress) bool {
-			for _, j := range stranded {
-				var now jobRow
-				if err := s.db.Raw("SELECT id, status, attempts, error FROM jobs WHERE id = ?", j.ID).Scan(&now).Error; err != nil {
-					return false
-				}
-				if now.Status == "processing" && now.Attempts == j.Attempts {
-					return false // still the dead process's attempt
-				}
-			}
-			return true
+			left, err := s.stillHeld(stranded)
+			return err == nil && left == 0
 		})
 		requeued = time.Since(killed)
 	}
@@ -119,6 +109,148 @@ func TestKill9MidDrain(t *testing.T) {
 	if requeued > 3*leaseDuration {
 		t.Errorf("the stranded jobs were requeued %s after the kill: more than a few leases (%s)", requeued, leaseDuration)
 	}
+}
+
+// TestKill9FiveTimes kills the serving process with SIGKILL five times,
+// 2.5 s apart, during a 2,000-job drain, starting the next one at once,
+// all with the default lease. No job fails (a lost attempt does not count
+// against maxAttempts, and a reaped job goes behind the jobs that waited,
+// so the same jobs do not absorb every kill), none is lost, none runs
+// twice at once, and the jobs each kill stranded in processing are back
+// within one lease and a second of it (the reaper wakes when the earliest
+// lease ends). The recovery after each kill is measured and printed.
+func TestKill9FiveTimes(t *testing.T) {
+	const (
+		n     = 2000
+		kills = 5
+		gap   = 2500 * time.Millisecond
+	)
+	lease := jobs.DefaultLeaseDuration
+	leaseEnv := "LEASE_DURATION=" + lease.String()
+	s := newScenario(t)
+	s.insertJobs(n, 40, 80, 3) // sleepMs 40–120: about 25 s of work for 8 slots
+
+	cur := s.start("serve-1", leaseEnv)
+	s.waitFor(60*time.Second, "the first jobs to complete", func(p progress) bool { return p.byStatus["completed"] >= 50 })
+
+	// Each kill's stranded claims are watched from the kill on: a claim is
+	// back once no row is processing under its lease id any more.
+	type kill struct {
+		at       time.Time
+		stranded []string
+		back     time.Duration // zero until every stranded claim is back
+	}
+	var (
+		mu     sync.Mutex
+		record []*kill
+		stop   = make(chan struct{})
+		done   = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			mu.Lock()
+			open := make([]*kill, 0, len(record))
+			for _, k := range record {
+				if k.back == 0 {
+					open = append(open, k)
+				}
+			}
+			mu.Unlock()
+			for _, k := range open {
+				if left, err := s.stillHeld(k.stranded); err == nil && left == 0 {
+					mu.Lock()
+					k.back = max(time.Since(k.at), time.Nanosecond)
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	var pids []int
+	seen := map[string]bool{} // claims an earlier kill stranded
+	next := time.Now()
+	for i := 0; i < kills; i++ {
+		// The kills come on a fixed beat, whatever the drain is doing.
+		time.Sleep(time.Until(next))
+		pids = append(pids, cur.pid())
+		at := cur.kill9(t)
+		k := &kill{at: at}
+		for _, lease := range s.strandedLeases() {
+			if !seen[lease] {
+				seen[lease] = true
+				k.stranded = append(k.stranded, lease)
+			}
+		}
+		mu.Lock()
+		record = append(record, k)
+		mu.Unlock()
+		next = at.Add(gap)
+		cur = s.start(fmt.Sprintf("serve-%d", i+2), leaseEnv)
+	}
+	s.waitAllCompleted(n, 180*time.Second)
+	// Every stranded claim is back by now (its job completed).
+	deadline := time.Now().Add(lease + 5*time.Second)
+	for {
+		mu.Lock()
+		pending := 0
+		for _, k := range record {
+			if k.back == 0 && len(k.stranded) > 0 {
+				pending++
+			}
+		}
+		mu.Unlock()
+		if pending == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	<-done
+	s.stopAll()
+
+	jobRows, calls := s.jobs(), s.calls()
+	r := analyse(jobRows, calls, endAtExit(s.exitTimes()))
+	r.check(t)
+	failed := 0
+	for _, j := range jobRows {
+		if j.Status == "failed" {
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d jobs failed: a lost attempt must not count against maxAttempts", failed)
+	}
+	if r.Superseded == 0 {
+		t.Errorf("the kills interrupted no attempt: the scenario proved nothing about recovery")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var parts []string
+	var worst time.Duration
+	for i, k := range record {
+		switch {
+		case len(k.stranded) == 0:
+			parts = append(parts, fmt.Sprintf("kill %d (pid %d): nothing stranded", i+1, pids[i]))
+		case k.back == 0:
+			parts = append(parts, fmt.Sprintf("kill %d (pid %d): %d claims NOT back", i+1, pids[i], len(k.stranded)))
+			t.Errorf("kill %d: %d stranded claims never came back", i+1, len(k.stranded))
+		default:
+			parts = append(parts, fmt.Sprintf("kill %d (pid %d): %d claims back in %s", i+1, pids[i], len(k.stranded), k.back.Round(time.Millisecond)))
+			worst = max(worst, k.back)
+			if k.back > lease+time.Second {
+				t.Errorf("kill %d: the stranded claims came back %s after it, more than one lease (%s) and a second", i+1, k.back, lease)
+			}
+		}
+	}
+	summary(t, "jobs=%d completed=%d failed=%d lost=%d duplicates=%d overlaps=%d calls=%d interrupted_attempts=%d lease=%s worst_recovery=%s; %s",
+		r.Jobs, r.Completed, failed, r.Lost, r.Duplicates, len(r.Overlaps), r.Calls, r.Superseded, lease, worst.Round(time.Millisecond), strings.Join(parts, "; "))
 }
 
 // TestRedisWipedMidRun deletes every Redis key of the server while it
@@ -379,7 +511,8 @@ func TestSigtermMidDrain(t *testing.T) {
 
 // TestStuckProcessingRecovered leaves a job in processing with an expired
 // lease and no worker (as a dead server would): serve must return it to
-// pending and run it, counting the lost attempt.
+// pending and run it; the lost attempt is in its history but does not
+// count against maxAttempts.
 func TestStuckProcessingRecovered(t *testing.T) {
 	s := newScenario(t)
 	err := s.db.Exec(`INSERT INTO jobs (user_id, type, status, priority, payload, attempts, max_attempts, next_run_at, started_at, lease_expires_at, created_at, updated_at)
@@ -398,8 +531,15 @@ VALUES (?, ?, 'processing', 0, '{"sleepMs":5}', 1, 3, now() - interval '1 minute
 	r := analyse(jobs, s.calls(), endAtExit(s.exitTimes()))
 	r.check(t)
 	stuck := jobs[0]
-	if stuck.Attempts != 2 {
-		t.Errorf("the stuck job completed at attempt %d, want 2 (the lost attempt counts)", stuck.Attempts)
+	if stuck.Attempts != 1 {
+		t.Errorf("the stuck job completed at attempt %d, want 1 (a lost attempt does not count)", stuck.Attempts)
+	}
+	var outcomes []string
+	if err := s.db.Raw("SELECT outcome FROM job_attempts WHERE job_id = ? ORDER BY id", stuck.ID).Scan(&outcomes).Error; err != nil {
+		t.Fatalf("chaos: read the stuck job's history: %v", err)
+	}
+	if strings.Join(outcomes, ",") != "lost,completed" {
+		t.Errorf("the stuck job's history is %v, want [lost completed]", outcomes)
 	}
 	summary(t, "jobs=%d completed=%d lost=%d duplicates=%d overlaps=%d calls=%d stuck_job_attempts=%d recovered_within=%s of start",
 		r.Jobs, r.Completed, r.Lost, r.Duplicates, len(r.Overlaps), r.Calls, stuck.Attempts, recovered.Round(time.Millisecond))

@@ -230,14 +230,17 @@ func owned(q *gorm.DB, owner *string) *gorm.DB {
 	return q.Where("user_id = ?", *owner)
 }
 
-// Retry makes a failed job pending again, due now, with no attempts, no
-// error and no result. It reports whether the job was failed.
+// Retry makes a failed or cancelled job pending again, due now, with no
+// attempts (counted or lost), no error and no result. It reports whether
+// the job was failed or cancelled.
 func (s *Store) Retry(ctx context.Context, owner *string, id int64, now time.Time) (bool, error) {
 	now = now.UTC()
-	res := owned(s.db.WithContext(ctx).Model(&models.Job{}), owner).Where("id = ? AND status = ?", id, models.StatusFailed).
+	res := owned(s.db.WithContext(ctx).Model(&models.Job{}), owner).
+		Where("id = ? AND status IN ?", id, []models.Status{models.StatusFailed, models.StatusCancelled}).
 		Updates(map[string]any{
 			"status":           models.StatusPending,
 			"attempts":         0,
+			"lost_attempts":    0,
 			"error":            "",
 			"result":           nil,
 			"completed_at":     nil,

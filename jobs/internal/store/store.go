@@ -116,7 +116,8 @@ const lostRepeatedly = "worker lost repeatedly: "
 // lostRepeatedlyEnd ends that error.
 const lostRepeatedlyEnd = " attempts in a row lost their lease"
 
-// Cancelled cancels a pending or scheduled job. owner, when not nil, must
+// Cancelled cancels an unfinished job (pending, scheduled or running) and
+// its unfinished descendants (see CancelTree). owner, when not nil, must
 // be the job's user.
 func Cancelled(owner *string) Transition { return Transition{kind: KindCancelled, owner: owner} }
 
@@ -444,22 +445,19 @@ func (s *Store) applyRunningPostgres(db *gorm.DB, updates []Update, idx []int) (
 	return all, nil
 }
 
-// applyCancel cancels one pending or scheduled job.
+// applyCancel cancels one unfinished job and its unfinished descendants
+// (see CancelTree) and reports the job itself; CancelTree also reports the
+// descendants.
 func (s *Store) applyCancel(tx *gorm.DB, u Update) (*returned, error) {
-	now := u.Now.UTC()
-	var rows []models.Job
-	q := tx.Model(&rows).
-		Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "status"}, {Name: "priority"}, {Name: "parent_id"}}}).
-		Where("id = ? AND status IN ?", u.Fence.ID, []models.Status{models.StatusPending, models.StatusScheduled})
-	q = owned(q, u.Transition.owner)
-	if err := q.Updates(map[string]any{"status": models.StatusCancelled, "completed_at": now, "updated_at": now}).Error; err != nil {
+	done, err := s.cancelTree(tx, u.Transition.owner, u.Fence.ID, u.Now)
+	if err != nil {
 		return nil, fmt.Errorf("cancel job %d: %w", u.Fence.ID, err)
 	}
-	if len(rows) == 0 {
+	if len(done) == 0 {
 		return nil, nil
 	}
-	r := rows[0]
-	return &returned{ID: r.ID, Status: r.Status, Priority: r.Priority, ParentID: r.ParentID}, nil
+	r := done[0]
+	return &returned{ID: r.ID, Status: models.StatusCancelled, Priority: r.Priority, ParentID: r.ParentID}, nil
 }
 
 // Attempt is one finished attempt for InsertAttempts.
