@@ -13,6 +13,7 @@ const (
 	CodeInvalidPriority             = "invalid_priority"
 	CodeInvalidMaxAttempts          = "invalid_max_attempts"
 	CodeInvalidScheduledFor         = "invalid_scheduled_for"
+	CodeInvalidExpiresAt            = "invalid_expires_at"
 	CodeInvalidIdempotencyKey       = "invalid_idempotency_key"
 	CodeInvalidBatch                = "invalid_batch"
 	CodeEmptyBatch                  = "empty_batch"
@@ -65,13 +66,14 @@ type ErrorCode struct {
 // A *jobs.ValidationError whose code is not listed is sent as bad_request.
 var ErrorCodes = []ErrorCode{
 	{CodeInvalidJSON, http.StatusBadRequest, "the body is not a JSON object (empty, malformed, not UTF-8, trailing data)"},
-	{CodeUnknownField, http.StatusBadRequest, "the body has a top-level field other than type, payload, priority, maxAttempts, scheduledFor"},
+	{CodeUnknownField, http.StatusBadRequest, "the body has a top-level field other than type, payload, priority, maxAttempts, scheduledFor, expiresAt"},
 	{CodeInvalidType, http.StatusBadRequest, "type missing or not a string; ?type= not printable text"},
 	{CodeUnknownJobType, http.StatusBadRequest, "no handler is registered for type"},
 	{CodeInvalidPayload, http.StatusBadRequest, "payload not a JSON object, refused by the job type (fields says which field), or not storable: \\u0000, a lone surrogate, a number out of float64's range or written with an exponent beyond ±9999"},
 	{CodeInvalidPriority, http.StatusBadRequest, "priority not an integer literal, or outside 0–999999"},
 	{CodeInvalidMaxAttempts, http.StatusBadRequest, "maxAttempts not an integer literal, or outside 1–25"},
 	{CodeInvalidScheduledFor, http.StatusBadRequest, "scheduledFor not an RFC 3339 string, or outside the years 1970–9999"},
+	{CodeInvalidExpiresAt, http.StatusBadRequest, "expiresAt not an RFC 3339 string, outside the years 1970–9999, not in the future, or not after scheduledFor"},
 	{CodeInvalidIdempotencyKey, http.StatusBadRequest, "Idempotency-Key longer than 255 bytes, not UTF-8, or holding a control character"},
 	{CodeInvalidBatch, http.StatusBadRequest, "POST /api/jobs/batch: jobs is not a list, or jobs of it are invalid; errors lists each by index with the code POST /api/jobs would send, and nothing is stored"},
 	{CodeEmptyBatch, http.StatusBadRequest, "POST /api/jobs/batch without jobs, or with an empty list"},

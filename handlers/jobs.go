@@ -30,8 +30,8 @@ const HeaderIdempotencyKey = "Idempotency-Key"
 //
 // Only these top-level fields are allowed, spelled exactly so; any other is
 // 400 unknown_field. Omit a field to get its default; null is accepted only
-// for scheduledFor. priority and maxAttempts must be JSON integer literals
-// (not 1.0, 1e3 or "1").
+// for scheduledFor and expiresAt. priority and maxAttempts must be JSON
+// integer literals (not 1.0, 1e3 or "1").
 type CreateJobRequest struct {
 	// Type names a registered job type. Required.
 	Type string `json:"type"`
@@ -44,6 +44,12 @@ type CreateJobRequest struct {
 	// ScheduledFor, an RFC 3339 time in the future, stores the job as
 	// scheduled until then. Absent, null or past: the job runs now.
 	ScheduledFor *time.Time `json:"scheduledFor,omitempty"`
+	// ExpiresAt, an RFC 3339 time after now and after scheduledFor,
+	// bounds the job's waits: a deferral (a provider's Retry-After) or a
+	// snooze that would run it later fails it instead. Absent or null:
+	// scheduledFor (or now) plus the job type's limit, 72 hours by
+	// default.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
 // CreateJobResponse is the body of a successful POST /api/jobs: 201 for a
@@ -188,7 +194,7 @@ func (s *server) rescheduleJob(c echo.Context) error {
 	if !ok || isNull(raw) {
 		return badRequest(CodeInvalidScheduledFor, "scheduledFor", "scheduledFor is required")
 	}
-	at, err := timestamp(raw)
+	at, err := timestamp(raw, "scheduledFor")
 	if err != nil {
 		return badRequest(CodeInvalidScheduledFor, "scheduledFor", err.Error())
 	}
@@ -254,7 +260,7 @@ func readBody(c echo.Context) ([]byte, error) {
 }
 
 // createFields are the top-level fields POST /api/jobs accepts.
-var createFields = []string{"type", "payload", "priority", "maxAttempts", "scheduledFor"}
+var createFields = []string{"type", "payload", "priority", "maxAttempts", "scheduledFor", "expiresAt"}
 
 // decodeCreateJob turns a POST /api/jobs body into a CreateRequest without
 // the user and the idempotency key. It checks the shape of each field;
@@ -329,11 +335,18 @@ func decodeJobFields(fields map[string]json.RawMessage) (jobs.CreateRequest, err
 		req.MaxAttempts = n
 	}
 	if raw, ok := fields["scheduledFor"]; ok && !isNull(raw) {
-		at, err := timestamp(raw)
+		at, err := timestamp(raw, "scheduledFor")
 		if err != nil {
 			return req, badRequest(CodeInvalidScheduledFor, "scheduledFor", err.Error())
 		}
 		req.ScheduledFor = &at
+	}
+	if raw, ok := fields["expiresAt"]; ok && !isNull(raw) {
+		at, err := timestamp(raw, "expiresAt")
+		if err != nil {
+			return req, badRequest(CodeInvalidExpiresAt, "expiresAt", err.Error())
+		}
+		req.ExpiresAt = &at
 	}
 	return req, nil
 }
@@ -348,25 +361,26 @@ func integer(raw json.RawMessage) (int, error) {
 	return strconv.Atoi(string(bytes.TrimSpace(raw)))
 }
 
-// Years a scheduledFor may fall in. Both databases store them; outside
+// Years a scheduledFor or an expiresAt may fall in. Both databases store them; outside
 // them SQLite's text timestamps would not read back.
 const (
 	minScheduledYear = 1970
 	maxScheduledYear = 9999
 )
 
-// timestamp parses a JSON string holding an RFC 3339 time.
-func timestamp(raw json.RawMessage) (time.Time, error) {
+// timestamp parses a JSON string holding an RFC 3339 time, the value of
+// field.
+func timestamp(raw json.RawMessage, field string) (time.Time, error) {
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return time.Time{}, errors.New(`scheduledFor must be an RFC 3339 time in a string, such as "2030-01-02T15:04:05Z"`)
+		return time.Time{}, fmt.Errorf(`%s must be an RFC 3339 time in a string, such as "2030-01-02T15:04:05Z"`, field)
 	}
 	at, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("scheduledFor %q is not an RFC 3339 time, such as \"2030-01-02T15:04:05Z\"", s)
+		return time.Time{}, fmt.Errorf("%s %q is not an RFC 3339 time, such as \"2030-01-02T15:04:05Z\"", field, s)
 	}
 	if y := at.UTC().Year(); y < minScheduledYear || y > maxScheduledYear {
-		return time.Time{}, fmt.Errorf("scheduledFor must fall in the years %d to %d (UTC)", minScheduledYear, maxScheduledYear)
+		return time.Time{}, fmt.Errorf("%s must fall in the years %d to %d (UTC)", field, minScheduledYear, maxScheduledYear)
 	}
 	return at, nil
 }

@@ -24,13 +24,18 @@ const (
 	AttemptLost AttemptOutcome = "lost"
 	// AttemptReleased: the worker gave the job back unfinished (shutdown).
 	AttemptReleased AttemptOutcome = "released"
+	// AttemptDeferred: the handler asked to run later (RetryAfter); the
+	// attempt does not count against maxAttempts.
+	AttemptDeferred AttemptOutcome = "deferred"
+	// AttemptCancelled: the job was cancelled while the attempt ran.
+	AttemptCancelled AttemptOutcome = "cancelled"
 )
 
 // valid reports whether o is one of the outcomes the job_attempts table
 // accepts.
 func (o AttemptOutcome) valid() bool {
 	switch o {
-	case AttemptCompleted, AttemptRetried, AttemptFailed, AttemptLost, AttemptReleased:
+	case AttemptCompleted, AttemptRetried, AttemptFailed, AttemptLost, AttemptReleased, AttemptDeferred, AttemptCancelled:
 		return true
 	}
 	return false

@@ -146,7 +146,9 @@ func (s *Service) prepare(req *CreateRequest) error {
 }
 
 // newJob fills job, the row a prepared request stores, created at now.
-func newJob(job *models.Job, req CreateRequest, now time.Time) {
+// Without an explicit expiry the job expires maxWait after its start (its
+// scheduled time, or now); a child never after its parent.
+func newJob(job *models.Job, req CreateRequest, now time.Time, maxWait time.Duration) {
 	*job = models.Job{
 		UserID:      req.UserID,
 		Type:        req.Type,
@@ -171,6 +173,20 @@ func newJob(job *models.Job, req CreateRequest, now time.Time) {
 		key := req.IdempotencyKey
 		job.IdempotencyKey = &key
 	}
+	var expires time.Time
+	if req.ExpiresAt != nil {
+		expires = req.ExpiresAt.UTC()
+	} else {
+		base := now
+		if job.ScheduledFor != nil && job.ScheduledFor.After(now) {
+			base = *job.ScheduledFor
+		}
+		expires = base.Add(maxWait)
+	}
+	if p := req.parentExpiresAt; p != nil && p.Before(expires) {
+		expires = p.UTC()
+	}
+	job.ExpiresAt = &expires
 }
 
 // insertJobs stores prepared requests (those whose keys are new), then
@@ -188,7 +204,7 @@ func (s *Service) insertJobs(ctx context.Context, reqs []CreateRequest, batch bo
 	var keys []store.Key
 	for i, req := range reqs {
 		rows[i] = &stored[i]
-		newJob(rows[i], req, now)
+		newJob(rows[i], req, now, s.maxWait(req.Type))
 		if k, ok := store.KeyOf(rows[i]); ok {
 			if j, seen := first[k]; seen {
 				sameAs[i] = j

@@ -25,6 +25,16 @@ const (
 	// DefaultInProcessInterval is how often the in-process worker drains
 	// unasked (for retries and scheduled jobs that fell due).
 	DefaultInProcessInterval = time.Second
+	// DefaultMaxLostAttempts is how many attempts in a row may lose their
+	// worker (their lease expired) before the job fails: lost attempts do
+	// not consume MaxAttempts, so this bound is what stops a job that
+	// kills its worker every time.
+	DefaultMaxLostAttempts = 5
+	// DefaultMaxWait is how long after its start (its scheduled time, or
+	// its creation) a job without an explicit expiry may keep waiting:
+	// a deferral (RetryAfter) or a snooze that would run it later fails it
+	// instead. A handler may set its own (see WaitLimiter).
+	DefaultMaxWait = 72 * time.Hour
 	// shutdownMargin bounds the wait for the engine's loops once the
 	// workers have stopped.
 	shutdownMargin = 5 * time.Second
@@ -94,6 +104,17 @@ type Config struct {
 	// Redis agree with the database (a pass reads every pending job), across
 	// every process sharing the Redis. Defaults to DefaultReconcileInterval.
 	ReconcileInterval time.Duration
+
+	// MaxLostAttempts is how many attempts of a job in a row may lose
+	// their lease (the worker died or stalled) before the job fails with
+	// "worker lost repeatedly". A lost attempt does not count against the
+	// job's maxAttempts; a real outcome resets the streak. Defaults to
+	// DefaultMaxLostAttempts.
+	MaxLostAttempts int
+	// DefaultMaxWait sets the expiry of a job created without one: its
+	// scheduled time (or its creation) plus this, unless its handler is a
+	// WaitLimiter. Defaults to DefaultMaxWait.
+	DefaultMaxWait time.Duration
 }
 
 // validate names every problem of cfg at once.
@@ -114,7 +135,7 @@ func (cfg Config) validate() error {
 	}{
 		{"JobTimeout", cfg.JobTimeout}, {"LeaseDuration", cfg.LeaseDuration}, {"TriggerWindow", cfg.TriggerWindow},
 		{"InProcessInterval", cfg.InProcessInterval}, {"DrainBudget", cfg.DrainBudget},
-		{"ReconcileInterval", cfg.ReconcileInterval},
+		{"ReconcileInterval", cfg.ReconcileInterval}, {"DefaultMaxWait", cfg.DefaultMaxWait},
 	} {
 		if c.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", c.name, c.v))
@@ -125,6 +146,9 @@ func (cfg Config) validate() error {
 	}
 	if cfg.MaxPayloadBytes < 0 {
 		errs = append(errs, fmt.Errorf("MaxPayloadBytes must not be negative (got %d)", cfg.MaxPayloadBytes))
+	}
+	if cfg.MaxLostAttempts < 0 {
+		errs = append(errs, fmt.Errorf("MaxLostAttempts must not be negative (got %d)", cfg.MaxLostAttempts))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("jobs: invalid engine config: %w", errors.Join(errs...))
@@ -143,6 +167,12 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.DrainBudget == 0 {
 		cfg.DrainBudget = DefaultDrainBudget
+	}
+	if cfg.MaxLostAttempts == 0 {
+		cfg.MaxLostAttempts = DefaultMaxLostAttempts
+	}
+	if cfg.DefaultMaxWait == 0 {
+		cfg.DefaultMaxWait = DefaultMaxWait
 	}
 	return cfg
 }
@@ -189,7 +219,7 @@ func New(cfg Config) (*Engine, error) {
 			e.notify(ctx)
 		}
 	}
-	e.reconciler = newReconciler(reconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Interval: cfg.ReconcileInterval, Notify: ask})
+	e.reconciler = newReconciler(reconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Interval: cfg.ReconcileInterval, MaxLost: cfg.MaxLostAttempts, Notify: ask})
 	var trigger func(context.Context)
 	if cfg.Publisher != nil && !cfg.DisableTriggers {
 		trigger = newTriggerer(e.queue, cfg.Publisher, cfg.TriggerWindow, log).Notify
@@ -214,7 +244,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.service = newService(serviceConfig{
 		DB: cfg.DB, Queue: e.queue, Registry: cfg.Registry, Clock: cfg.Clock, Logger: log,
-		MaxPayloadBytes: cfg.MaxPayloadBytes, Notify: ask, Publisher: cfg.Publisher, Secrets: cfg.Secrets,
+		MaxPayloadBytes: cfg.MaxPayloadBytes, MaxWait: cfg.DefaultMaxWait, Notify: ask, Publisher: cfg.Publisher, Secrets: cfg.Secrets,
 		Interrupt: func(running []store.Fence) { e.worker.beat.interrupt(running, ErrCancelled) },
 	})
 	// Jobs put back with a due time (retries, snoozes) wake a drain then,

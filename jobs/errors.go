@@ -88,8 +88,13 @@ func (e *RetryAfterError) Error() string {
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
 // RetryAfter asks for the next attempt no sooner than d, as a provider's 429
-// with Retry-After does. The attempt still counts against MaxAttempts.
-// RetryAfter(nil, d) is nil.
+// with Retry-After does. Waiting is not failing: the job is deferred and
+// the attempt does not count against MaxAttempts, however many times in a
+// row it is asked for (the history records it as "deferred", the job
+// keeps err as its error). The wait is no shorter than the retry backoff
+// of the attempt, and bounded by the job's expiry (expiresAt): a deferral
+// whose next attempt would come after it fails the job. Permanent wins
+// over RetryAfter. RetryAfter(nil, d) is nil.
 func RetryAfter(err error, d time.Duration) error {
 	if err == nil {
 		return nil

@@ -55,10 +55,21 @@ func (f *finisher) apply(ctx context.Context, items []finishing) ([]store.Applie
 }
 
 // after updates the queue for the applied transitions, then wakes parents.
+//
+// Where a job that runs again now goes in its priority depends on why it
+// stopped. A job released at shutdown goes to the head: it is innocent,
+// and its stop was planned. A job reaped back to pending (its worker was
+// lost) goes to the tail, behind the jobs that waited, with a fresh
+// sequence as a new job gets: whatever killed or stalled its worker may
+// strike again, and at the head the same few jobs would absorb every crash
+// (each retaken by the next worker first). At the tail a crash-prone or
+// unlucky job waits its turn, and the bound on lost attempts in a row
+// (MaxLostAttempts) catches a job that kills its worker every time.
 func (f *finisher) after(ctx context.Context, items []finishing, applied []store.Applied) {
 	var (
 		ack     []int64
 		release []queueItem
+		requeue []queueItem
 		later   = map[time.Time][]queueItem{}
 		wake    []int64
 		waking  = map[int64]bool{}
@@ -77,7 +88,7 @@ func (f *finisher) after(ctx context.Context, items []finishing, applied []store
 		id := it.update.Fence.ID
 		item := queueItem{ID: id, Priority: a.Priority}
 		switch it.update.Transition.Kind() {
-		case store.KindRetry, store.KindSnoozed:
+		case store.KindRetry, store.KindDeferred, store.KindSnoozed:
 			at := it.update.Transition.At()
 			later[at] = append(later[at], item)
 		case store.KindReleased:
@@ -87,7 +98,13 @@ func (f *finisher) after(ctx context.Context, items []finishing, applied []store
 				// Harmless: a claimed cancelled job is skipped by the worker.
 				f.log.Warn("cancelled job left in the queue", "job_id", id, "err", err)
 			}
-		default: // completed, failed, lost
+		case store.KindLost:
+			if a.Status == models.StatusPending {
+				requeue = append(requeue, item)
+			} else {
+				ack = append(ack, id)
+			}
+		default: // completed, failed
 			if a.Status == models.StatusPending {
 				release = append(release, item)
 			} else {
@@ -106,6 +123,9 @@ func (f *finisher) after(ctx context.Context, items []finishing, applied []store
 	}
 	if err := f.queue.Release(ctx, release...); err != nil {
 		f.log.Warn("jobs returned to pending but not re-enqueued; the reconciler will enqueue them", "count", len(release), "err", err)
+	}
+	if err := f.queue.Requeue(ctx, requeue...); err != nil {
+		f.log.Warn("reaped jobs returned to pending but not re-enqueued; the reconciler will enqueue them", "count", len(requeue), "err", err)
 	}
 	due := make([]time.Time, 0, len(later))
 	for at, its := range later {

@@ -39,17 +39,20 @@ type childCreator interface {
 var _ childCreator = (*Service)(nil)
 
 // CreateChild creates (or, on a retry of the parent, finds) the parent's
-// child number index.
+// child number index. The child expires at its own default (see
+// CreateRequest.ExpiresAt) or at its parent's expiry, whichever is
+// earlier.
 func (s *Service) CreateChild(ctx context.Context, parent *models.Job, index int, spec ChildSpec) (*models.Job, error) {
 	parentID := parent.ID
 	job, _, err := s.Create(ctx, CreateRequest{
-		UserID:         parent.UserID,
-		Type:           spec.Type,
-		Payload:        spec.Payload,
-		Priority:       spec.Priority,
-		MaxAttempts:    spec.MaxAttempts,
-		IdempotencyKey: fmt.Sprintf("child:%d:%d", parent.ID, index),
-		ParentID:       &parentID,
+		UserID:          parent.UserID,
+		Type:            spec.Type,
+		Payload:         spec.Payload,
+		Priority:        spec.Priority,
+		MaxAttempts:     spec.MaxAttempts,
+		IdempotencyKey:  fmt.Sprintf("child:%d:%d", parent.ID, index),
+		ParentID:        &parentID,
+		parentExpiresAt: parent.ExpiresAt,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create child %d of job %d: %w", index, parent.ID, err)
@@ -143,6 +146,9 @@ func (e *snoozeError) Error() string { return fmt.Sprintf("waiting; runs again w
 
 // Snooze ends the attempt without counting it against MaxAttempts: the job
 // is pending again and runs after d (or sooner, when a child wakes it).
+// A snooze whose next run would come after the job's expiry (expiresAt)
+// fails the job instead; the waits of AwaitChildren are not bounded by the
+// expiry, since the children are bounded themselves.
 func Snooze(d time.Duration) error {
 	if d <= 0 {
 		d = time.Second

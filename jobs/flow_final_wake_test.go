@@ -46,21 +46,23 @@ func runnableNow(t *testing.T, x *bundle, id int64) bool {
 	return members[id] == "pending" && !x.reload(t, id).NextRunAt.After(x.clock.Now())
 }
 
-// TestAReapedChildWakesItsParent: a child whose worker was lost and that
-// has no attempt left fails when it is reaped; that final state wakes its
-// waiting parent at once, as a child that finishes in a worker does.
+// TestAReapedChildWakesItsParent: a child whose worker was lost for the
+// MaxLostAttempts-th time in a row fails when it is reaped; that final
+// state wakes its waiting parent at once, as a child that finishes in a
+// worker does.
 func TestAReapedChildWakesItsParent(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
 		ctx := context.Background()
 		x := setup(t, b)
 		parent, children := asleepParent(t, x, 1)
-		// A worker claims the child and dies.
+		// A worker claims the child and dies, as four did before.
 		ids, err := x.queue.Claim(ctx, 1, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, []int64{children[0].ID}, ids)
 		now := x.clock.Now().UTC()
 		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", children[0].ID).
-			Updates(map[string]any{"status": models.StatusProcessing, "attempts": 1, "started_at": now, "lease_expires_at": now.Add(-time.Second)}).Error)
+			Updates(map[string]any{"status": models.StatusProcessing, "attempts": 1, "lost_attempts": jobs.DefaultMaxLostAttempts - 1,
+				"started_at": now, "lease_expires_at": now.Add(-time.Second)}).Error)
 		require.False(t, runnableNow(t, x, parent.ID), "the parent sleeps while its child runs")
 
 		var notified atomic.Int32
@@ -69,7 +71,9 @@ func TestAReapedChildWakesItsParent(t *testing.T) {
 		n, err := rec.Reap(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
-		require.Equal(t, models.StatusFailed, x.reload(t, children[0].ID).Status, "out of attempts")
+		child := x.reload(t, children[0].ID)
+		require.Equal(t, models.StatusFailed, child.Status, "lost too many times in a row")
+		require.Contains(t, child.Error, "worker lost repeatedly")
 		require.True(t, runnableNow(t, x, parent.ID), "the reaped child woke its parent")
 		require.EqualValues(t, 1, notified.Load(), "a worker call was asked for")
 	})

@@ -43,6 +43,14 @@ type TimeoutHandler interface {
 	Timeout() time.Duration
 }
 
+// WaitLimiter is implemented by handlers whose jobs may wait (deferred
+// with RetryAfter, snoozed) for a time other than the engine's
+// DefaultMaxWait: a job created without an expiry expires MaxWait after
+// its scheduled time, or its creation. A zero MaxWait is the default.
+type WaitLimiter interface {
+	MaxWait() time.Duration
+}
+
 // Registry maps job types to their handlers. It is safe for concurrent use.
 type Registry struct {
 	mu       sync.RWMutex

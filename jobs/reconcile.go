@@ -26,7 +26,10 @@ type reconciler struct {
 	clock    Clock
 	log      *slog.Logger
 	interval time.Duration
-	fin      *finisher
+	// maxLost is how many attempts in a row may be lost before the job
+	// fails.
+	maxLost int
+	fin     *finisher
 }
 
 // reconcilerConfig builds a reconciler.
@@ -40,6 +43,9 @@ type reconcilerConfig struct {
 	// Interval is the least time between two RunIfDue passes across every
 	// process sharing the Redis. Defaults to DefaultReconcileInterval.
 	Interval time.Duration
+	// MaxLost is how many attempts of a job in a row may lose their lease
+	// before the job fails. Defaults to DefaultMaxLostAttempts.
+	MaxLost int
 	// Notify, when set, is called when a reaped child's end makes its
 	// waiting parent due, to start a worker call (a debounced trigger).
 	Notify func(ctx context.Context)
@@ -56,7 +62,10 @@ func newReconciler(cfg reconcilerConfig) *reconciler {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultReconcileInterval
 	}
-	r := &reconciler{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval}
+	if cfg.MaxLost <= 0 {
+		cfg.MaxLost = DefaultMaxLostAttempts
+	}
+	r := &reconciler{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval, maxLost: cfg.MaxLost}
 	r.fin = &finisher{store: r.store, queue: cfg.Queue, clock: cfg.Clock, log: r.log, notify: cfg.Notify}
 	return r
 }
@@ -68,7 +77,7 @@ type reconcileResult struct {
 	// Enqueued counts jobs found missing from Redis and enqueued again.
 	Enqueued int
 	// Recovered counts processing jobs whose lease had expired, returned to
-	// pending (or failed, when out of attempts).
+	// pending (or failed, when lost too many times in a row).
 	Recovered int
 	// Dropped counts Redis entries of finished, cancelled or missing jobs.
 	Dropped int
@@ -169,11 +178,15 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 
 // Reap returns to the queue the processing jobs whose lease has expired:
 // their worker died, stalled or lost its connection, since a live worker's
-// heartbeat keeps renewing the lease. The lost attempt counts ("lease
-// expired: worker lost"); a job out of attempts fails. The compare-and-set
-// on the attempt number fences the old worker: if it comes back, it can no
-// longer record anything for this job. Reap runs at the start of every
-// drain and periodically inside serve.
+// heartbeat keeps renewing the lease. The lost attempt is kept in the
+// job's history ("lease expired: worker lost") but does not count against
+// maxAttempts: it counts in lostAttempts instead, and a job whose
+// MaxLostAttempts-th attempt in a row is lost fails ("worker lost
+// repeatedly"). A job reaped back to pending goes to the tail of its
+// priority (see the finisher). The fence on the attempt number and the
+// lease id stops the old worker: if it comes back, it can no longer record
+// anything for this job. Reap runs at the start of every drain and
+// periodically inside serve.
 func (r *reconciler) Reap(ctx context.Context) (int, error) {
 	const reason = "lease expired: worker lost"
 	now := r.clock.Now().UTC()
@@ -190,7 +203,7 @@ func (r *reconciler) Reap(ctx context.Context) (int, error) {
 		if rows[i].StartedAt != nil {
 			started = *rows[i].StartedAt
 		}
-		items[i] = finishing{update: store.Update{Fence: fenceOf(&rows[i]), Transition: store.Lost(reason), StartedAt: started, Now: now}}
+		items[i] = finishing{update: store.Update{Fence: fenceOf(&rows[i]), Transition: store.Lost(reason, r.maxLost), StartedAt: started, Now: now}}
 	}
 	applied, err := r.fin.apply(ctx, items)
 	if err != nil {

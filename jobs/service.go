@@ -45,6 +45,10 @@ type serviceConfig struct {
 	// its numbers written out in full, as Postgres keeps them). Defaults to
 	// DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
+	// MaxWait sets the expiry of a job created without one (see
+	// CreateRequest.ExpiresAt), unless its handler is a WaitLimiter.
+	// Defaults to DefaultMaxWait.
+	MaxWait time.Duration
 	// Notify, when set, is called after a job that is due now is enqueued,
 	// to start a worker soon (the in-process runner, or a trigger).
 	Notify func(ctx context.Context)
@@ -91,6 +95,9 @@ func newService(cfg serviceConfig) *Service {
 	if cfg.MaxPayloadBytes <= 0 {
 		cfg.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "service"), store: store.New(cfg.DB)}
 	s.fin = &finisher{store: s.store, queue: cfg.Queue, clock: cfg.Clock, log: s.log, notify: cfg.Notify}
 	return s
@@ -108,12 +115,21 @@ type CreateRequest struct {
 	MaxAttempts int
 	// ScheduledFor, when in the future, stores the job as scheduled.
 	ScheduledFor *time.Time
+	// ExpiresAt bounds the job's waits: a deferral (RetryAfter) or a
+	// Snooze whose next run would come after it fails the job instead
+	// (waits for children are not bounded by it). It must be after now
+	// and after ScheduledFor. Nil means ScheduledFor (or the creation)
+	// plus the handler's MaxWait (see WaitLimiter), or else the engine's
+	// DefaultMaxWait; a child's expiry is never after its parent's.
+	ExpiresAt *time.Time
 	// IdempotencyKey, when set, makes a second create with the same user and
 	// key return the first job.
 	IdempotencyKey string
 	// ParentID makes the job a child of a running job (see SpawnChildren);
 	// it is never taken from an API request.
 	ParentID *int64
+	// parentExpiresAt caps the expiry of a child (see CreateChild).
+	parentExpiresAt *time.Time
 }
 
 // Validate checks a request without touching any backend.
@@ -159,6 +175,11 @@ func (s *Service) Validate(req *CreateRequest) error {
 	if req.MaxAttempts < models.MinMaxAttempts || req.MaxAttempts > models.MaxMaxAttempts {
 		return invalid("invalid_max_attempts", "maxAttempts", "maxAttempts must be an integer from %d to %d", models.MinMaxAttempts, models.MaxMaxAttempts)
 	}
+	if req.ExpiresAt != nil {
+		if err := s.checkExpiry(*req.ExpiresAt, req.ScheduledFor); err != nil {
+			return err
+		}
+	}
 	if len(req.IdempotencyKey) > MaxIdempotencyKeyLength || !utf8.ValidString(req.IdempotencyKey) ||
 		strings.ContainsFunc(req.IdempotencyKey, unicode.IsControl) {
 		return invalid("invalid_idempotency_key", "Idempotency-Key",
@@ -174,6 +195,30 @@ func (s *Service) Validate(req *CreateRequest) error {
 		}
 	}
 	return nil
+}
+
+// checkExpiry refuses an explicit expiry that is not after now and after
+// the job's scheduled time.
+func (s *Service) checkExpiry(at time.Time, scheduledFor *time.Time) error {
+	now := s.cfg.Clock.Now()
+	if !at.After(now) {
+		return invalid("invalid_expires_at", "expiresAt", "expiresAt must be in the future (it is %s, now is %s)", at.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if scheduledFor != nil && !at.After(*scheduledFor) {
+		return invalid("invalid_expires_at", "expiresAt", "expiresAt must be after scheduledFor (%s is not after %s)", at.UTC().Format(time.RFC3339), scheduledFor.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// maxWait is how long after its start a job of type typ created without
+// an expiry may wait: its handler's MaxWait, or the service's default.
+func (s *Service) maxWait(typ string) time.Duration {
+	if h, ok := s.cfg.Registry.Lookup(typ); ok {
+		if wl, ok := h.(WaitLimiter); ok && wl.MaxWait() > 0 {
+			return wl.MaxWait()
+		}
+	}
+	return s.cfg.MaxWait
 }
 
 // Create validates and stores a job, and enqueues it when it is due now.

@@ -285,6 +285,13 @@ func (w *Worker) safeHandle(ctx context.Context, log *slog.Logger, h Handler, jo
 }
 
 // finish turns a handler's result into a transition and records it.
+//
+// Only a real failure counts as an attempt. A RetryAfter defers the job
+// (the attempt does not count, however many came before), and a Snooze
+// waits; but a deferral or a snooze whose next run would come after the
+// job's expiry fails the job instead, with the reason. A wait for the
+// job's children (AwaitChildren) is not bounded by the expiry: the
+// children are bounded themselves. Permanent wins over RetryAfter.
 func (w *Worker) finish(log *slog.Logger, job *models.Job, started time.Time, result json.RawMessage, herr error) ran {
 	now := w.cfg.Clock.Now().UTC()
 	var errText string
@@ -295,22 +302,45 @@ func (w *Worker) finish(log *slog.Logger, job *models.Job, started time.Time, re
 	var t store.Transition
 	forChildren := false
 	if sn, ok := snoozeOf(herr); ok {
-		t, forChildren = store.Snoozed(now.Add(sn.after)), sn.forChildren
+		at := now.Add(sn.after)
+		if reason, late := pastExpiry(job, at); late && !sn.forChildren {
+			t = store.Failed(truncate(errText + ": " + reason))
+		} else {
+			t, forChildren = store.Snoozed(at), sn.forChildren
+		}
 	} else {
+		d, deferred := retryAfterDelay(herr)
 		switch {
 		case herr == nil:
 			t = store.Completed(result)
-		case IsPermanent(herr) || job.Attempts >= job.MaxAttempts:
+		case IsPermanent(herr):
+			t = store.Failed(errText)
+		case deferred:
+			// No sooner than the backoff of the attempt either, so that a
+			// RetryAfter(err, 0) cannot spin.
+			at := now.Add(max(d, w.cfg.Backoff(job.Attempts)))
+			if reason, late := pastExpiry(job, at); late {
+				t = store.Failed(truncate(errText + ": " + reason))
+			} else {
+				t = store.Deferred(at, errText)
+			}
+		case job.Attempts >= job.MaxAttempts:
 			t = store.Failed(errText)
 		default:
-			delay := w.cfg.Backoff(job.Attempts)
-			if d, ok := retryAfterDelay(herr); ok && d > delay {
-				delay = d
-			}
-			t = store.Retry(now.Add(delay), errText)
+			t = store.Retry(now.Add(w.cfg.Backoff(job.Attempts)), errText)
 		}
 	}
 	return w.transition(log, job, started, t, forChildren)
+}
+
+// pastExpiry reports whether a job's next run at at would come after its
+// expiry, and the reason the wait is given up.
+func pastExpiry(job *models.Job, at time.Time) (string, bool) {
+	if job.ExpiresAt == nil || !at.After(*job.ExpiresAt) {
+		return "", false
+	}
+	return fmt.Sprintf("gave up waiting: the next attempt at %s would be after the job expires at %s",
+		at.UTC().Format(time.RFC3339), job.ExpiresAt.UTC().Format(time.RFC3339)), true
 }
 
 // ran is what running one job came to: a transition to record, or (when
@@ -356,6 +386,9 @@ func (w *Worker) outcomeOf(log *slog.Logger, t store.Transition, a store.Applied
 		return outcomeCompleted
 	case store.KindRetry:
 		log.Info("job will be retried", "retry_at", t.At(), "err", t.Err())
+		return outcomeRetried
+	case store.KindDeferred:
+		log.Info("job deferred; the attempt does not count", "retry_at", t.At(), "err", t.Err())
 		return outcomeRetried
 	case store.KindSnoozed:
 		log.Debug("job waits", "until", t.At())

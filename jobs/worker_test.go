@@ -349,8 +349,10 @@ func TestReaperRecoversJobsOfALostWorker(t *testing.T) {
 		require.Equal(t, 2, n, "only the expired leases")
 		require.Equal(t, models.StatusProcessing, x.reload(t, alive.ID).Status, "a live lease is left alone")
 		got := x.reload(t, last.ID)
-		require.Equal(t, models.StatusFailed, got.Status, "out of attempts")
+		require.Equal(t, models.StatusPending, got.Status, "a lost attempt does not consume maxAttempts")
 		require.Equal(t, "lease expired: worker lost", got.Error)
+		require.Equal(t, 0, got.Attempts)
+		require.Equal(t, 1, got.LostAttempts)
 		require.Equal(t, models.StatusPending, x.reload(t, lost.ID).Status)
 		history, err := x.service.Attempts(ctx, "user-1", lost.ID)
 		require.NoError(t, err)
@@ -362,11 +364,12 @@ func TestReaperRecoversJobsOfALostWorker(t *testing.T) {
 		sum, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Reaped, "reaped at the start of the drain")
-		require.Equal(t, 2, sum.Completed)
-		for _, id := range []int64{lost.ID, alive.ID} {
+		require.Equal(t, 3, sum.Completed)
+		for _, id := range []int64{lost.ID, last.ID, alive.ID} {
 			row := x.reload(t, id)
 			require.Equal(t, models.StatusCompleted, row.Status)
-			require.Equal(t, 2, row.Attempts, "the lost attempt counts")
+			require.Equal(t, 1, row.Attempts, "the lost attempt does not count")
+			require.Zero(t, row.LostAttempts, "a completion ends the lost streak")
 		}
 	})
 }

@@ -93,7 +93,7 @@ type Job struct {
 	// LostAttempts counts the attempts in a row whose worker was lost (its
 	// lease expired). They do not count against MaxAttempts; a job lost
 	// too many times in a row fails. A real outcome resets it.
-	LostAttempts int `gorm:"column:lost_attempts" json:"lostAttempts,omitempty"`
+	LostAttempts int `gorm:"column:lost_attempts" json:"lostAttempts"`
 	// ExpiresAt bounds the job's waits: a RetryAfter or a snooze that
 	// would run it after ExpiresAt fails it instead. Nil is no bound.
 	ExpiresAt *time.Time `gorm:"column:expires_at" json:"expiresAt,omitempty"`

@@ -511,7 +511,8 @@ func TestSigtermMidDrain(t *testing.T) {
 
 // TestStuckProcessingRecovered leaves a job in processing with an expired
 // lease and no worker (as a dead server would): serve must return it to
-// pending and run it, counting the lost attempt.
+// pending and run it; the lost attempt is in its history but does not
+// count against maxAttempts.
 func TestStuckProcessingRecovered(t *testing.T) {
 	s := newScenario(t)
 	err := s.db.Exec(`INSERT INTO jobs (user_id, type, status, priority, payload, attempts, max_attempts, next_run_at, started_at, lease_expires_at, created_at, updated_at)
@@ -530,8 +531,15 @@ VALUES (?, ?, 'processing', 0, '{"sleepMs":5}', 1, 3, now() - interval '1 minute
 	r := analyse(jobs, s.calls(), endAtExit(s.exitTimes()))
 	r.check(t)
 	stuck := jobs[0]
-	if stuck.Attempts != 2 {
-		t.Errorf("the stuck job completed at attempt %d, want 2 (the lost attempt counts)", stuck.Attempts)
+	if stuck.Attempts != 1 {
+		t.Errorf("the stuck job completed at attempt %d, want 1 (a lost attempt does not count)", stuck.Attempts)
+	}
+	var outcomes []string
+	if err := s.db.Raw("SELECT outcome FROM job_attempts WHERE job_id = ? ORDER BY id", stuck.ID).Scan(&outcomes).Error; err != nil {
+		t.Fatalf("chaos: read the stuck job's history: %v", err)
+	}
+	if strings.Join(outcomes, ",") != "lost,completed" {
+		t.Errorf("the stuck job's history is %v, want [lost completed]", outcomes)
 	}
 	summary(t, "jobs=%d completed=%d lost=%d duplicates=%d overlaps=%d calls=%d stuck_job_attempts=%d recovered_within=%s of start",
 		r.Jobs, r.Completed, r.Lost, r.Duplicates, len(r.Overlaps), r.Calls, stuck.Attempts, recovered.Round(time.Millisecond))

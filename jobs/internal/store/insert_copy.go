@@ -68,7 +68,7 @@ const allocateIDsSQL = "SELECT array_agg(nextval(q.seq)) FROM (SELECT pg_get_ser
 // so pgx prepares it once per connection.
 var insertKeyedSQL = func() string {
 	types := []string{"bigint", "text", "text", "text", "integer", "jsonb", "integer",
-		"timestamptz", "timestamptz", "timestamptz", "timestamptz", "text", "bigint"}
+		"timestamptz", "timestamptz", "timestamptz", "timestamptz", "text", "bigint", "timestamptz"}
 	params := make([]string, len(types))
 	for i, t := range types {
 		params[i] = "$" + strconv.Itoa(i+1) + "::" + t + "[]"
@@ -84,7 +84,7 @@ func copyRow(r *models.Job) []any {
 		payload = r.Payload
 	}
 	return []any{r.ID, r.UserID, r.Type, string(r.Status), r.Priority, payload, r.MaxAttempts,
-		r.ScheduledFor, r.NextRunAt, r.CreatedAt, r.UpdatedAt, r.IdempotencyKey, r.ParentID}
+		r.ScheduledFor, r.NextRunAt, r.CreatedAt, r.UpdatedAt, r.IdempotencyKey, r.ParentID, r.ExpiresAt}
 }
 
 // keyedArgs are the rows' values as one array per column, for
@@ -99,6 +99,7 @@ func keyedArgs(rows []*models.Job) []any {
 		next, created, updated       = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
 		keys                         = make([]*string, n)
 		parents                      = make([]*int64, n)
+		expires                      = make([]*time.Time, n)
 	)
 	for i, r := range rows {
 		ids[i], users[i], types[i], statuses[i] = r.ID, r.UserID, r.Type, string(r.Status)
@@ -107,10 +108,10 @@ func keyedArgs(rows []*models.Job) []any {
 			payloads[i] = r.Payload
 		}
 		scheduled[i], next[i], created[i], updated[i] = r.ScheduledFor, r.NextRunAt, r.CreatedAt, r.UpdatedAt
-		keys[i], parents[i] = r.IdempotencyKey, r.ParentID
+		keys[i], parents[i], expires[i] = r.IdempotencyKey, r.ParentID, r.ExpiresAt
 	}
 	return []any{ids, users, types, statuses, priorities, payloads, maxAttempts,
-		scheduled, next, created, updated, keys, parents}
+		scheduled, next, created, updated, keys, parents, expires}
 }
 
 // insertCopy writes a batch on Postgres through pgx. The ids come from

@@ -44,6 +44,8 @@ func TestInsertBatchColumns(t *testing.T) {
 		plain.Priority, plain.MaxAttempts, plain.Payload = 42, 7, models.JSON(`{"n":[1,2],"s":"x"}`)
 		scheduled := newRow("u2", "", nil, now)
 		scheduled.Status, scheduled.ScheduledFor, scheduled.NextRunAt, scheduled.Type = models.StatusScheduled, &at, at, "other"
+		expires := at.Add(72 * time.Hour)
+		scheduled.ExpiresAt = &expires
 		child := newRow("u1", "c1", &parent.ID, now)
 		rows := []*models.Job{plain, scheduled, child}
 		ok, err := s.Insert(ctx, rows)
@@ -68,7 +70,12 @@ func TestInsertBatchColumns(t *testing.T) {
 			}
 			require.Equal(t, want.IdempotencyKey, got.IdempotencyKey)
 			require.Equal(t, want.ParentID, got.ParentID)
+			require.Equal(t, want.ExpiresAt != nil, got.ExpiresAt != nil)
+			if want.ExpiresAt != nil {
+				require.True(t, want.ExpiresAt.Equal(*got.ExpiresAt))
+			}
 			// Defaults.
+			require.Zero(t, got.LostAttempts)
 			require.Zero(t, got.Attempts)
 			require.Empty(t, got.Error)
 			require.Nil(t, got.Result)
@@ -108,9 +115,15 @@ func TestInsertMixedBatch(t *testing.T) {
 		again := []*models.Job{
 			newRow("u1", "", nil, now), newRow("u1", "m", nil, now), newRow("u1", "b", nil, now), newRow("u1", "", nil, now),
 		}
+		expires := now.Add(time.Hour)
+		again[2].ExpiresAt = &expires // written by the INSERT … ON CONFLICT of that path
 		ok, err = s.Insert(ctx, again)
 		require.NoError(t, err)
 		require.Equal(t, []bool{true, false, true, true}, ok)
+		var keyed models.Job
+		require.NoError(t, b.DB.Gorm.First(&keyed, again[2].ID).Error)
+		require.NotNil(t, keyed.ExpiresAt)
+		require.True(t, expires.Equal(*keyed.ExpiresAt))
 		require.Zero(t, again[1].ID)
 		require.Greater(t, again[2].ID, again[0].ID)
 		require.Greater(t, again[3].ID, again[2].ID)

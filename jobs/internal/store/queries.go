@@ -33,7 +33,7 @@ var claimColumns = []clause.Column{
 	{Name: "id"}, {Name: "user_id"}, {Name: "type"}, {Name: "status"}, {Name: "priority"}, {Name: "payload"},
 	{Name: "attempts"}, {Name: "max_attempts"}, {Name: "scheduled_for"}, {Name: "next_run_at"}, {Name: "started_at"},
 	{Name: "created_at"}, {Name: "idempotency_key"}, {Name: "parent_id"}, {Name: "lease_expires_at"}, {Name: "lease_id"},
-	{Name: "checkpoint"},
+	{Name: "checkpoint"}, {Name: "lost_attempts"}, {Name: "expires_at"},
 }
 
 // asyncCommit, a condition that always holds, makes the transaction of the

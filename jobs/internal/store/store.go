@@ -2,8 +2,8 @@
 // job_attempts tables: creating, reading, claiming, running and finishing
 // jobs. A change of
 // a running job's state is a Transition value, built by one of the
-// constructors (Completed, Retry, Failed, Snoozed, Released, Lost,
-// Cancelled), and applied by Apply, which takes many at once: on Postgres
+// constructors (Completed, Retry, Failed, Deferred, Snoozed, Released,
+// Lost, Cancelled), and applied by Apply, which takes many at once: on Postgres
 // one statement updates every job of the batch and writes their attempts
 // (one round trip, one commit); on SQLite one fenced UPDATE each and one
 // multi-row INSERT of the attempts, in one transaction.
@@ -12,6 +12,13 @@
 // applies only while the row is still processing with the attempt and the
 // lease id that the worker claimed. A write that was already applied, or
 // whose job moved on, changes nothing, so a batch is safe to retry.
+//
+// What counts as an attempt: only a real failure consumes max_attempts.
+// A deferral (the handler asked to run later), a snooze, a release at
+// shutdown and a lost lease give the attempt back (attempts - 1). A lost
+// lease instead counts in lost_attempts, the attempts in a row whose worker
+// was lost, which a real outcome (completed, retried, failed, deferred)
+// resets to 0; a job lost too many times in a row fails.
 package store
 
 import (
@@ -35,6 +42,7 @@ const (
 	KindCompleted Kind = "completed"
 	KindRetry     Kind = "retry"
 	KindFailed    Kind = "failed"
+	KindDeferred  Kind = "deferred"
 	KindSnoozed   Kind = "snoozed"
 	KindReleased  Kind = "released"
 	KindLost      Kind = "lost"
@@ -48,6 +56,8 @@ type Transition struct {
 	result json.RawMessage
 	err    string
 	owner  *string
+	// maxLost bounds the lost attempts in a row (Lost).
+	maxLost int
 }
 
 // Kind returns which transition t is.
@@ -73,6 +83,14 @@ func Retry(at time.Time, err string) Transition {
 // Failed ends the attempt and the job with err.
 func Failed(err string) Transition { return Transition{kind: KindFailed, err: err} }
 
+// Deferred ends the attempt without counting it, as the handler asked
+// (RetryAfter): waiting is not failing. The job is pending again at at,
+// with err as its error (the reason it waits), and its lost streak ends;
+// the history records the attempt as deferred.
+func Deferred(at time.Time, err string) Transition {
+	return Transition{kind: KindDeferred, at: at.UTC(), err: err}
+}
+
 // Snoozed ends the attempt without counting it: the job is pending again
 // at until. No attempt is recorded.
 func Snoozed(until time.Time) Transition { return Transition{kind: KindSnoozed, at: until.UTC()} }
@@ -81,10 +99,22 @@ func Snoozed(until time.Time) Transition { return Transition{kind: KindSnoozed, 
 // count.
 func Released() Transition { return Transition{kind: KindReleased, err: "released at shutdown"} }
 
-// Lost ends an attempt whose lease expired: the job is pending again now,
-// or failed when it has no attempt left. It applies only while the lease
-// is still expired.
-func Lost(reason string) Transition { return Transition{kind: KindLost, err: reason} }
+// Lost ends an attempt whose lease expired, with reason. The attempt does
+// not count against max_attempts (attempts - 1) but in lost_attempts: the
+// job is pending again now, or, when this loss makes maxLost in a row
+// (maxLost below 1 is 1), failed with "worker lost repeatedly: N attempts
+// in a row lost their lease". It applies only while the lease is still
+// expired.
+func Lost(reason string, maxLost int) Transition {
+	return Transition{kind: KindLost, err: reason, maxLost: max(maxLost, 1)}
+}
+
+// lostRepeatedly is the start of the error of a job lost too many times
+// in a row; the statements append the count.
+const lostRepeatedly = "worker lost repeatedly: "
+
+// lostRepeatedlyEnd ends that error.
+const lostRepeatedlyEnd = " attempts in a row lost their lease"
 
 // Cancelled cancels an unfinished job (pending, scheduled or running) and
 // its unfinished descendants (see CancelTree). owner, when not nil, must
@@ -121,6 +151,8 @@ func (u Update) outcome() string {
 		return "retried"
 	case KindFailed:
 		return "failed"
+	case KindDeferred:
+		return "deferred"
 	case KindReleased:
 		return "released"
 	case KindLost:
@@ -274,21 +306,32 @@ func columns(u Update) map[string]any {
 	t := u.Transition
 	c := map[string]any{"lease_expires_at": nil, "lease_id": nil, "updated_at": now}
 	switch t.kind {
+	case KindCompleted, KindRetry, KindFailed, KindDeferred:
+		c["lost_attempts"] = 0 // a real outcome ends the lost streak
+	}
+	switch t.kind {
 	case KindCompleted:
 		c["status"], c["result"], c["error"], c["checkpoint"], c["completed_at"] = models.StatusCompleted, models.JSON(t.result), "", nil, now
 	case KindRetry:
 		c["status"], c["error"], c["next_run_at"] = models.StatusPending, t.err, t.at
 	case KindFailed:
 		c["status"], c["error"], c["completed_at"] = models.StatusFailed, t.err, now
+	case KindDeferred:
+		c["status"], c["attempts"], c["error"], c["next_run_at"] = models.StatusPending, gorm.Expr("attempts - 1"), t.err, t.at
 	case KindSnoozed:
 		c["status"], c["attempts"], c["next_run_at"] = models.StatusPending, gorm.Expr("attempts - 1"), t.at
 	case KindReleased:
 		c["status"], c["attempts"], c["next_run_at"] = models.StatusPending, gorm.Expr("attempts - 1"), now
 	case KindLost:
-		c["status"] = gorm.Expr("CASE WHEN attempts >= max_attempts THEN ? ELSE ? END", models.StatusFailed, models.StatusPending)
-		c["error"] = t.err
-		c["completed_at"] = gorm.Expr("CASE WHEN attempts >= max_attempts THEN ? ELSE completed_at END", now)
-		c["next_run_at"] = gorm.Expr("CASE WHEN attempts >= max_attempts THEN next_run_at ELSE ? END", now)
+		// The statement reads the row as it was: lost_attempts + 1 counts
+		// this loss.
+		final := "lost_attempts + 1 >= ?"
+		c["status"] = gorm.Expr("CASE WHEN "+final+" THEN ? ELSE ? END", t.maxLost, models.StatusFailed, models.StatusPending)
+		c["attempts"] = gorm.Expr("attempts - 1")
+		c["lost_attempts"] = gorm.Expr("lost_attempts + 1")
+		c["error"] = gorm.Expr("CASE WHEN "+final+" THEN ? || (lost_attempts + 1) || ? ELSE ? END", t.maxLost, lostRepeatedly, lostRepeatedlyEnd, t.err)
+		c["completed_at"] = gorm.Expr("CASE WHEN "+final+" THEN ? ELSE completed_at END", t.maxLost, now)
+		c["next_run_at"] = gorm.Expr("CASE WHEN "+final+" THEN next_run_at ELSE ? END", t.maxLost, now)
 	}
 	return c
 }
@@ -296,18 +339,23 @@ func columns(u Update) map[string]any {
 // pgBatch is the Postgres batch write: every running job's transition as
 // one row of a VALUES list, and one statement that updates every job and
 // writes the attempts of the jobs it updated (a fenced-out job gets no
-// attempt), so a batch is one round trip and one commit.
-const pgBatch = `WITH v(id, attempt, lease_id, kind, status, result, error, at, now, started, outcome) AS (VALUES %s),
+// attempt), so a batch is one round trip and one commit. Every SET reads
+// the row as it was: for a lost job, j.lost_attempts + 1 counts this loss
+// and max_lost is its bound.
+const pgBatch = `WITH v(id, attempt, lease_id, kind, status, result, error, at, now, started, outcome, max_lost) AS (VALUES %s),
 u AS (
   UPDATE jobs AS j SET
-    status = CASE WHEN v.kind = 'lost' THEN (CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END) ELSE v.status END,
-    attempts = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.attempts - 1 ELSE j.attempts END,
+    status = CASE WHEN v.kind = 'lost' THEN (CASE WHEN j.lost_attempts + 1 >= v.max_lost THEN 'failed' ELSE 'pending' END) ELSE v.status END,
+    attempts = CASE WHEN v.kind IN ('snoozed', 'released', 'deferred', 'lost') THEN j.attempts - 1 ELSE j.attempts END,
+    lost_attempts = CASE WHEN v.kind = 'lost' THEN j.lost_attempts + 1 WHEN v.kind IN ('snoozed', 'released') THEN j.lost_attempts ELSE 0 END,
     result = CASE WHEN v.kind = 'completed' THEN v.result ELSE j.result END,
-    error = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.error ELSE v.error END,
+    error = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.error
+      WHEN v.kind = 'lost' AND j.lost_attempts + 1 >= v.max_lost THEN '` + lostRepeatedly + `' || (j.lost_attempts + 1) || '` + lostRepeatedlyEnd + `'
+      ELSE v.error END,
     checkpoint = CASE WHEN v.kind = 'completed' THEN NULL ELSE j.checkpoint END,
-    completed_at = CASE WHEN v.kind IN ('completed', 'failed') OR (v.kind = 'lost' AND j.attempts >= j.max_attempts) THEN v.now ELSE j.completed_at END,
-    next_run_at = CASE WHEN v.kind IN ('retry', 'snoozed') THEN v.at
-      WHEN v.kind = 'released' OR (v.kind = 'lost' AND j.attempts < j.max_attempts) THEN v.now
+    completed_at = CASE WHEN v.kind IN ('completed', 'failed') OR (v.kind = 'lost' AND j.lost_attempts + 1 >= v.max_lost) THEN v.now ELSE j.completed_at END,
+    next_run_at = CASE WHEN v.kind IN ('retry', 'snoozed', 'deferred') THEN v.at
+      WHEN v.kind = 'released' OR (v.kind = 'lost' AND j.lost_attempts + 1 < v.max_lost) THEN v.now
       ELSE j.next_run_at END,
     lease_expires_at = NULL,
     lease_id = NULL,
@@ -324,12 +372,12 @@ h AS (
 )
 SELECT u.id, u.status, u.priority, u.parent_id FROM u`
 
-const pgRow = "(CAST(? AS bigint), CAST(? AS integer), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS jsonb), CAST(? AS text), CAST(? AS timestamptz), CAST(? AS timestamptz), CAST(? AS timestamptz), CAST(? AS text))"
+const pgRow = "(CAST(? AS bigint), CAST(? AS integer), CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS jsonb), CAST(? AS text), CAST(? AS timestamptz), CAST(? AS timestamptz), CAST(? AS timestamptz), CAST(? AS text), CAST(? AS integer))"
 
 // pgRowArgs is the number of parameters of one pgRow.
-const pgRowArgs = 11
+const pgRowArgs = 12
 
-// pgChunk bounds the rows of one statement (11 parameters each, far below
+// pgChunk bounds the rows of one statement (12 parameters each, far below
 // Postgres's 65,535).
 const pgChunk = 1000
 
@@ -352,7 +400,7 @@ func (s *Store) applyRunningPostgres(db *gorm.DB, updates []Update, idx []int) (
 				status = models.StatusCompleted
 			case KindFailed:
 				status = models.StatusFailed
-			case KindRetry, KindSnoozed, KindReleased:
+			case KindRetry, KindDeferred, KindSnoozed, KindReleased:
 				status = models.StatusPending
 			}
 			if !t.at.IsZero() {
@@ -369,7 +417,7 @@ func (s *Store) applyRunningPostgres(db *gorm.DB, updates []Update, idx []int) (
 			if u.Now.IsZero() {
 				now = created
 			}
-			args = append(args, u.Fence.ID, u.Fence.Attempt, u.Fence.LeaseID, string(t.kind), status, result, Truncate(t.err), at, now, started, u.outcome())
+			args = append(args, u.Fence.ID, u.Fence.Attempt, u.Fence.LeaseID, string(t.kind), status, result, Truncate(t.err), at, now, started, u.outcome(), t.maxLost)
 		}
 		args = append(args, created)
 		// Rows, not Scan: Scan renders the whole statement with its values

@@ -27,7 +27,7 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		running := func(attempts, maxAttempts int, leaseExpires time.Time) models.Job {
 			j := models.Job{UserID: "u1", Type: "t", Status: models.StatusProcessing, Payload: models.JSON(`{}`),
 				Attempts: attempts, MaxAttempts: maxAttempts, NextRunAt: started, StartedAt: &started, CreatedAt: started, UpdatedAt: started,
-				LeaseID: &lease, LeaseExpiresAt: &leaseExpires, Error: "earlier", Checkpoint: models.JSON(`{"step":1}`)}
+				LeaseID: &lease, LeaseExpiresAt: &leaseExpires, Error: "earlier", Checkpoint: models.JSON(`{"step":1}`), LostAttempts: 2}
 			require.NoError(t, db.Create(&j).Error)
 			return j
 		}
@@ -38,10 +38,12 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		failed := running(2, 3, live)
 		snoozed := running(1, 3, live)
 		released := running(1, 3, live)
-		lostRetry := running(1, 3, expired)
-		lostFinal := running(3, 3, expired)
-		lostRenewed := running(1, 3, live) // renewed meanwhile: not lost
-		stale := running(2, 3, live)       // claimed again since: attempt 1 is fenced out
+		deferred := running(3, 3, live) // out of attempts: a deferral does not count
+		lostRetry := running(3, 3, expired)
+		lostFinal := running(1, 3, expired)
+		require.NoError(t, db.Model(&lostFinal).Update("lost_attempts", 4).Error) // its 5th loss in a row
+		lostRenewed := running(1, 3, live)                                        // renewed meanwhile: not lost
+		stale := running(2, 3, live)                                              // claimed again since: attempt 1 is fenced out
 		pending := models.Job{UserID: "u1", Type: "t", Status: models.StatusPending, Payload: models.JSON(`{}`), MaxAttempts: 3,
 			NextRunAt: now, CreatedAt: now, UpdatedAt: now}
 		require.NoError(t, db.Create(&pending).Error)
@@ -56,9 +58,10 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 			{Fence: f(failed), Transition: store.Failed("bad input")},
 			{Fence: f(snoozed), Transition: store.Snoozed(wake)},
 			{Fence: f(released), Transition: store.Released()},
-			{Fence: f(lostRetry), Transition: store.Lost("lease expired")},
-			{Fence: f(lostFinal), Transition: store.Lost("lease expired")},
-			{Fence: f(lostRenewed), Transition: store.Lost("lease expired")},
+			{Fence: f(lostRetry), Transition: store.Lost("lease expired", 5)},
+			{Fence: f(lostFinal), Transition: store.Lost("lease expired", 5)},
+			{Fence: f(lostRenewed), Transition: store.Lost("lease expired", 5)},
+			{Fence: f(deferred), Transition: store.Deferred(wake, "429 slow down")},
 			{Fence: store.Fence{ID: stale.ID, Attempt: 1, LeaseID: &lease}, Transition: store.Completed(nil)},
 			{Fence: store.Fence{ID: pending.ID}, Transition: store.Cancelled(&other)}, // not u2's job
 		}
@@ -71,9 +74,10 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		for _, a := range got {
 			applied = append(applied, a.Applied)
 		}
-		require.Equal(t, []bool{true, true, true, true, true, true, true, false, false, false}, applied)
-		require.Equal(t, models.StatusPending, got[5].Status, "a lost job with attempts left is pending")
-		require.Equal(t, models.StatusFailed, got[6].Status, "a lost job out of attempts fails")
+		require.Equal(t, []bool{true, true, true, true, true, true, true, false, true, false, false}, applied)
+		require.Equal(t, models.StatusPending, got[5].Status, "a lost job out of attempts is pending: the loss does not count")
+		require.Equal(t, models.StatusFailed, got[6].Status, "a job lost 5 times in a row fails")
+		require.Equal(t, models.StatusPending, got[8].Status, "a deferred job is pending")
 
 		reload := func(j models.Job) models.Job {
 			var r models.Job
@@ -94,6 +98,7 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		require.Nil(t, r.LeaseID)
 		require.Nil(t, r.LeaseExpiresAt)
 		require.True(t, r.UpdatedAt.Equal(now))
+		require.Zero(t, r.LostAttempts, "a real outcome ends the lost streak")
 
 		r = reload(retried)
 		require.Equal(t, models.StatusPending, r.Status)
@@ -102,11 +107,22 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		require.True(t, r.NextRunAt.Equal(retryAt))
 		require.Nil(t, r.CompletedAt)
 		require.JSONEq(t, `{"step":1}`, string(r.Checkpoint), "a retry keeps its checkpoint")
+		require.Zero(t, r.LostAttempts)
 
 		r = reload(failed)
 		require.Equal(t, models.StatusFailed, r.Status)
 		require.Equal(t, "bad input", r.Error)
 		same(now, r.CompletedAt, "failed at")
+		require.Zero(t, r.LostAttempts)
+
+		r = reload(deferred)
+		require.Equal(t, models.StatusPending, r.Status)
+		require.Equal(t, 2, r.Attempts, "a deferral does not count")
+		require.Equal(t, "429 slow down", r.Error, "the reason it waits is visible")
+		require.True(t, r.NextRunAt.Equal(wake))
+		require.Zero(t, r.LostAttempts, "a deferral is a real outcome")
+		require.Nil(t, r.CompletedAt)
+		require.Nil(t, r.LeaseID)
 
 		for _, j := range []models.Job{snoozed, released} {
 			r = reload(j)
@@ -114,6 +130,7 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 			require.Equal(t, 0, r.Attempts, "the attempt does not count")
 			require.Equal(t, "earlier", r.Error, "the error is kept")
 			require.Nil(t, r.LeaseID)
+			require.Equal(t, 2, r.LostAttempts, "the lost streak is kept")
 		}
 		require.True(t, reload(snoozed).NextRunAt.Equal(wake))
 		require.True(t, reload(released).NextRunAt.Equal(now))
@@ -123,8 +140,13 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		require.Equal(t, "lease expired", r.Error)
 		require.True(t, r.NextRunAt.Equal(now))
 		require.Nil(t, r.CompletedAt)
+		require.Equal(t, 2, r.Attempts, "the lost attempt does not count")
+		require.Equal(t, 3, r.LostAttempts)
 		r = reload(lostFinal)
 		require.Equal(t, models.StatusFailed, r.Status)
+		require.Equal(t, "worker lost repeatedly: 5 attempts in a row lost their lease", r.Error)
+		require.Equal(t, 0, r.Attempts)
+		require.Equal(t, 5, r.LostAttempts)
 		same(now, r.CompletedAt, "lost for good at")
 		require.True(t, r.NextRunAt.Equal(started), "unchanged")
 
@@ -140,11 +162,15 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		outcomes := map[int64]string{}
 		for _, h := range history {
 			outcomes[h.JobID] = h.Outcome
+			if h.JobID == lostRetry.ID {
+				require.Equal(t, 3, h.Attempt, "a lost attempt is recorded with the number it ran as")
+				require.Equal(t, "lease expired", h.Error)
+			}
 			same(started, h.StartedAt, "attempt started")
 			require.True(t, h.FinishedAt.Equal(now))
 		}
 		require.Equal(t, map[int64]string{completed.ID: "completed", retried.ID: "retried", failed.ID: "failed",
-			released.ID: "released", lostRetry.ID: "lost", lostFinal.ID: "lost"}, outcomes, "a snooze records no attempt")
+			released.ID: "released", lostRetry.ID: "lost", lostFinal.ID: "lost", deferred.ID: "deferred"}, outcomes, "a snooze records no attempt")
 
 		// Applied again, nothing changes: the fence makes a retry safe.
 		again, err := store.New(db).Apply(ctx, updates)
@@ -154,7 +180,7 @@ func TestApplyManyKindsInOneBatch(t *testing.T) {
 		}
 		var n int64
 		require.NoError(t, db.Model(&models.JobAttempt{}).Count(&n).Error)
-		require.EqualValues(t, 6, n)
+		require.EqualValues(t, 7, n)
 
 		// Cancelling the pending job as its owner works.
 		owner := "u1"
