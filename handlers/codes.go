@@ -47,6 +47,7 @@ const (
 	CodeInternalError               = "internal_error"
 	CodeUnsupportedTransferEncoding = "unsupported_transfer_encoding"
 	CodeServiceUnavailable          = "service_unavailable"
+	CodeBackendUnavailable          = "backend_unavailable"
 	CodeEncryptionUnconfigured      = "encryption_unconfigured"
 	CodeNotReady                    = "not_ready"
 	CodeHTTPVersionNotSupported     = "http_version_not_supported"
@@ -107,6 +108,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeInternalError, http.StatusInternalServerError, "anything unexpected, panics included; details are only logged"},
 	{CodeUnsupportedTransferEncoding, http.StatusNotImplemented, "a Transfer-Encoding other than chunked"},
 	{CodeServiceUnavailable, http.StatusServiceUnavailable, "the database, Redis or the token verifier cannot be reached; retry later"},
+	{CodeBackendUnavailable, http.StatusServiceUnavailable, "POST /api/workers: the database or Redis failed or did not answer in time during the drain; the body carries the drain summary beside the error (outcomes not written stay processing and the reaper recovers them); retry later"},
 	{CodeEncryptionUnconfigured, http.StatusServiceUnavailable, "the job type carries secret fields and the server has no JOBS_ENCRYPTION_KEY: a configuration gap, retrying does not help until an operator sets the key"},
 	{CodeNotReady, http.StatusServiceUnavailable, "/readyz: a dependency check failed"},
 	{CodeHTTPVersionNotSupported, http.StatusHTTPVersionNotSupported, "an HTTP version other than 1.x (or 2 over TLS)"},

@@ -70,9 +70,17 @@ import (
 // Defaults of Config.
 const (
 	// DefaultDrainBudget is how long one POST /api/workers may drain
-	// (DRAIN_BUDGET's default): long enough to fit the default job
-	// timeout (jobs.DefaultJobTimeout) with room to spare.
-	DefaultDrainBudget = 2 * time.Minute
+	// (DRAIN_BUDGET's default), the same as jobs.DefaultDrainBudget: a
+	// drain starts a job only if its timeout fits in the rest of the
+	// budget, and this one fits the longest of jobhook's job types (3 m
+	// 5 s) with room to spare, while a drain's answer stays under a
+	// 5-minute request limit.
+	DefaultDrainBudget = jobs.DefaultDrainBudget
+	// drainWriteMargin is what WriteTimeout adds to the budget: a drain
+	// answers within its budget plus 5 s whatever the backends do (it
+	// starts only jobs whose timeout fits, and waits a bounded time for
+	// their outcomes), and the rest is for sending the answer.
+	drainWriteMargin = 15 * time.Second
 	// DefaultBodyLimit caps request bodies: 1 MiB.
 	DefaultBodyLimit = 1 << 20
 	// DefaultBatchBodyLimit caps the body of POST /api/jobs/batch: 16 MiB,
@@ -218,13 +226,13 @@ func (c Config) withDefaults() Config {
 }
 
 // WriteTimeout is the shortest http.Server WriteTimeout that lets a drain
-// of the full budget answer: the budget plus 15 seconds.
+// of the full budget answer: the budget plus drainWriteMargin (15 s).
 func (c Config) WriteTimeout() time.Duration {
 	budget := c.DrainBudget
 	if budget <= 0 {
 		budget = DefaultDrainBudget
 	}
-	return budget + 15*time.Second
+	return budget + drainWriteMargin
 }
 
 // server holds what the handlers need.

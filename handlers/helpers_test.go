@@ -121,7 +121,7 @@ type setupOption func(*handlers.Config)
 // and returns its Worker, to serve /api/workers for real.
 func realWorker(t testing.TB, b testenv.Backend, cfg *handlers.Config) *jobs.Worker {
 	t.Helper()
-	return jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: cfg.Service.Registry(), Logger: cfg.Logger}).Worker()
+	return jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: cfg.Service.Registry(), Logger: cfg.Logger, JobTimeout: 10 * time.Second}).Worker()
 }
 
 // setup builds the real jobs.Service (an engine that runs no drains of its
@@ -135,7 +135,7 @@ func setup(t testing.TB, b testenv.Backend, opts ...setupOption) *bundle {
 	}))
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: logger, DisableTriggers: true})
+	eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: logger, DisableTriggers: true, JobTimeout: 10 * time.Second})
 	svc := eng.Service()
 	d := &fakeDrainer{Summary: jobs.DrainSummary{Claimed: 2, Completed: 1, Retried: 1, Remaining: 3, DurationMs: 12}}
 	cfg := handlers.Config{
@@ -222,6 +222,32 @@ type errorBody struct {
 			Message string `json:"message"`
 		} `json:"fields"`
 	} `json:"error"`
+}
+
+// requireDrainUnavailable checks the answer of a POST /api/workers whose
+// drain a backend cut short: 503 backend_unavailable, the error beside the
+// drain summary, and no internals in it. It returns the summary.
+func requireDrainUnavailable(t testing.TB, rec *httptest.ResponseRecorder) jobs.DrainSummary {
+	t.Helper()
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, "body: %s", rec.Body.String())
+	var body struct {
+		Error errorBody `json:"error"`
+		jobs.DrainSummary
+	}
+	var top map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &top), rec.Body.String())
+	for _, key := range []string{"error", "claimed", "completed", "unrecorded", "leftForTime", "remaining"} {
+		require.Contains(t, top, key, rec.Body.String())
+	}
+	var eb errorBody
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &eb))
+	require.Equal(t, "backend_unavailable", eb.Error.Code, rec.Body.String())
+	require.NotEmpty(t, eb.Error.Message)
+	for _, leak := range []string{"goroutine", ".go:", "secret internals", "sql", "redis:", "dial tcp", "gorm"} {
+		require.NotContains(t, strings.ToLower(rec.Body.String()), leak)
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	return body.DrainSummary
 }
 
 // requireError checks an error response: status, JSON content type, the

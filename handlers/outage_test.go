@@ -70,7 +70,7 @@ func closedAddr(t *testing.T) string {
 }
 
 // While Redis cannot be reached, POST /api/workers answers 503
-// service_unavailable like the rest of the API, not 500; a wrong secret is
+// backend_unavailable with the drain's summary, not 500; a wrong secret is
 // still 401 (the failure limiter's outage lets the refusal through).
 func TestWorkerRedisOutageIs503(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
@@ -86,7 +86,7 @@ func TestWorkerRedisOutageIs503(t *testing.T) {
 			cfg.WorkerAuthLimit = testAuthLimit{limiter, ratelimit.Failures{Limit: 1, Window: time.Minute}}
 		})
 		rec := bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer " + testWorkerSecret})
-		requireError(t, rec, http.StatusServiceUnavailable, "service_unavailable")
+		requireDrainUnavailable(t, rec)
 		require.Contains(t, bb.logs.String(), "connection refused", "the cause is logged")
 		for range 2 {
 			requireError(t, bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer wrong"}), http.StatusUnauthorized, "invalid_worker_auth")
@@ -101,6 +101,5 @@ func TestWorkerClosedMiniredisIs503(t *testing.T) {
 		cfg.Worker = realWorker(t, b, cfg)
 	})
 	b.Mini.Close()
-	requireError(t, bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer " + testWorkerSecret}),
-		http.StatusServiceUnavailable, "service_unavailable")
+	requireDrainUnavailable(t, bb.do(t, request{method: http.MethodPost, path: "/api/workers", auth: "Bearer " + testWorkerSecret}))
 }

@@ -83,7 +83,10 @@ func (s *server) authenticateWorker(r *http.Request, body []byte) error {
 // for the authenticators and otherwise ignored.
 //
 // The drain runs on a context that the client hanging up does not cancel,
-// so jobs already started are not aborted halfway; the budget bounds it.
+// so jobs already started are not aborted halfway; the budget bounds it,
+// and the answer comes within the budget plus 5 s whatever the backends
+// do: when the database or Redis failed or hung, 503 backend_unavailable
+// with the summary of what the drain did.
 func (s *server) runWorker(c echo.Context) error {
 	body, err := readBody(c)
 	if err != nil {
@@ -103,18 +106,46 @@ func (s *server) runWorker(c echo.Context) error {
 	ctx := context.WithoutCancel(c.Request().Context())
 	resp := WorkerResponse{}
 	if id, ok := deliveredJobID(body); ok {
-		started, err := s.cfg.Service.Deliver(ctx, id)
+		// The delivery comes out of the budget: the answer's bound holds.
+		begun := time.Now()
+		dctx, cancel := context.WithTimeout(ctx, min(s.cfg.RequestTimeout, budget))
+		started, err := s.cfg.Service.Deliver(dctx, id)
+		cancel()
 		if err != nil {
-			return err
+			return s.drainFailed(c, resp, err)
 		}
 		resp.Delivered = &DeliveryResult{JobID: id, Started: started}
+		budget = max(budget-time.Since(begun), time.Millisecond)
 	}
 	summary, err := s.cfg.Worker.Drain(ctx, budget)
+	resp.DrainSummary = summary
 	if err != nil {
+		return s.drainFailed(c, resp, err)
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// WorkerErrorResponse is the answer of a POST /api/workers whose drain a
+// backend cut short (503 backend_unavailable): the error, and beside it
+// the summary of what the drain did.
+type WorkerErrorResponse struct {
+	Error *APIError `json:"error"`
+	WorkerResponse
+}
+
+// drainFailed answers a drain (or a delivery) that ended on err: a backend
+// that failed or hung is 503 backend_unavailable with the summary so far;
+// anything else is answered as any error.
+func (s *server) drainFailed(c echo.Context, resp WorkerResponse, err error) error {
+	if ae := toAPIError(err); ae.Status != http.StatusServiceUnavailable || ae.Code != CodeServiceUnavailable {
 		return err
 	}
-	resp.DrainSummary = summary
-	return c.JSON(http.StatusOK, resp)
+	req := c.Request()
+	s.log.Warn("drain cut short by a backend", "err", err, "claimed", resp.Claimed, "unrecorded", resp.Unrecorded,
+		"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "path", req.URL.Path)
+	ae := &APIError{Status: http.StatusServiceUnavailable, Code: CodeBackendUnavailable,
+		Message: "the database or Redis failed or did not answer in time; the summary says what the drain did; try again later", Err: err}
+	return c.JSON(http.StatusServiceUnavailable, WorkerErrorResponse{Error: ae, WorkerResponse: resp})
 }
 
 // workerAuthFailed answers a worker-authenticated call whose credentials
@@ -136,7 +167,9 @@ func (s *server) workerAuthFailed(c echo.Context, refusal error) error {
 	if l == nil {
 		return refusal
 	}
-	ctx, client := c.Request().Context(), c.RealIP()
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	client := c.RealIP()
 	blocked, wait, err := l.Blocked(ctx, client)
 	if err != nil {
 		s.log.Warn("worker auth limiter unavailable; failure not counted", "err", err)

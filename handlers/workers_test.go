@@ -83,7 +83,8 @@ func TestWorkerDrainErrors(t *testing.T) {
 	}
 
 	bb.drainer.Err = fmt.Errorf("drain: claim: %w: %w", jobs.ErrUnavailable, errBoom)
-	requireError(t, post(), http.StatusServiceUnavailable, "service_unavailable")
+	sum := requireDrainUnavailable(t, post())
+	require.Equal(t, bb.drainer.Summary, sum, "the summary of what the drain did comes with the error")
 
 	bb.drainer.Err = errBoom
 	requireError(t, post(), http.StatusInternalServerError, "internal_error")

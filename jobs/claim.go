@@ -16,21 +16,33 @@ import (
 // claim takes up to n jobs from the queue and moves their rows from pending
 // to processing in one statement. Ids whose rows are not pending and due
 // are dropped from the queue (or, if pending but not due, delayed) and
-// counted as skipped.
-func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
+// counted as skipped. Each call has a deadline (queueCallTimeout for Redis,
+// claimTimeout for the statement and its retries), none later than by.
+func (w *Worker) claim(ctx context.Context, n int, by time.Time) ([]models.Job, int, error) {
 	lease := w.cfg.LeaseDuration
-	ids, err := w.cfg.Queue.Claim(ctx, n, lease)
-	if err != nil || len(ids) == 0 {
-		return nil, 0, err
+	qctx, cancel := boundedCtx(ctx, queueCallTimeout, by)
+	ids, err := w.cfg.Queue.Claim(qctx, n, lease)
+	cancel()
+	if err != nil {
+		return nil, 0, fmt.Errorf("drain: claim: %w: %w", ErrUnavailable, err)
 	}
-	rows, err := w.claimRows(ctx, ids, lease)
+	if len(ids) == 0 {
+		return nil, 0, nil
+	}
+	until := time.Now().Add(claimTimeout(lease))
+	if until.After(by) {
+		until = by
+	}
+	rows, err := w.claimRows(ctx, ids, lease, until)
 	if err != nil {
 		// The rows are unchanged: hand the ids back so nothing is lost.
 		items := make([]queueItem, len(ids))
 		for i, id := range ids {
 			items[i] = queueItem{ID: id}
 		}
-		if rerr := w.cfg.Queue.Release(ctx, items...); rerr != nil {
+		qctx, cancel := boundedCtx(ctx, queueCallTimeout, time.Time{})
+		defer cancel()
+		if rerr := w.cfg.Queue.Release(qctx, items...); rerr != nil {
 			w.log.Error("claimed jobs neither started nor released; the reconciler will restore them", "err", rerr)
 		}
 		return nil, 0, fmt.Errorf("drain: %w: %w", ErrUnavailable, err)
@@ -54,7 +66,9 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 			others = append(others, id)
 		}
 	}
-	if err := w.settleSkipped(ctx, others); err != nil {
+	sctx, cancel := boundedCtx(ctx, queueCallTimeout, time.Time{})
+	defer cancel()
+	if err := w.settleSkipped(sctx, others); err != nil {
 		w.log.Warn("settling skipped jobs", "err", err)
 	}
 	return rows, len(others), nil
@@ -62,12 +76,12 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.Job, int, error) {
 
 // claimRows moves the rows of claimed ids to processing. A transient
 // failure (a connection lost, a deadline) is retried with the same lease id
-// a few times, at most claimRetryFor: the claim is fenced by its lease id,
-// so rows a lost try already claimed come back unchanged.
-func (w *Worker) claimRows(ctx context.Context, ids []int64, lease time.Duration) ([]models.Job, error) {
+// until until (every try ends by then): the claim is fenced by its lease
+// id, so rows a lost try already claimed come back unchanged.
+func (w *Worker) claimRows(ctx context.Context, ids []int64, lease time.Duration, until time.Time) ([]models.Job, error) {
 	leaseID := newLeaseID()
 	var rows []models.Job
-	_, err := retryTransient(ctx, time.Now().Add(claimRetryFor), sleepCtx, func(ctx context.Context) error {
+	_, err := retryTransient(ctx, until, sleepCtx, func(ctx context.Context) error {
 		var err error
 		rows, err = w.store.Claim(ctx, ids, w.cfg.Clock.Now(), lease, leaseID)
 		return err
@@ -115,4 +129,7 @@ type claimResult struct {
 	// when the claim began: an empty answer then means the queue is
 	// drained.
 	quiet bool
+	// leased is when the claim began: the leases of its rows run from
+	// then.
+	leased time.Time
 }

@@ -27,7 +27,8 @@ const (
 	// batch whose write failed on a transient error.
 	completerRetryFirst = 10 * time.Millisecond
 	completerRetryMax   = time.Second
-	// completerTryTimeout bounds one try of a batch's write.
+	// completerTryTimeout bounds one try of a batch's write (and of a
+	// claim's statement); no try outlasts the retries' end either.
 	completerTryTimeout = 10 * time.Second
 	// completerLinger is the longest a write waits for jobs still in
 	// their handlers to join it.
@@ -166,16 +167,16 @@ func (c *completer) write(ctx context.Context, batch []completion) {
 	}
 }
 
-// retryTransient runs do, each try bounded by completerTryTimeout, until it
-// succeeds, fails on an error that is not transient, ctx ends, or the next
-// wait would end after until. Between tries it sleeps (completerRetryFirst,
+// retryTransient runs do, each try bounded by completerTryTimeout and by
+// until, until it succeeds, fails on an error that is not transient, ctx
+// ends, or the next wait would end after until. Between tries it sleeps (completerRetryFirst,
 // doubling up to completerRetryMax) and calls retrying. It returns how many
 // tries it made and the last error. A fenced write is safe to retry.
 func retryTransient(ctx context.Context, until time.Time, sleep func(context.Context, time.Duration) error,
 	do func(ctx context.Context) error, retrying func(try int, wait time.Duration, err error)) (int, error) {
 	wait := completerRetryFirst
 	for try := 1; ; try++ {
-		tctx, cancel := context.WithTimeout(ctx, completerTryTimeout)
+		tctx, cancel := boundedCtx(ctx, completerTryTimeout, until)
 		err := do(tctx)
 		cancel()
 		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().Add(wait).After(until) {

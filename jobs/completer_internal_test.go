@@ -44,7 +44,7 @@ func TestCompleterRetriesATransientWriteFailure(t *testing.T) {
 			_, _, err := svc.Create(ctx, CreateRequest{UserID: "u1", Type: "once", MaxAttempts: 1})
 			require.NoError(t, err)
 		}
-		w := newWorker(workerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, Concurrency: 8})
+		w := newWorker(workerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, JobTimeout: 10 * time.Second, Concurrency: 8})
 		var calls, failures int
 		w.testCompleter = func(c *completer) {
 			real := c.apply
@@ -94,7 +94,7 @@ func TestCompleterGivesUpOnAPermanentWriteError(t *testing.T) {
 		svc := newService(serviceConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
 		job, _, err := svc.Create(ctx, CreateRequest{UserID: "u1", Type: "once"})
 		require.NoError(t, err)
-		w := newWorker(workerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet})
+		w := newWorker(workerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, JobTimeout: 10 * time.Second})
 		calls := 0
 		w.testCompleter = func(c *completer) {
 			c.apply = func(context.Context, []finishing) ([]store.Applied, error) {
@@ -103,9 +103,10 @@ func TestCompleterGivesUpOnAPermanentWriteError(t *testing.T) {
 			}
 		}
 		sum, err := w.Drain(ctx, time.Minute)
-		require.NoError(t, err)
+		require.ErrorIs(t, err, ErrUnavailable, "an outcome not written is a backend failure")
 		require.Equal(t, 1, calls, "not retried")
-		require.Equal(t, 1, sum.Skipped)
+		require.Equal(t, 1, sum.Unrecorded)
+		require.Zero(t, sum.Skipped)
 		var row models.Job
 		require.NoError(t, b.DB.Gorm.Take(&row, job.ID).Error)
 		require.Equal(t, models.StatusProcessing, row.Status)
@@ -148,7 +149,7 @@ func TestSlotsFreeBeforeTheWriteLands(t *testing.T) {
 			_, _, err := svc.Create(ctx, CreateRequest{UserID: "u1", Type: "once"})
 			require.NoError(t, err)
 		}
-		w := newWorker(workerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, Concurrency: 1})
+		w := newWorker(workerConfig{DB: b.DB.Gorm, Queue: q, Registry: reg, Logger: quiet, JobTimeout: 10 * time.Second, Concurrency: 1})
 		var (
 			mu      sync.Mutex
 			batches []int

@@ -63,7 +63,7 @@ func TestOutcomesSurviveTerminatedConnections(t *testing.T) {
 	// Two engines on one queue: the jobs are created through the test's
 	// pool, and drained through the victim's.
 	engine := func(db *gorm.DB) *jobs.Engine {
-		eng, err := jobs.New(jobs.Config{DB: db, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: quiet(), Concurrency: 8})
+		eng, err := jobs.New(jobs.Config{DB: db, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: quiet(), Concurrency: 8, JobTimeout: 10 * time.Second})
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, eng.Shutdown(context.Background())) })
 		return eng

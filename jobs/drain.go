@@ -4,6 +4,8 @@ package jobs
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,13 +16,20 @@ import (
 
 // Drain reaps expired leases, promotes due jobs, then claims and runs jobs,
 // up to Concurrency at a time (reconciling Redis with the database beside
-// the claims when a pass is due), until the queue is empty, Shutdown begins,
-// or the remaining budget cannot fit another job's timeout (the first batch
-// is always claimed). Jobs already running run to their end (each is
-// bounded by its timeout), so a drain returns within about its budget. When
-// it ends with work left it calls Notify, so a backlog drains continuously.
-// Cancelling ctx stops claiming and cancels the running handlers; their
-// attempts are recorded as failures to retry.
+// the claims when a pass is due), until the queue is empty, Shutdown
+// begins, or the budget is spent. A claimed job starts only if its own
+// timeout fits in the rest of the budget; one that does not is given back
+// unrun at its place in the queue (its attempt not counted, counted in
+// LeftForTime) and the drain stops claiming, so every job it starts ends
+// within the budget. When it ends with work left it calls Notify, so a
+// backlog drains continuously. Cancelling ctx stops claiming and cancels
+// the running handlers; their attempts are recorded as failures to retry.
+//
+// Every backend call of a drain has a deadline, and a drain returns within
+// its budget plus drainAnswerMargin whatever the backends do: outcomes not
+// written by then are logged by job id and counted in Unrecorded (the jobs
+// stay processing and the reaper recovers them), and the error then wraps
+// ErrUnavailable. The summary is returned with every error.
 func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary, error) {
 	return w.drainLingering(ctx, budget, 0)
 }
@@ -35,38 +44,60 @@ func (w *Worker) drainLingering(ctx context.Context, budget, linger time.Duratio
 	var sum DrainSummary
 	var reconcile func(context.Context) (reconcileResult, error)
 	if w.cfg.reconciler != nil {
-		reaped, err := w.cfg.reconciler.Reap(ctx)
+		rctx, cancel := boundedCtx(ctx, reapTimeout, workBy(start, budget))
+		reaped, err := w.cfg.reconciler.Reap(rctx)
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("reap failed", "err", err)
 		}
 		sum.Reaped = reaped
 		reconcile = w.cfg.reconciler.RunIfDue
 	}
-	err := w.drain(ctx, start.Add(budget), budget, linger, reconcile, &sum)
+	err := w.drain(ctx, start, budget, linger, reconcile, &sum)
 	sum.DurationMs = time.Since(start).Milliseconds()
 	return sum, err
 }
 
+// workBy is when the backend calls a drain makes before its claims (the
+// reap, the promotions) must have ended: with its budget, and at least
+// queueCallTimeout after its start however short the budget.
+func workBy(start time.Time, budget time.Duration) time.Time {
+	return start.Add(max(budget, queueCallTimeout))
+}
+
 // drain is Drain after the reap: it claims and runs jobs until the queue
-// is empty, Shutdown begins or deadline leaves too little room, recording
-// what it did in sum. reconcile, when not nil, runs beside the claims (a
-// pass over every pending job takes a while on a long queue, and the jobs
-// already queued need not wait for it); the queue counts as drained only
-// once it has ended, since it may have queued jobs.
-func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger time.Duration, reconcile func(context.Context) (reconcileResult, error), sum *DrainSummary) error {
-	// Claim only jobs that can finish within the budget; when even the
-	// longest timeout exceeds the whole budget, claim until its end.
-	reserve := w.maxTimeout()
-	if reserve >= budget {
-		reserve = 0
-	}
-	promoted, err := w.promoteScheduled(ctx)
+// is empty, Shutdown begins or the rest of the budget fits no job,
+// recording what it did in out. reconcile, when not nil, runs beside the
+// claims (a pass over every pending job takes a while on a long queue,
+// and the jobs already queued need not wait for it); the queue counts as
+// drained only once it has ended, since it may have queued jobs.
+func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time.Duration, reconcile func(context.Context) (reconcileResult, error), out *DrainSummary) error {
+	deadline := begun.Add(budget)
+	answerBy := deadline.Add(drainAnswerMargin)
+	// No job shorter than this can be claimed: once less of the budget is
+	// left, the drain stops claiming.
+	shortest, _ := w.timeouts()
+	// sum is this drain's own, written under mu; it is copied to out when
+	// the drain returns (outcomes that come later, once it answered, do
+	// not change what it said).
+	sum := *out
+	var mu sync.Mutex
+	defer func() {
+		mu.Lock()
+		*out = sum
+		mu.Unlock()
+	}()
+	pctx, cancel := boundedCtx(ctx, promoteTimeout, workBy(begun, budget))
+	promoted, err := w.promoteScheduled(pctx)
+	cancel()
 	if err != nil {
 		return err
 	}
-	n, err := w.cfg.Queue.PromoteDue(ctx)
+	qctx, cancel := boundedCtx(ctx, queueCallTimeout, answerBy)
+	n, err := w.cfg.Queue.PromoteDue(qctx)
+	cancel()
 	if err != nil {
-		return err
+		return fmt.Errorf("drain: promote due jobs: %w: %w", ErrUnavailable, err)
 	}
 	sum.Promoted = promoted + n
 
@@ -81,9 +112,7 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		w.testCompleter(comp)
 	}
 	comp.start(ctx)
-	defer comp.stop()
 	var (
-		mu sync.Mutex
 		wg sync.WaitGroup
 		// inflight counts the slots taken by jobs in their handlers; it
 		// is the loop's own. freed counts the slots given back since the
@@ -94,7 +123,26 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		unwritten atomic.Int64
 		wake      = make(chan struct{}, 1)
 		lastClaim time.Time
+		// open holds the jobs of this drain in their handlers or whose
+		// outcome is not written yet, by id (under mu): the ones named
+		// when the drain answers without them.
+		open = map[int64]bool{}
+		// outOfTime is set when a claimed job's timeout did not fit in
+		// the rest of the budget: the drain claims no more. neverFits
+		// names a type whose timeout exceeds the whole budget.
+		outOfTime bool
+		neverFits string
 	)
+	opened := func(id int64) {
+		mu.Lock()
+		open[id] = true
+		mu.Unlock()
+	}
+	closed := func(id int64) {
+		mu.Lock()
+		delete(open, id)
+		mu.Unlock()
+	}
 	signal := func() {
 		select {
 		case wake <- struct{}{}:
@@ -109,7 +157,9 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		reconciling.Store(true)
 		go func() {
 			defer close(reconciled)
-			res, err := reconcile(ctx)
+			rctx, cancel := context.WithDeadline(ctx, deadline)
+			defer cancel()
+			res, err := reconcile(rctx)
 			if err != nil && ctx.Err() == nil {
 				w.log.Warn("reconcile failed", "err", err)
 			}
@@ -143,46 +193,93 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 	// has.
 	submit := func(r ran, written func()) {
 		unwritten.Add(1)
+		id := r.item.update.Fence.ID
 		comp.submit(completion{item: r.item, until: time.Now().Add(w.cfg.LeaseDuration * 2 / 3), reply: func(a store.Applied, err error) {
-			record(w.recorded(r, a, err))
+			switch {
+			case r.item.update.Transition.Kind() != store.KindUnstarted:
+				o := w.recorded(r, a, err)
+				if err != nil {
+					mu.Lock()
+					sum.Unrecorded++
+					mu.Unlock()
+				} else {
+					record(o)
+				}
+			case err != nil:
+				r.log.Error("could not give back a job left for lack of time; the reaper recovers it when its lease ends", "err", err)
+				mu.Lock()
+				sum.Unrecorded++
+				mu.Unlock()
+			case a.Applied:
+				mu.Lock()
+				sum.LeftForTime++
+				mu.Unlock()
+			default:
+				record(outcomeLost)
+			}
 			if written != nil {
 				written()
 			}
+			closed(id)
 			unwritten.Add(-1)
 			wg.Done()
 			signal()
 		}})
 	}
-	// start runs the rows of a claim, each in its own slot.
-	start := func(rows []models.Job) {
+	// start runs the rows of a claim, each in its own slot, if its
+	// timeout fits in the rest of the budget; leased is when the claim
+	// began.
+	start := func(rows []models.Job, leased time.Time) {
 		for i := range rows {
-			if !w.running.add() {
+			job := &rows[i]
+			log := w.log.With("job_id", job.ID, "type", job.Type)
+			opened(job.ID)
+			if !w.running.add(job.ID) {
 				// Shutdown began after the claim: give the job back
 				// unrun, like the jobs it releases.
 				wg.Add(1)
-				submit(w.release(w.log.With("job_id", rows[i].ID, "type", rows[i].Type), &rows[i], w.cfg.Clock.Now().UTC()), nil)
+				submit(w.release(log, job, w.cfg.Clock.Now().UTC()), nil)
+				continue
+			}
+			if timeout := w.timeoutOfType(job.Type); time.Until(deadline) < timeout {
+				// Its timeout does not fit in what is left of the
+				// budget: back at its place, unrun, and no more claims
+				// (the jobs of this claim that fit still run).
+				log.Info("job left for a drain with more time: its timeout does not fit in the rest of the budget",
+					"timeout", timeout, "left", time.Until(deadline).Round(time.Millisecond))
+				outOfTime = true
+				mu.Lock()
+				sum.Claimed-- // counted by the claim; it does not run
+				mu.Unlock()
+				if timeout > budget && neverFits == "" {
+					neverFits = job.Type
+				}
+				wg.Add(1)
+				id := job.ID
+				submit(w.transition(log, job, w.cfg.Clock.Now().UTC(), store.Unstarted(), false), func() { w.running.done(id) })
 				continue
 			}
 			inflight++
 			wg.Add(1)
 			handling.Add(1)
 			go func(job models.Job) {
-				r := w.run(ctx, &job)
+				r := w.run(ctx, &job, leased)
 				handling.Add(-1)
 				if r.write {
 					// The slot frees once the completer has taken the
 					// outcome, so the next job starts while it is
 					// written (the completer's queue bounds how many
 					// outcomes wait). Shutdown waits for the write.
-					submit(r, w.running.done)
+					submit(r, func() { w.running.done(job.ID) })
 				} else {
 					record(r.o)
-					w.running.done()
+					w.running.done(job.ID)
+					closed(job.ID)
 					wg.Done()
 				}
 				freed.Add(1)
 				signal()
-			}(rows[i])
+			}(*job)
 		}
 	}
 
@@ -201,7 +298,9 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 	// promoteDue queues the delayed jobs that are due and says whether
 	// there were any.
 	promoteDue := func() bool {
-		n, err := w.cfg.Queue.PromoteDue(ctx)
+		qctx, cancel := boundedCtx(ctx, queueCallTimeout, answerBy)
+		defer cancel()
+		n, err := w.cfg.Queue.PromoteDue(qctx)
 		if err != nil || n == 0 {
 			return false
 		}
@@ -225,7 +324,7 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		sum.Claimed += len(res.rows)
 		mu.Unlock()
 		if len(res.rows) > 0 {
-			start(res.rows)
+			start(res.rows, res.leased)
 			return
 		}
 		if res.skipped > 0 {
@@ -250,7 +349,12 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		idle = inflight > 0 || claiming > 0 || unwritten.Load() > 0 || reconciling.Load()
 	}
 	// wait blocks until a slot is freed, an outcome written or a claim
-	// returned, or until the timer t (when not nil) fires.
+	// returned, until the timer t (when not nil) fires, or until the loop
+	// must end: the budget fits no more job (stopAt), ctx ends or Shutdown
+	// begins. An outcome write held up by a hung backend never holds the
+	// loop past its budget.
+	stopAt := time.NewTimer(time.Until(deadline) - shortest)
+	defer stopAt.Stop()
 	wait := func(t <-chan time.Time) {
 		select {
 		case <-wake:
@@ -261,15 +365,21 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		case res := <-claims:
 			took(res)
 		case <-t:
+		case <-stopAt.C:
+		case <-ctx.Done():
+		case <-w.stop:
 		}
 	}
-	for began := false; loopErr == nil && ctx.Err() == nil && !w.stopping(); {
-		if began && time.Until(deadline) < reserve {
+	for began := false; loopErr == nil && ctx.Err() == nil && !w.stopping() && !outOfTime; {
+		if time.Until(deadline) < shortest {
 			break
 		}
 		if drained {
 			// A delayed job due in a moment (a wake-up's retry) runs here.
-			if !w.awaitDue(ctx, deadline.Add(-reserve)) && !w.awaitKick(ctx, min(linger, time.Until(deadline)-reserve)) {
+			dctx, cancel := boundedCtx(ctx, maxDueWait+queueCallTimeout, answerBy)
+			due := w.awaitDue(dctx, deadline.Add(-shortest))
+			cancel()
+			if !due && !w.awaitKick(ctx, min(linger, time.Until(deadline)-shortest)) {
 				break
 			}
 			drained = false
@@ -305,22 +415,98 @@ func (w *Worker) drain(ctx context.Context, deadline time.Time, budget, linger t
 		claiming++
 		reserved += free
 		go func(n int) {
-			rows, skipped, err := w.claim(ctx, n)
-			claims <- claimResult{n: n, rows: rows, skipped: skipped, err: err, quiet: quiet}
+			leased := time.Now()
+			rows, skipped, err := w.claim(ctx, n, answerBy)
+			claims <- claimResult{n: n, rows: rows, skipped: skipped, err: err, quiet: quiet, leased: leased}
 		}(free)
 	}
 	// Claims still in flight were made within the budget: their jobs run
-	// (or, during Shutdown, go back to the queue).
-	for claiming > 0 {
-		took(<-claims)
+	// (or, during Shutdown, go back to the queue, or, out of time, stay
+	// unrun). Each claim is bounded by its deadline; the timer is there in
+	// case a driver overruns one.
+	answer := time.NewTimer(time.Until(answerBy))
+	defer answer.Stop()
+	late := false
+	for claiming > 0 && !late {
+		select {
+		case res := <-claims:
+			took(res)
+		case <-answer.C:
+			late = true
+		}
 	}
-	wg.Wait()
-	<-reconciled
-	if d, err := w.cfg.Queue.Depth(ctx); err == nil {
+	// The rest is bounded by answerBy: the handlers end within the budget
+	// (their timeouts fit), and the completer's retries wait for a backend
+	// that failed or hung. Once Shutdown has given up, so does the drain.
+	tail := make(chan struct{})
+	if !late {
+		go func() {
+			wg.Wait()
+			<-reconciled
+			comp.stop()
+			close(tail)
+		}()
+	}
+	gone := w.gaveUp
+	for waiting := !late; waiting; {
+		select {
+		case <-tail:
+			waiting = false
+		case <-answer.C:
+			late, waiting = true, false
+		case <-gone:
+			// Shutdown gave up on the jobs it could not give back: so
+			// does the drain, at once.
+			gone = nil
+			answer.Reset(min(100*time.Millisecond, time.Until(answerBy)))
+		}
+	}
+	if late {
+		mu.Lock()
+		ids := make([]int64, 0, len(open))
+		for id := range open {
+			ids = append(ids, id)
+		}
+		mu.Unlock()
+		slices.Sort(ids)
+		w.log.Error("drain answers without the outcomes of some jobs (a backend failed or hung); they stay processing and the reaper recovers them when their lease ends",
+			"count", len(ids), "job_ids", ids, "claims_in_flight", claiming)
+		if loopErr == nil {
+			loopErr = fmt.Errorf("drain: %w: %d outcomes not written %s after the budget", ErrUnavailable, len(ids), drainAnswerMargin)
+		}
+		mu.Lock()
+		sum.Unrecorded += len(ids)
+		mu.Unlock()
+		if claiming > 0 {
+			// Claims still out: their rows, if any, stay processing under
+			// their lease, for the reaper.
+			go func(n int) {
+				for ; n > 0; n-- {
+					if res := <-claims; len(res.rows) > 0 {
+						w.log.Error("jobs claimed after the drain answered; the reaper recovers them when their lease ends", "count", len(res.rows))
+					}
+				}
+				wg.Wait()
+				<-reconciled
+				comp.stop()
+			}(claiming)
+		}
+		return loopErr
+	}
+	qctx, cancel = boundedCtx(ctx, queueCallTimeout, answerBy)
+	defer cancel()
+	if d, err := w.cfg.Queue.Depth(qctx); err == nil {
 		sum.Remaining = d.Pending
 	}
-	if sum.Remaining > 0 && w.cfg.Notify != nil && !w.stopping() && ctx.Err() == nil {
-		w.cfg.Notify(ctx)
+	if neverFits != "" {
+		w.log.Warn("a job's timeout exceeds the whole drain budget: drains of this budget never start it; raise DRAIN_BUDGET (or ?budget=)",
+			"type", neverFits, "timeout", w.timeoutOfType(neverFits), "budget", budget)
+	}
+	if sum.Remaining > 0 && w.cfg.Notify != nil && !w.stopping() && ctx.Err() == nil && neverFits == "" {
+		w.cfg.Notify(qctx)
+	}
+	if loopErr == nil && sum.Unrecorded > 0 {
+		loopErr = fmt.Errorf("drain: %w: %d outcomes not written", ErrUnavailable, sum.Unrecorded)
 	}
 	return loopErr
 }

@@ -33,7 +33,7 @@ func newDrainRig(t *testing.T, b testenv.Backend, withReconciler bool) *drainRig
 		return json.RawMessage(`{}`), nil
 	}))
 	r.svc = newService(serviceConfig{DB: b.DB.Gorm, Queue: r.queue, Registry: reg, Logger: quiet})
-	cfg := workerConfig{DB: b.DB.Gorm, Queue: r.queue, Registry: reg, Logger: quiet, Concurrency: 8}
+	cfg := workerConfig{DB: b.DB.Gorm, Queue: r.queue, Registry: reg, Logger: quiet, JobTimeout: 10 * time.Second, Concurrency: 8}
 	if withReconciler {
 		cfg.reconciler = newReconciler(reconcilerConfig{DB: b.DB.Gorm, Queue: r.queue, Logger: quiet})
 	}

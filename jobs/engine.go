@@ -20,8 +20,14 @@ import (
 // (DefaultConcurrency, DefaultJobTimeout, DefaultLeaseDuration,
 // DefaultPrefix, DefaultMaxPayloadBytes, DefaultTriggerWindow).
 const (
-	// DefaultDrainBudget is the budget of one in-process drain.
-	DefaultDrainBudget = 2 * time.Minute
+	// DefaultDrainBudget is the budget of one in-process drain (and, in
+	// handlers, of one POST /api/workers): a drain starts a job only if
+	// the job's timeout fits in the rest of its budget, so the budget must
+	// exceed the longest job timeout. The longest of jobhook's own types
+	// is 3 m 5 s (Instagram and Facebook publishing); 4 minutes leaves
+	// room for shorter jobs beside one of those, and keeps a drain's answer
+	// (budget + at most 5 s) under a 5-minute request limit.
+	DefaultDrainBudget = 4 * time.Minute
 	// DefaultInProcessInterval is how often the in-process worker drains
 	// unasked (for retries and scheduled jobs that fell due).
 	DefaultInProcessInterval = time.Second
@@ -35,9 +41,11 @@ const (
 	// a deferral (RetryAfter) or a snooze that would run it later fails it
 	// instead. A handler may set its own (see WaitLimiter).
 	DefaultMaxWait = 72 * time.Hour
-	// shutdownMargin bounds the wait for the engine's loops once the
-	// workers have stopped.
-	shutdownMargin = 5 * time.Second
+	// shutdownMargin bounds the wait for the engine's loops (the reaper,
+	// the in-process runner) and the last wake-ups once the workers have
+	// stopped: the loops are cancelled then, and each of their calls has a
+	// deadline.
+	shutdownMargin = time.Second
 )
 
 // Config configures an Engine. DB, Redis and Registry are required; every
@@ -234,6 +242,10 @@ func New(cfg Config) (*Engine, error) {
 	})
 	e.notify = trigger
 	if cfg.InProcess {
+		if longest := e.worker.maxTimeout(); cfg.DrainBudget <= longest {
+			log.Warn("the in-process drain budget does not fit the longest job timeout: jobs of that length never run in process",
+				"drain_budget", cfg.DrainBudget, "longest_timeout", longest)
+		}
 		e.runner = newRunner(e.worker, cfg.DrainBudget, cfg.InProcessInterval, cfg.Clock, log)
 		kick := e.runner.Kick
 		if trigger != nil {
@@ -327,7 +339,10 @@ func (e *Engine) reap(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := e.reconciler.Reap(ctx); err != nil && ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, reapTimeout)
+		_, err := e.reconciler.Reap(rctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			e.cfg.Logger.Warn("reap failed", "err", err)
 		}
 	}
@@ -337,10 +352,12 @@ func (e *Engine) reap(ctx context.Context) {
 // the running handlers finish until ctx is done (the grace period), the
 // ones still running are cancelled and their jobs given back to the queue,
 // their outcomes are written; then the runner and the reaper stop, and the
-// wake-ups still being published end. It returns an error when the loops
-// have not ended shortly after.
+// wake-ups still being published end. Once ctx is done it returns within
+// releaseTimeout + shutdownMargin whatever the backends do, with an error
+// naming the jobs it could not give back (the reaper recovers them) or
+// saying that the loops had not ended.
 func (e *Engine) Shutdown(ctx context.Context) error {
-	e.worker.Shutdown(ctx)
+	werr := e.worker.Shutdown(ctx)
 	e.mu.Lock()
 	cancel := e.cancel
 	e.mu.Unlock()
@@ -362,8 +379,8 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	defer t.Stop()
 	select {
 	case <-done:
-		return nil
+		return werr
 	case <-t.C:
-		return fmt.Errorf("jobs: engine loops still running %s after the workers stopped", shutdownMargin)
+		return errors.Join(werr, fmt.Errorf("jobs: engine loops still running %s after the workers stopped", shutdownMargin))
 	}
 }

@@ -97,7 +97,7 @@ func TestDrainReportsItsDuration(t *testing.T) {
 		require.NoError(t, err)
 		_, _, err = e.Service().Create(ctx, jobs.CreateRequest{UserID: "u1", Type: "slow"})
 		require.NoError(t, err)
-		sum, err := e.Worker().Drain(ctx, time.Minute)
+		sum, err := e.Worker().Drain(ctx, 2*time.Minute) // fits the default job timeout
 		require.NoError(t, err)
 		require.Equal(t, 1, sum.Completed)
 		require.GreaterOrEqual(t, sum.DurationMs, int64(30))

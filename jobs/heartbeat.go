@@ -21,7 +21,11 @@ import (
 // dropped. The context's cause (context.Cause) is ErrCancelled when the
 // job was cancelled, ErrLeaseLost otherwise. When renewals fail, a job is
 // declared lost once its lease has less than one interval left, so that
-// the handler stops before the reaper may give the job to another worker.
+// the handler stops before the reaper may give the job to another worker;
+// and whatever the ticks do (a tick held up by a loaded machine), a
+// watchdog of each lease gives it up a third of an interval before it runs
+// out unrenewed. A lease counts from the start of its claim, not from its
+// handler's start: a claim that took long leaves less of it.
 //
 // Every lease registered is renewed at every tick, even one claimed just
 // before it: a row more in the statement costs next to nothing, and
@@ -66,6 +70,9 @@ type lease struct {
 	cancel context.CancelCauseFunc
 	// cause is why the lease was lost, set with lost.
 	cause error
+	// watchdog gives the lease up shortly before validUntil unless a
+	// renewal pushes it back first.
+	watchdog *time.Timer
 }
 
 func newHeartbeat(leaseDuration time.Duration, clock Clock, st *store.Store, queue *redisQueue, log *slog.Logger) *heartbeat {
@@ -78,19 +85,25 @@ func newHeartbeat(leaseDuration time.Duration, clock Clock, st *store.Store, que
 }
 
 // add registers a job whose handler is starting: its lease counts as
-// renewed now. cancel is called, under the heartbeat's lock and so at
-// most once, if the lease is lost; it must not block. A job already
-// registered under the same id belongs to an older claim (the row was
-// claimed again since): that one is lost at once.
-func (h *heartbeat) add(f store.Fence, cancel context.CancelCauseFunc) *lease {
-	l := &lease{fence: f, validUntil: time.Now().Add(h.lease), cancel: cancel}
+// taken at from (the start of its claim; now when zero). cancel is called,
+// under the heartbeat's lock and so at most once, if the lease is lost; it
+// must not block. A job already registered under the same id belongs to
+// an older claim (the row was claimed again since): that one is lost at
+// once.
+func (h *heartbeat) add(f store.Fence, cancel context.CancelCauseFunc, from time.Time) *lease {
+	if from.IsZero() {
+		from = time.Now()
+	}
+	l := &lease{fence: f, validUntil: from.Add(h.lease), cancel: cancel}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if old, ok := h.leases[f.ID]; ok {
 		old.lost, old.cause = true, ErrLeaseLost
 		old.cancel(ErrLeaseLost)
+		old.watchdog.Stop()
 	}
 	h.leases[f.ID] = l
+	l.watchdog = time.AfterFunc(h.untilGiveUp(l), func() { h.expire(l) })
 	if h.stopTicker == nil {
 		ctx, stop := context.WithCancel(context.Background())
 		h.stopTicker = stop
@@ -107,6 +120,7 @@ func (h *heartbeat) add(f store.Fence, cancel context.CancelCauseFunc) *lease {
 func (h *heartbeat) remove(l *lease) (lost bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	l.watchdog.Stop()
 	if h.leases[l.fence.ID] == l {
 		delete(h.leases, l.fence.ID)
 		h.stopIfIdle()
@@ -119,8 +133,31 @@ func (h *heartbeat) remove(l *lease) (lost bool) {
 func (h *heartbeat) lose(l *lease, cause error) {
 	l.lost, l.cause = true, cause
 	l.cancel(cause)
+	l.watchdog.Stop()
 	delete(h.leases, l.fence.ID)
 	h.stopIfIdle()
+}
+
+// untilGiveUp is how long from now l's watchdog waits: until a third of
+// an interval before its lease runs out.
+func (h *heartbeat) untilGiveUp(l *lease) time.Duration {
+	return time.Until(l.validUntil) - h.every/3
+}
+
+// expire is l's watchdog: a lease still registered and not renewed since
+// the watchdog was set is given up before it runs out.
+func (h *heartbeat) expire(l *lease) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.leases[l.fence.ID] != l {
+		return
+	}
+	if d := h.untilGiveUp(l); d > 0 {
+		l.watchdog.Reset(d) // renewed meanwhile
+		return
+	}
+	h.log.Info("lease lost: not renewed before it nearly ran out", "job_id", l.fence.ID, "attempt", l.fence.Attempt)
+	h.lose(l, ErrLeaseLost)
 }
 
 // stopIfIdle ends the ticker when no lease is left; h.mu is held. A tick
@@ -161,26 +198,19 @@ func (h *heartbeat) tick(ctx context.Context) {
 	h.mu.Lock()
 	batch := make([]*lease, 0, len(h.leases))
 	fences := make([]store.Fence, 0, len(h.leases))
-	earliest := start.Add(h.lease)
 	for _, l := range h.leases {
 		batch = append(batch, l)
 		fences = append(fences, l.fence)
-		if l.validUntil.Before(earliest) {
-			earliest = l.validUntil
-		}
 	}
 	h.mu.Unlock()
 	if len(batch) == 0 {
 		return
 	}
-	// The statement may run until the first lease of the batch has half an
-	// interval left (at least half an interval): past that, that job is
-	// lost either way, and a renewal that succeeds late is still valid.
-	deadline := earliest.Add(-h.every / 2)
-	if floor := start.Add(h.every / 2); deadline.Before(floor) {
-		deadline = floor
-	}
-	tctx, cancel := context.WithDeadline(ctx, deadline)
+	// The statements and the Redis call get less than an interval
+	// (renewTimeout), so a tick ends before the next is due; a renewal
+	// that lands late is still valid, and a job whose lease runs out
+	// meanwhile is given up by its watchdog.
+	tctx, cancel := context.WithTimeout(ctx, renewTimeout(h.every))
 	defer cancel()
 	until := h.clock.Now().Add(h.lease)
 	ids, err := h.renew(tctx, fences, until)

@@ -78,6 +78,9 @@ func newBeatRig(t *testing.T, b testenv.Backend, cfg workerConfig) *beatRig {
 		}
 	})
 	cfg.DB, cfg.Queue, cfg.Registry = b.DB.Gorm, r.queue, reg
+	if cfg.JobTimeout == 0 {
+		cfg.JobTimeout = 10 * time.Second // fits in the drains' budget
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	r.w = newWorker(cfg)
 	real := r.w.beat.renew
@@ -416,7 +419,7 @@ func TestHeartbeatLossRacesWithHandlersReturning(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := g; i < n; i += 8 {
-				l := h.add(store.Fence{ID: int64(i), Attempt: 1}, func(error) { cancels[i].Add(1) })
+				l := h.add(store.Fence{ID: int64(i), Attempt: 1}, func(error) { cancels[i].Add(1) }, time.Time{})
 				for range i % 5 {
 					time.Sleep(time.Duration(i%3) * 100 * time.Microsecond)
 				}
@@ -451,8 +454,8 @@ func TestHeartbeatLossRacesWithHandlersReturning(t *testing.T) {
 func TestHeartbeatANewClaimLosesTheOldOne(t *testing.T) {
 	h := newHeartbeat(time.Hour, SystemClock{}, nil, nil, slog.New(slog.DiscardHandler))
 	var oldCancelled, newCancelled atomic.Bool
-	older := h.add(store.Fence{ID: 7, Attempt: 1}, func(error) { oldCancelled.Store(true) })
-	newer := h.add(store.Fence{ID: 7, Attempt: 2}, func(error) { newCancelled.Store(true) })
+	older := h.add(store.Fence{ID: 7, Attempt: 1}, func(error) { oldCancelled.Store(true) }, time.Time{})
+	newer := h.add(store.Fence{ID: 7, Attempt: 2}, func(error) { newCancelled.Store(true) }, time.Time{})
 	require.True(t, oldCancelled.Load())
 	require.True(t, h.remove(older), "the older claim is lost")
 	require.EqualValues(t, 1, h.tickers.Load(), "the newer claim still runs")

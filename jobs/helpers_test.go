@@ -55,6 +55,11 @@ func (x *bundle) engine(cfg jobs.Config) *jobs.Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = quiet()
 	}
+	if cfg.JobTimeout == 0 {
+		// A drain starts a job only if its timeout fits in the rest of
+		// the budget: the tests drain with budgets of a minute.
+		cfg.JobTimeout = 10 * time.Second
+	}
 	eng, err := jobs.New(cfg)
 	require.NoError(x.t, err)
 	x.t.Cleanup(func() { require.NoError(x.t, eng.Shutdown(context.Background())) })

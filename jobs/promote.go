@@ -8,7 +8,8 @@ import (
 )
 
 // promoteScheduled moves scheduled jobs whose time has come to pending and
-// enqueues them.
+// enqueues them; ctx bounds it (promoteTimeout in a drain). A page promoted
+// but not enqueued is queued by the reconciler.
 func (w *Worker) promoteScheduled(ctx context.Context) (int, error) {
 	now := w.cfg.Clock.Now().UTC()
 	total := 0
@@ -25,7 +26,7 @@ func (w *Worker) promoteScheduled(ctx context.Context) (int, error) {
 			items[i] = queueItem{ID: r.ID, Priority: r.Priority}
 		}
 		if err := w.cfg.Queue.Enqueue(ctx, items...); err != nil {
-			return total, fmt.Errorf("drain: enqueue promoted jobs: %w", err)
+			return total, fmt.Errorf("drain: enqueue promoted jobs: %w: %w", ErrUnavailable, err)
 		}
 		total += len(rows)
 		w.log.Info("scheduled jobs are due", "count", len(rows))

@@ -16,6 +16,12 @@ import (
 // DefaultReconcileInterval is how often drains reconcile at most.
 const DefaultReconcileInterval = time.Minute
 
+// reconcileCallTimeout bounds each step of a reconcile pass (one page of
+// pending rows read, looked up in Redis and enqueued; the stale-entry
+// sweep; the turn's lock), so a pass over a hung backend fails instead of
+// waiting; a pass cut short is redone by the next one.
+const reconcileCallTimeout = 10 * time.Second
+
 // reconciler makes Redis agree with the database, the source of truth: every
 // pending job the queue has lost (an enqueue that failed after the insert,
 // an in-process Redis that restarted empty, a flushed Redis) is enqueued
@@ -85,7 +91,9 @@ type reconcileResult struct {
 
 // RunIfDue runs a pass unless one ran, in any process, within the interval.
 func (r *reconciler) RunIfDue(ctx context.Context) (reconcileResult, error) {
-	ok, err := r.queue.rdb.SetNX(ctx, r.queue.Key("reconcile:lock"), r.clock.Now().UnixMilli(), r.interval).Result()
+	lctx, cancel := context.WithTimeout(ctx, queueCallTimeout)
+	defer cancel()
+	ok, err := r.queue.rdb.SetNX(lctx, r.queue.Key("reconcile:lock"), r.clock.Now().UnixMilli(), r.interval).Result()
 	if err != nil {
 		return reconcileResult{}, fmt.Errorf("reconcile: take turn: %w", err)
 	}
@@ -101,12 +109,16 @@ func (r *reconciler) RunIfDue(ctx context.Context) (reconcileResult, error) {
 func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 	const page = 500
 	var res reconcileResult
-	n, err := r.Reap(ctx)
+	rctx, cancel := context.WithTimeout(ctx, reapTimeout)
+	n, err := r.Reap(rctx)
+	cancel()
 	res.Recovered = n
 	if err != nil {
 		return res, err
 	}
-	dropped, err := r.dropStale(ctx)
+	dctx, cancel := context.WithTimeout(ctx, reconcileCallTimeout)
+	dropped, err := r.dropStale(dctx)
+	cancel()
 	res.Dropped = dropped
 	if err != nil {
 		return res, err
@@ -114,6 +126,10 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 	var after int64
 	now := r.clock.Now()
 	for {
+		// Each page gets its own deadline (the timers are few: one per
+		// 500 pending jobs).
+		ctx, cancel := context.WithTimeout(ctx, reconcileCallTimeout)
+		defer cancel()
 		rows, err := r.store.PendingPage(ctx, after, page)
 		if err != nil {
 			return res, fmt.Errorf("reconcile: list pending jobs: %w: %w", ErrUnavailable, err)

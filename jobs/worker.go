@@ -88,6 +88,11 @@ type Worker struct {
 
 	// stop closes when Shutdown begins: drains stop claiming.
 	stop chan struct{}
+	// gaveUp closes when Shutdown gave up on jobs it could not give back
+	// (a failed or hung backend): a drain still waiting for outcomes then
+	// answers at once with what it has.
+	gaveUp     chan struct{}
+	gaveUpOnce sync.Once
 	// kicked holds a kick: work was queued in this process (see kick).
 	kicked   chan struct{}
 	stopOnce sync.Once
@@ -126,7 +131,7 @@ func newWorker(cfg workerConfig) *Worker {
 		cfg.Backoff = ExponentialBackoff(DefaultBackoffBase, DefaultBackoffMax, nil)
 	}
 	abortCtx, abort := context.WithCancel(context.Background())
-	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), kicked: make(chan struct{}, 1), abortCtx: abortCtx, abort: abort, running: newRunningSet()}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), gaveUp: make(chan struct{}), kicked: make(chan struct{}, 1), abortCtx: abortCtx, abort: abort, running: newRunningSet()}
 	w.store = store.New(cfg.DB)
 	w.beat = newHeartbeat(cfg.LeaseDuration, cfg.Clock, w.store, cfg.Queue, w.log)
 	w.fin = &finisher{store: w.store, queue: cfg.Queue, clock: cfg.Clock, log: w.log, notify: cfg.Notify}
@@ -136,19 +141,35 @@ func newWorker(cfg workerConfig) *Worker {
 // Shutdown stops every drain from claiming, lets the running handlers
 // finish until ctx is done, then cancels the rest and gives their jobs back
 // to the queue (their attempt does not count) so they run again soon. It
-// returns when every handler has returned.
-func (w *Worker) Shutdown(ctx context.Context) {
+// returns when every handler has returned and every outcome is written, or
+// releaseTimeout after ctx is done, whatever the backends do: the jobs not
+// given back by then (a failing or hung database) are logged by id and
+// named in the error; they stay processing and the reaper recovers them
+// once their lease ends.
+func (w *Worker) Shutdown(ctx context.Context) error {
 	w.stopOnce.Do(func() { close(w.stop) })
 	done := w.running.close()
-	defer w.beat.wait() // every handler returned: the ticker ends
 	select {
 	case <-done:
-		return
+		w.beat.wait() // every handler returned: the ticker ends
+		return nil
 	case <-ctx.Done():
 	}
 	w.log.Warn("grace period over: releasing the jobs still running")
 	w.abort()
-	<-done
+	t := time.NewTimer(releaseTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		w.beat.wait()
+		return nil
+	case <-t.C:
+	}
+	w.gaveUpOnce.Do(func() { close(w.gaveUp) })
+	ids := w.running.members()
+	w.log.Error("shutdown: jobs not given back in time (a backend failed or hung); they stay processing and the reaper recovers them when their lease ends",
+		"count", len(ids), "job_ids", ids, "waited", releaseTimeout)
+	return fmt.Errorf("jobs: %d jobs not given back within %s after the grace period (ids %v): %w", len(ids), releaseTimeout, ids, ErrUnavailable)
 }
 
 func (w *Worker) stopping() bool {
@@ -162,15 +183,33 @@ func (w *Worker) stopping() bool {
 
 // maxTimeout is the longest timeout of any registered job type.
 func (w *Worker) maxTimeout() time.Duration {
-	longest := w.cfg.JobTimeout
-	for _, typ := range w.cfg.Registry.Types() {
-		if h, ok := w.cfg.Registry.Lookup(typ); ok {
-			if th, ok := h.(TimeoutHandler); ok && th.Timeout() > longest {
-				longest = th.Timeout()
-			}
+	_, longest := w.timeouts()
+	return longest
+}
+
+// timeouts are the shortest and the longest timeout of the registered job
+// types (JobTimeout for a type that sets none).
+func (w *Worker) timeouts() (shortest, longest time.Duration) {
+	shortest, longest = w.cfg.JobTimeout, w.cfg.JobTimeout
+	for i, typ := range w.cfg.Registry.Types() {
+		d := w.timeoutOfType(typ)
+		if i == 0 || d < shortest {
+			shortest = d
+		}
+		longest = max(longest, d)
+	}
+	return shortest, longest
+}
+
+// timeoutOfType is the timeout of a job of type typ: its handler's own, or
+// JobTimeout (for an unknown type too).
+func (w *Worker) timeoutOfType(typ string) time.Duration {
+	if h, ok := w.cfg.Registry.Lookup(typ); ok {
+		if th, ok := h.(TimeoutHandler); ok && th.Timeout() > 0 {
+			return th.Timeout()
 		}
 	}
-	return longest
+	return w.cfg.JobTimeout
 }
 
 // DrainSummary says what one drain did.
@@ -192,6 +231,15 @@ type DrainSummary struct {
 	Skipped int `json:"skipped"`
 	// Released counts jobs given back unfinished at shutdown.
 	Released int `json:"released"`
+	// LeftForTime counts claimed jobs given back unrun, at their place in
+	// the queue and with their attempt not counted, because their timeout
+	// did not fit in the rest of the budget; the drain stopped claiming
+	// then. A drain with a longer budget runs them.
+	LeftForTime int `json:"leftForTime"`
+	// Unrecorded counts outcomes the drain could not write before it
+	// answered (a failed or hung backend): those jobs stay processing and
+	// the reaper recovers them when their lease ends.
+	Unrecorded int `json:"unrecorded"`
 	// Snoozed counts jobs that ran and now wait (for their children).
 	Snoozed int `json:"snoozed"`
 	// Remaining is how many jobs were pending when the drain ended.
@@ -216,8 +264,9 @@ const (
 // job was cancelled, or reaped and maybe claimed again elsewhere, or
 // renewals failed until it nearly ran out) the handler's context is
 // cancelled, with ErrCancelled as its cause for a cancel, and nothing is
-// recorded.
-func (w *Worker) run(ctx context.Context, job *models.Job) ran {
+// recorded. leased is when the claim began, on the real clock: the lease
+// runs from then, not from the handler's start.
+func (w *Worker) run(ctx context.Context, job *models.Job, leased time.Time) ran {
 	log := w.log.With("job_id", job.ID, "type", job.Type, "attempt", job.Attempts)
 	started := w.cfg.Clock.Now().UTC()
 	job, err := w.decryptSecrets(job) // the handler's copy; the row keeps the ciphertext
@@ -228,10 +277,7 @@ func (w *Worker) run(ctx context.Context, job *models.Job) ran {
 	if !ok {
 		return w.finish(log, job, started, nil, Permanent(fmt.Errorf("no handler registered for job type %q", job.Type)))
 	}
-	timeout := w.cfg.JobTimeout
-	if th, ok := h.(TimeoutHandler); ok && th.Timeout() > 0 {
-		timeout = th.Timeout()
-	}
+	timeout := w.timeoutOfType(job.Type)
 	// The heartbeat cancels lctx, with ErrCancelled or ErrLeaseLost as
 	// its cause, when the job's row moves on.
 	lctx, cancelLease := context.WithCancelCause(ctx)
@@ -240,7 +286,7 @@ func (w *Worker) run(ctx context.Context, job *models.Job) ran {
 	defer cancel()
 	stopAbort := context.AfterFunc(w.abortCtx, func() { cancel() })
 	defer stopAbort()
-	beat := w.beat.add(fenceOf(job), cancelLease)
+	beat := w.beat.add(fenceOf(job), cancelLease, leased)
 	hctx := withJobContext(jctx, &jobContext{w: w, job: job})
 	result, err := w.safeHandle(hctx, log, h, job)
 	cancel()

@@ -75,7 +75,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	require.NotContains(t, out, "WORKER_SECRET")
 	_, out, _ = runCmd(t, "serve", "--help")
 	require.Contains(t, out, "DRAIN_BUDGET ")
-	require.Contains(t, out, "(default: 2m)")
+	require.Contains(t, out, "(default: 4m)")
 }
 
 // TestKeygenHelpIsHelp: --help prints help, not a key.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -55,12 +56,28 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
-	if err := a.Shutdown(sctx); err != nil {
-		return err
+	// Shutdown is bounded (app.ShutdownMargin after the grace period);
+	// this bound holds even if it were not, so that serve always exits
+	// within SHUTDOWN_GRACE + 5 s.
+	done := make(chan error, 1)
+	go func() { done <- a.Shutdown(sctx) }()
+	limit := time.NewTimer(cfg.ShutdownGrace + serveExitMargin)
+	defer limit.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-limit.C:
+		return fmt.Errorf("shutdown not finished %s after the grace period; exiting (jobs still processing are recovered by the reaper)", serveExitMargin)
 	}
 	log.Info("stopped")
 	return nil
 }
+
+// serveExitMargin is how long after SHUTDOWN_GRACE serve exits at the
+// latest: app.Shutdown's own margin and a little more.
+const serveExitMargin = app.ShutdownMargin + 700*time.Millisecond
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	level, _ := config.ParseLevel(cfg.LogLevel)

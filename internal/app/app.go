@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,6 +133,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		if err := register(a.Registry, a.DB.Gorm); err != nil {
 			return nil, fmt.Errorf("register job types: %w", err)
 		}
+	}
+	if err := checkDrainBudget(a.Registry, cfg); err != nil {
+		return nil, err
 	}
 	if cfg.ScrapeAllowPrivate {
 		log.Warn("web_scraping may reach private, loopback and link-local addresses", "why", "SCRAPE_ALLOW_PRIVATE=true")
@@ -323,20 +327,31 @@ func (a *App) Start(ln net.Listener) error {
 	return nil
 }
 
+// ShutdownMargin is the most Shutdown takes after its context's deadline
+// (the grace period), whatever the backends do: the engine gives up on
+// the jobs it could not give back (logging their ids; the reaper recovers
+// them), drain calls in flight answer, and the backends are closed.
+const ShutdownMargin = 4 * time.Second
+
+// closeTimeout bounds the closing of the backends at the end of Shutdown.
+const closeTimeout = 500 * time.Millisecond
+
 // Shutdown stops the embedded QStash and the HTTP listener, stops every
 // drain from claiming, lets running jobs finish until ctx's deadline (the
 // grace period), releases the jobs still running so they run again soon,
 // lets drain calls in flight answer with what they did, and closes the
-// backends.
+// backends. It returns at most ShutdownMargin (plus closeTimeout) after
+// ctx's deadline, even with a hung database or Redis, with an error
+// naming what it could not finish.
 func (a *App) Shutdown(ctx context.Context) error {
 	if a.QStash != nil {
 		_ = a.QStash.Close()
 	}
 	// Requests get a little longer than the jobs: a drain answers after
 	// its jobs are finished or released.
-	httpCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	httpCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownMargin)
 	if deadline, ok := ctx.Deadline(); ok {
-		httpCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(5*time.Second))
+		httpCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(ShutdownMargin))
 	}
 	defer cancel()
 	httpDone := make(chan error, 1)
@@ -356,8 +371,44 @@ func (a *App) Shutdown(ctx context.Context) error {
 	case <-httpCtx.Done():
 		err = errors.Join(err, fmt.Errorf("shutdown: work still running: %w", httpCtx.Err()))
 	}
-	a.closeBackends()
+	closed := make(chan struct{})
+	go func() {
+		a.closeBackends()
+		close(closed)
+	}()
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+		err = errors.Join(err, fmt.Errorf("shutdown: backends not closed within %s", closeTimeout))
+	}
 	return err
+}
+
+// checkDrainBudget refuses a DRAIN_BUDGET that some registered job type's
+// timeout does not fit in: a drain starts a job only if its timeout fits
+// in the rest of the budget, so such jobs would never run.
+func checkDrainBudget(reg *jobs.Registry, cfg *config.Config) error {
+	var tooLong []string
+	longest := cfg.JobTimeout
+	for _, typ := range reg.Types() {
+		d := cfg.JobTimeout
+		if h, ok := reg.Lookup(typ); ok {
+			if th, ok := h.(jobs.TimeoutHandler); ok && th.Timeout() > 0 {
+				d = th.Timeout()
+			}
+		}
+		longest = max(longest, d)
+		if d >= cfg.DrainBudget {
+			tooLong = append(tooLong, fmt.Sprintf("%s (%s)", typ, config.FormatDuration(d)))
+		}
+	}
+	if len(tooLong) == 0 {
+		return nil
+	}
+	return fmt.Errorf("DRAIN_BUDGET (%s) does not fit the timeout of %s: a drain starts a job only if its timeout fits in the rest of the budget, so these jobs would never run; set DRAIN_BUDGET to at least %s (the longest timeout plus 30s), under your platform's request limit",
+		config.FormatDuration(cfg.DrainBudget), strings.Join(tooLong, ", "), config.FormatDuration((longest + 30*time.Second).Truncate(time.Second)))
 }
 
 // workerAuthLimit adapts the limiter to the handlers' interface.

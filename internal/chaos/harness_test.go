@@ -72,6 +72,9 @@ func testMain(m *testing.M) int {
 		buildOut, buildErr = build(binary)
 	}
 	code := m.Run()
+	if embeddedDir != "" {
+		_ = os.RemoveAll(embeddedDir) // the binary hung_test.go built
+	}
 	summariesMu.Lock()
 	defer summariesMu.Unlock()
 	if len(summaries) > 0 {

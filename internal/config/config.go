@@ -176,9 +176,11 @@ type Config struct {
 	WorkerConcurrency int `env:"WORKER_CONCURRENCY" doc:"jobs one drain runs at once"`
 	// JobTimeout bounds a job whose type sets no timeout of its own.
 	JobTimeout time.Duration `env:"JOB_TIMEOUT" doc:"timeout of a job whose type sets none"`
-	// DrainBudget bounds one drain: it claims jobs only while the rest of
-	// the budget can fit the longest job timeout. Keep it under the
-	// platform's limit on one request.
+	// DrainBudget bounds one drain: it starts a job only if the job's
+	// timeout fits in the rest of the budget, so it must exceed every job
+	// type's timeout (serve refuses to start otherwise). A drain answers
+	// within the budget plus 5 s: keep it under the platform's limit on
+	// one request (QStash's "Max HTTP Response Duration") by 15 s or more.
 	DrainBudget time.Duration `env:"DRAIN_BUDGET" doc:"longest drain of one /api/workers call"`
 	// LeaseDuration is a claimed job's lease, renewed by a heartbeat while
 	// it runs: a dead worker's jobs are back in the queue within it.
@@ -462,6 +464,13 @@ var rules = []rule{
 	{reads: []string{"DRAIN_BUDGET"}, check: func(c *Config) string {
 		if c.DrainBudget <= 0 {
 			return "DRAIN_BUDGET must be positive"
+		}
+		return ""
+	}},
+	{reads: []string{"DRAIN_BUDGET", "JOB_TIMEOUT"}, check: func(c *Config) string {
+		if c.DrainBudget > 0 && c.JobTimeout > 0 && c.DrainBudget <= c.JobTimeout {
+			return fmt.Sprintf("DRAIN_BUDGET (%s) must be longer than JOB_TIMEOUT (%s): a drain starts a job only if its timeout fits in the rest of the budget, so such jobs would never run",
+				FormatDuration(c.DrainBudget), FormatDuration(c.JobTimeout))
 		}
 		return ""
 	}},

@@ -39,6 +39,7 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{map[string]string{"BATCH_BODY_LIMIT_BYTES": "1000"}, "BATCH_BODY_LIMIT_BYTES must be at least MAX_PAYLOAD_BYTES"},
 		{map[string]string{"QSTASH_TOKEN": "t"}, "QSTASH_TOKEN is set but QSTASH_CURRENT_SIGNING_KEY"},
 		{map[string]string{"TRIGGER_WINDOW": "10ms"}, "TRIGGER_WINDOW must be at least 1s"},
+		{map[string]string{"DRAIN_BUDGET": "1m", "JOB_TIMEOUT": "2m"}, "DRAIN_BUDGET (1m) must be longer than JOB_TIMEOUT (2m)"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -220,7 +221,7 @@ func TestSettingsShowTheDefaultsLoadApplies(t *testing.T) {
 		require.NotEmpty(t, s.Summary, name)
 	}
 	require.Equal(t, handlers.DefaultDrainBudget, cfg.DrainBudget, "one default for the drain budget")
-	require.Equal(t, 2*time.Minute, cfg.DrainBudget, "README documents 2m")
+	require.Equal(t, 4*time.Minute, cfg.DrainBudget, "README documents 4m")
 	require.Equal(t, "2m", config.FormatDuration(2*time.Minute))
 	require.Equal(t, "1h30m", config.FormatDuration(90*time.Minute))
 	require.Equal(t, "1h", config.FormatDuration(time.Hour))

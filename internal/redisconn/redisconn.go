@@ -41,6 +41,9 @@ func Open(ctx context.Context, rawURL string) (*Conn, error) {
 			return nil, fmt.Errorf("redis: REDIS_URL: %w", err)
 		}
 	}
+	// Calls end at their context's deadline, not only at the read and
+	// write timeouts: the engine's deadlines hold with a hung Redis.
+	opts.ContextTimeoutEnabled = true
 	c.Client = redis.NewClient(opts)
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -47,6 +47,9 @@ const (
 	KindReleased  Kind = "released"
 	KindLost      Kind = "lost"
 	KindCancelled Kind = "cancelled"
+	// KindUnstarted gives back a claimed job whose handler never started
+	// (see Unstarted).
+	KindUnstarted Kind = "unstarted"
 )
 
 // Transition is a change of one job's state, built by a constructor.
@@ -115,6 +118,12 @@ const lostRepeatedly = "worker lost repeatedly: "
 
 // lostRepeatedlyEnd ends that error.
 const lostRepeatedlyEnd = " attempts in a row lost their lease"
+
+// Unstarted gives back a claimed job whose handler never started (the
+// drain had too little time left for its timeout): pending again, due as
+// before, its attempt not counted, its error and lost streak kept, and no
+// attempt recorded.
+func Unstarted() Transition { return Transition{kind: KindUnstarted} }
 
 // Cancelled cancels an unfinished job (pending, scheduled or running) and
 // its unfinished descendants (see CancelTree). owner, when not nil, must
@@ -322,6 +331,8 @@ func columns(u Update) map[string]any {
 		c["status"], c["attempts"], c["next_run_at"] = models.StatusPending, gorm.Expr("attempts - 1"), t.at
 	case KindReleased:
 		c["status"], c["attempts"], c["next_run_at"] = models.StatusPending, gorm.Expr("attempts - 1"), now
+	case KindUnstarted:
+		c["status"], c["attempts"] = models.StatusPending, gorm.Expr("attempts - 1")
 	case KindLost:
 		// The statement reads the row as it was: lost_attempts + 1 counts
 		// this loss.
@@ -346,10 +357,10 @@ const pgBatch = `WITH v(id, attempt, lease_id, kind, status, result, error, at, 
 u AS (
   UPDATE jobs AS j SET
     status = CASE WHEN v.kind = 'lost' THEN (CASE WHEN j.lost_attempts + 1 >= v.max_lost THEN 'failed' ELSE 'pending' END) ELSE v.status END,
-    attempts = CASE WHEN v.kind IN ('snoozed', 'released', 'deferred', 'lost') THEN j.attempts - 1 ELSE j.attempts END,
-    lost_attempts = CASE WHEN v.kind = 'lost' THEN j.lost_attempts + 1 WHEN v.kind IN ('snoozed', 'released') THEN j.lost_attempts ELSE 0 END,
+    attempts = CASE WHEN v.kind IN ('snoozed', 'released', 'deferred', 'lost', 'unstarted') THEN j.attempts - 1 ELSE j.attempts END,
+    lost_attempts = CASE WHEN v.kind = 'lost' THEN j.lost_attempts + 1 WHEN v.kind IN ('snoozed', 'released', 'unstarted') THEN j.lost_attempts ELSE 0 END,
     result = CASE WHEN v.kind = 'completed' THEN v.result ELSE j.result END,
-    error = CASE WHEN v.kind IN ('snoozed', 'released') THEN j.error
+    error = CASE WHEN v.kind IN ('snoozed', 'released', 'unstarted') THEN j.error
       WHEN v.kind = 'lost' AND j.lost_attempts + 1 >= v.max_lost THEN '` + lostRepeatedly + `' || (j.lost_attempts + 1) || '` + lostRepeatedlyEnd + `'
       ELSE v.error END,
     checkpoint = CASE WHEN v.kind = 'completed' THEN NULL ELSE j.checkpoint END,
@@ -400,7 +411,7 @@ func (s *Store) applyRunningPostgres(db *gorm.DB, updates []Update, idx []int) (
 				status = models.StatusCompleted
 			case KindFailed:
 				status = models.StatusFailed
-			case KindRetry, KindDeferred, KindSnoozed, KindReleased:
+			case KindRetry, KindDeferred, KindSnoozed, KindReleased, KindUnstarted:
 				status = models.StatusPending
 			}
 			if !t.at.IsZero() {
