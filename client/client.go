@@ -64,6 +64,12 @@ type DrainSummary struct {
 	Skipped int `json:"skipped"`
 	// Released counts jobs given back unfinished at shutdown.
 	Released int `json:"released"`
+	// LeftForTime counts claimed jobs given back unrun because their
+	// timeout did not fit in the rest of the budget.
+	LeftForTime int `json:"leftForTime"`
+	// Unrecorded counts outcomes not written before the drain answered
+	// (a failed or hung backend); the reaper recovers those jobs.
+	Unrecorded int `json:"unrecorded"`
 	// Snoozed counts jobs that ran and now wait for their children.
 	Snoozed int `json:"snoozed"`
 	// Remaining is how many jobs were pending when the drain ended.

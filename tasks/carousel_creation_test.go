@@ -37,7 +37,7 @@ func drainUntilFinished(t *testing.T, svc *jobs.Service, w *jobs.Worker, user st
 	t.Helper()
 	var job *models.Job
 	testenv.WaitFor(t, 30*time.Second, "the carousel to finish", func() bool {
-		_, err := w.Drain(context.Background(), time.Minute)
+		_, err := w.Drain(context.Background(), jobs.DefaultDrainBudget)
 		require.NoError(t, err)
 		job, err = svc.Get(context.Background(), user, id)
 		require.NoError(t, err)

@@ -207,7 +207,7 @@ func TestInstagramThroughWorkerResumesFromCheckpoint(t *testing.T) {
 	}
 
 	f.FailNextOf(graph.CallPublish, 1, http.StatusInternalServerError, graph.GraphError("Service temporarily unavailable", "OAuthException", 2, 0, true))
-	if _, err := w.Drain(ctx, 10*time.Second); err != nil {
+	if _, err := w.Drain(ctx, jobs.DefaultDrainBudget); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.DB.Gorm.First(&stored, job.ID).Error; err != nil {
@@ -217,7 +217,7 @@ func TestInstagramThroughWorkerResumesFromCheckpoint(t *testing.T) {
 		t.Fatalf("after the failed attempt: status %s checkpoint %s", stored.Status, stored.Checkpoint)
 	}
 	clock.Advance(2 * time.Second)
-	if _, err := w.Drain(ctx, 10*time.Second); err != nil {
+	if _, err := w.Drain(ctx, jobs.DefaultDrainBudget); err != nil {
 		t.Fatal(err)
 	}
 	done, err := svc.Get(ctx, "u1", job.ID)

@@ -267,7 +267,7 @@ func TestFacebookNeverSentThenRetryPosts(t *testing.T) {
 			return j
 		}
 		for attempt := 1; attempt <= 3; attempt++ {
-			if _, err := w.Drain(ctx, 10*time.Second); err != nil {
+			if _, err := w.Drain(ctx, jobs.DefaultDrainBudget); err != nil {
 				t.Fatal(err)
 			}
 			clock.Advance(2 * time.Second)
@@ -284,7 +284,7 @@ func TestFacebookNeverSentThenRetryPosts(t *testing.T) {
 		if _, err := svc.Retry(ctx, "u1", job.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Drain(ctx, 10*time.Second); err != nil {
+		if _, err := w.Drain(ctx, jobs.DefaultDrainBudget); err != nil {
 			t.Fatal(err)
 		}
 		done := get()

@@ -5,15 +5,25 @@ package jobstest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jobhook/jobhook/jobs"
 )
 
+// TestJobTimeout is the timeout of the jobs of an engine Start builds when
+// its config sets none.
+const TestJobTimeout = 5 * time.Second
+
 // Start builds an engine from cfg and starts it, failing the test on an
 // error; the engine shuts down when the test ends. The test drains its
-// Worker itself unless cfg asks for InProcess.
+// Worker itself unless cfg asks for InProcess. A zero JobTimeout is
+// TestJobTimeout: a drain starts a job only if its timeout fits in the
+// rest of the budget, and the tests drain with budgets of seconds.
 func Start(t testing.TB, cfg jobs.Config) *jobs.Engine {
 	t.Helper()
+	if cfg.JobTimeout == 0 {
+		cfg.JobTimeout = TestJobTimeout
+	}
 	eng, err := jobs.New(cfg)
 	if err != nil {
 		t.Fatalf("jobs.New: %v", err)
