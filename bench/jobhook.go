@@ -20,8 +20,9 @@ import (
 // noopType is the no-op job type of every system.
 const noopType = "bench_noop"
 
-// drainBudget is the budget of one jobhook drain, as POST /api/workers
-// gives it (handlers.DefaultDrainBudget).
+// drainBudget is the budget of one jobhook drain: room for a whole
+// phase's backlog (the no-op jobs fit any budget; POST /api/workers gives
+// handlers.DefaultDrainBudget).
 const drainBudget = 2 * time.Minute
 
 // jobhookBench drives jobhook's engine through its public API: an Engine

@@ -123,6 +123,8 @@ func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time
 		unwritten atomic.Int64
 		wake      = make(chan struct{}, 1)
 		lastClaim time.Time
+		// lastPromote is when the loop last promoted due delayed jobs.
+		lastPromote = time.Now()
 		// open holds the jobs of this drain in their handlers or whose
 		// outcome is not written yet, by id (under mu): the ones named
 		// when the drain answers without them.
@@ -408,6 +410,13 @@ func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time
 		// after an empty claim may have queued work (a short retry, a woken
 		// parent). A handler counts its outcome as unwritten before it
 		// frees its slot, so unwritten is read after the slots.
+		// Delayed jobs that fell due during a long drain (a retry, a
+		// deferral, a snooze) take their turn by priority now, instead of
+		// waiting for the backlog before them to drain.
+		if time.Since(lastPromote) >= promoteEvery {
+			promoteDue()
+			lastPromote = time.Now()
+		}
 		inflight -= int(freed.Swap(0))
 		free = w.cfg.Concurrency - inflight - reserved
 		quiet := inflight == 0 && claiming == 0 && unwritten.Load() == 0 && !reconciling.Load()

@@ -36,6 +36,10 @@ const (
 	// them: claims come in batches, at most one per cooldown, instead of
 	// one per finished job.
 	claimCooldown = time.Millisecond
+	// promoteEvery is how often a busy drain promotes the delayed jobs
+	// that fell due (one Redis call); a drain that finds the queue empty
+	// promotes them at once.
+	promoteEvery = time.Second
 	// maxClaimsInFlight is how many claims one drain runs at once.
 	maxClaimsInFlight = 2
 	// claimRetryFor is how long a claim whose write failed on a transient

@@ -210,7 +210,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	a.Service, a.Worker = a.Engine.Service(), a.Engine.Worker()
 	if cfg.InProcessWorker {
-		log.Info("worker: in-process too, after each create and every "+cfg.InProcessInterval.String(), "why", "INPROCESS_WORKER=true")
+		log.Info("worker: in-process too, after each create, when a retry or snooze falls due, and every "+cfg.InProcessInterval.String(), "why", "INPROCESS_WORKER=true")
 	}
 	limiter := ratelimit.New(a.Redis.Client, cfg.RedisPrefix+"ratelimit:", nil)
 	createRate := ratelimit.Rate{PerMinute: cfg.CreateRatePerMinute, Burst: cfg.CreateBurst}
