@@ -5,6 +5,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -234,19 +235,22 @@ func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time
 	start := func(rows []models.Job, leased time.Time) {
 		for i := range rows {
 			job := &rows[i]
-			log := w.log.With("job_id", job.ID, "type", job.Type)
+			// The job's logger is built only on the rare paths below:
+			// this loop is the drain's one claiming goroutine.
+			jobLog := func() *slog.Logger { return w.log.With("job_id", job.ID, "type", job.Type) }
 			opened(job.ID)
 			if !w.running.add(job.ID) {
 				// Shutdown began after the claim: give the job back
 				// unrun, like the jobs it releases.
 				wg.Add(1)
-				submit(w.release(log, job, w.cfg.Clock.Now().UTC()), nil)
+				submit(w.release(jobLog(), job, w.cfg.Clock.Now().UTC()), nil)
 				continue
 			}
 			if timeout := w.timeoutOfType(job.Type); time.Until(deadline) < timeout {
 				// Its timeout does not fit in what is left of the
 				// budget: back at its place, unrun, and no more claims
 				// (the jobs of this claim that fit still run).
+				log := jobLog()
 				log.Info("job left for a drain with more time: its timeout does not fit in the rest of the budget",
 					"timeout", timeout, "left", time.Until(deadline).Round(time.Millisecond))
 				outOfTime = true
