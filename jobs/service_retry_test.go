@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -199,5 +200,108 @@ func TestListFailedJobs(t *testing.T) {
 		page, err = x.service.List(ctx, jobs.ListRequest{UserID: "user-1", Status: models.StatusFailed})
 		require.NoError(t, err)
 		require.Len(t, page.Jobs, 2, "a retried job is no longer failed")
+	})
+}
+
+// fanout is a parent type like a carousel: it spawns two record children
+// and completes once both completed, failing when one did not.
+func registerFanout(x *bundle) {
+	x.registry.MustRegister("fanout", jobs.HandlerFunc(func(ctx context.Context, _ *models.Job) (json.RawMessage, error) {
+		specs := []jobs.ChildSpec{{Type: "record", Payload: json.RawMessage(`{}`)}, {Type: "record", Payload: json.RawMessage(`{}`)}}
+		if _, err := jobs.SpawnChildren(ctx, specs); err != nil {
+			return nil, err
+		}
+		children, err := jobs.AwaitChildren(ctx, time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range children {
+			if c.Status != models.StatusCompleted {
+				return nil, jobs.Permanent(fmt.Errorf("child %d is %s", c.ID, c.Status))
+			}
+		}
+		return json.RawMessage(`{"ok":true}`), nil
+	}))
+}
+
+// TestRetryOfACancelledParentRunsItsChildrenAgain: a parent cancelled with
+// its children, then retried, finds its children again by their keys; they
+// start again with it, so the whole tree completes.
+func TestRetryOfACancelledParentRunsItsChildrenAgain(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		registerFanout(x)
+		parent := x.create(t, jobs.CreateRequest{Type: "fanout"})
+		var kids []int64
+		parentRow := x.reload(t, parent.ID)
+		for i := 0; i < 2; i++ {
+			c, err := x.service.CreateChild(ctx, &parentRow, i, jobs.ChildSpec{Type: "record", Payload: json.RawMessage(`{}`)})
+			require.NoError(t, err)
+			kids = append(kids, c.ID)
+		}
+		_, err := x.service.Cancel(ctx, "user-1", parent.ID)
+		require.NoError(t, err)
+		for _, id := range kids {
+			require.Equal(t, models.StatusCancelled, x.reload(t, id).Status)
+		}
+
+		got, err := x.service.Retry(ctx, "user-1", parent.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.StatusPending, got.Status)
+		for _, id := range kids {
+			row := x.reload(t, id)
+			require.Equal(t, models.StatusPending, row.Status, "child %d starts again with its parent", id)
+			require.Nil(t, row.CompletedAt)
+		}
+		sum, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, 3, sum.Completed, "%+v", sum)
+		for _, id := range append([]int64{parent.ID}, kids...) {
+			require.Equal(t, models.StatusCompleted, x.reload(t, id).Status, "job %d", id)
+		}
+	})
+}
+
+// TestRetryOfAFailedParentKeepsItsCompletedChildren: retrying a parent
+// whose child failed starts the failed child again and leaves the
+// completed one as it was; a passed expiry is renewed.
+func TestRetryOfAFailedParentKeepsItsCompletedChildren(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		x := setup(t, b)
+		registerFanout(x)
+		parent := x.create(t, jobs.CreateRequest{Type: "fanout"})
+		var kids []int64
+		parentRow := x.reload(t, parent.ID)
+		for i := 0; i < 2; i++ {
+			c, err := x.service.CreateChild(ctx, &parentRow, i, jobs.ChildSpec{Type: "record", Payload: json.RawMessage(`{}`)})
+			require.NoError(t, err)
+			kids = append(kids, c.ID)
+		}
+		now := x.clock.Now()
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", kids[0]).
+			Updates(map[string]any{"status": models.StatusCompleted, "attempts": 1, "completed_at": now}).Error)
+		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id IN ?", []int64{kids[1], parent.ID}).
+			Updates(map[string]any{"status": models.StatusFailed, "attempts": 3, "error": "boom", "completed_at": now}).Error)
+		// The parent's expiry passed while it sat failed.
+		x.clock.Advance(100 * time.Hour)
+		before := x.reload(t, kids[0])
+
+		_, err := x.service.Retry(ctx, "user-1", parent.ID)
+		require.NoError(t, err)
+		require.Equal(t, before, x.reload(t, kids[0]), "the completed child is untouched")
+		again := x.reload(t, kids[1])
+		require.Equal(t, models.StatusPending, again.Status)
+		require.Zero(t, again.Attempts)
+		p := x.reload(t, parent.ID)
+		require.NotNil(t, p.ExpiresAt)
+		require.True(t, p.ExpiresAt.After(x.clock.Now()), "a passed expiry is renewed: %s", p.ExpiresAt)
+		require.Equal(t, jobs.DefaultMaxWait, p.ExpiresAt.Sub(x.clock.Now()), "as far from now as it was from the start")
+
+		sum, err := x.worker(jobs.Config{}).Drain(ctx, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, 2, sum.Completed, "the failed child and the parent: %+v", sum)
+		require.Equal(t, models.StatusCompleted, x.reload(t, parent.ID).Status)
 	})
 }

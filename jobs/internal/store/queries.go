@@ -230,30 +230,6 @@ func owned(q *gorm.DB, owner *string) *gorm.DB {
 	return q.Where("user_id = ?", *owner)
 }
 
-// Retry makes a failed or cancelled job pending again, due now, with no
-// attempts (counted or lost), no error and no result. It reports whether
-// the job was failed or cancelled.
-func (s *Store) Retry(ctx context.Context, owner *string, id int64, now time.Time) (bool, error) {
-	now = now.UTC()
-	res := owned(s.db.WithContext(ctx).Model(&models.Job{}), owner).
-		Where("id = ? AND status IN ?", id, []models.Status{models.StatusFailed, models.StatusCancelled}).
-		Updates(map[string]any{
-			"status":           models.StatusPending,
-			"attempts":         0,
-			"lost_attempts":    0,
-			"error":            "",
-			"result":           nil,
-			"completed_at":     nil,
-			"lease_expires_at": nil,
-			"next_run_at":      now,
-			"updated_at":       now,
-		})
-	if res.Error != nil {
-		return false, fmt.Errorf("retry job %d: %w", id, res.Error)
-	}
-	return res.RowsAffected > 0, nil
-}
-
 // Reschedule moves a job that is still in status from, unchanged since
 // updatedAt, to status to, running at next, scheduled for at. It reports
 // whether the job was moved.
