@@ -85,17 +85,24 @@ return added
 
 // Enqueue makes jobs runnable now. A job already pending keeps its place.
 func (q *redisQueue) Enqueue(ctx context.Context, items ...queueItem) error {
+	return q.runByPriority(ctx, "enqueue", enqueueScript, []string{q.Key("pending"), q.Key("seq")}, items)
+}
+
+// runByPriority runs script over items, at most maxArgsPerCall of them a
+// call, with ARGV id, inverted priority, id, …; verb names the operation
+// in errors.
+func (q *redisQueue) runByPriority(ctx context.Context, verb string, script *redis.Script, keys []string, items []queueItem) error {
 	for start := 0; start < len(items); start += maxArgsPerCall {
 		chunk := items[start:min(start+maxArgsPerCall, len(items))]
 		args := make([]any, 0, 2*len(chunk))
 		for _, it := range chunk {
 			if it.Priority < models.MinPriority || it.Priority > models.MaxPriority {
-				return fmt.Errorf("queue: enqueue job %d: priority %d out of range", it.ID, it.Priority)
+				return fmt.Errorf("queue: %s job %d: priority %d out of range", verb, it.ID, it.Priority)
 			}
 			args = append(args, it.ID, models.MaxPriority-it.Priority)
 		}
-		if err := enqueueScript.Run(ctx, q.rdb, []string{q.Key("pending"), q.Key("seq")}, args...).Err(); err != nil {
-			return fmt.Errorf("queue: enqueue %d jobs: %w", len(chunk), err)
+		if err := script.Run(ctx, q.rdb, keys, args...).Err(); err != nil {
+			return fmt.Errorf("queue: %s %d jobs: %w", verb, len(chunk), err)
 		}
 	}
 	return nil

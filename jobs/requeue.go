@@ -2,12 +2,9 @@ package jobs
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/jobhook/jobhook/models"
 )
 
 // requeueScript moves ids from processing to the back of their priority in
@@ -31,19 +28,5 @@ return n
 // (Release, by contrast, puts them in front). The reaper's jobs go there:
 // see finisher.after.
 func (q *redisQueue) Requeue(ctx context.Context, items ...queueItem) error {
-	for start := 0; start < len(items); start += maxArgsPerCall {
-		chunk := items[start:min(start+maxArgsPerCall, len(items))]
-		args := make([]any, 0, 2*len(chunk))
-		for _, it := range chunk {
-			if it.Priority < models.MinPriority || it.Priority > models.MaxPriority {
-				return fmt.Errorf("queue: requeue job %d: priority %d out of range", it.ID, it.Priority)
-			}
-			args = append(args, it.ID, models.MaxPriority-it.Priority)
-		}
-		keys := []string{q.Key("processing"), q.Key("pending"), q.Key("seq")}
-		if err := requeueScript.Run(ctx, q.rdb, keys, args...).Err(); err != nil {
-			return fmt.Errorf("queue: requeue %d jobs: %w", len(chunk), err)
-		}
-	}
-	return nil
+	return q.runByPriority(ctx, "requeue", requeueScript, []string{q.Key("processing"), q.Key("pending"), q.Key("seq")}, items)
 }

@@ -224,6 +224,21 @@ func registerFanout(x *bundle) {
 	}))
 }
 
+// fanoutWithChildren creates a fanout job and, as its first run would, its
+// two children; it returns the parent and the children's ids.
+func fanoutWithChildren(t *testing.T, x *bundle) (*models.Job, []int64) {
+	t.Helper()
+	parent := x.create(t, jobs.CreateRequest{Type: "fanout"})
+	row := x.reload(t, parent.ID)
+	var kids []int64
+	for i := 0; i < 2; i++ {
+		c, err := x.service.CreateChild(context.Background(), &row, i, jobs.ChildSpec{Type: "record", Payload: json.RawMessage(`{}`)})
+		require.NoError(t, err)
+		kids = append(kids, c.ID)
+	}
+	return parent, kids
+}
+
 // TestRetryOfACancelledParentRunsItsChildrenAgain: a parent cancelled with
 // its children, then retried, finds its children again by their keys; they
 // start again with it, so the whole tree completes.
@@ -232,14 +247,7 @@ func TestRetryOfACancelledParentRunsItsChildrenAgain(t *testing.T) {
 		ctx := context.Background()
 		x := setup(t, b)
 		registerFanout(x)
-		parent := x.create(t, jobs.CreateRequest{Type: "fanout"})
-		var kids []int64
-		parentRow := x.reload(t, parent.ID)
-		for i := 0; i < 2; i++ {
-			c, err := x.service.CreateChild(ctx, &parentRow, i, jobs.ChildSpec{Type: "record", Payload: json.RawMessage(`{}`)})
-			require.NoError(t, err)
-			kids = append(kids, c.ID)
-		}
+		parent, kids := fanoutWithChildren(t, x)
 		_, err := x.service.Cancel(ctx, "user-1", parent.ID)
 		require.NoError(t, err)
 		for _, id := range kids {
@@ -271,14 +279,7 @@ func TestRetryOfAFailedParentKeepsItsCompletedChildren(t *testing.T) {
 		ctx := context.Background()
 		x := setup(t, b)
 		registerFanout(x)
-		parent := x.create(t, jobs.CreateRequest{Type: "fanout"})
-		var kids []int64
-		parentRow := x.reload(t, parent.ID)
-		for i := 0; i < 2; i++ {
-			c, err := x.service.CreateChild(ctx, &parentRow, i, jobs.ChildSpec{Type: "record", Payload: json.RawMessage(`{}`)})
-			require.NoError(t, err)
-			kids = append(kids, c.ID)
-		}
+		parent, kids := fanoutWithChildren(t, x)
 		now := x.clock.Now()
 		require.NoError(t, b.DB.Gorm.Model(&models.Job{}).Where("id = ?", kids[0]).
 			Updates(map[string]any{"status": models.StatusCompleted, "attempts": 1, "completed_at": now}).Error)
