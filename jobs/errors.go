@@ -105,8 +105,12 @@ func RetryAfter(err error, d time.Duration) error {
 	return &RetryAfterError{Err: err, After: d}
 }
 
-// retryAfterDelay returns the delay asked for with RetryAfter, if any.
+// retryAfterDelay returns the delay asked for with RetryAfter or
+// PauseFlow, if any.
 func retryAfterDelay(err error) (time.Duration, bool) {
+	if p, ok := flowPauseOf(err); ok {
+		return p.After, true
+	}
 	var r *RetryAfterError
 	if errors.As(err, &r) {
 		return r.After, true
