@@ -32,6 +32,8 @@ const (
 	CodeInvalidWorkerAuth           = "invalid_worker_auth"
 	CodeInvalidSignature            = "invalid_signature"
 	CodeOperatorCannotCreate        = "operator_cannot_create"
+	CodeOperatorOnly                = "operator_only"
+	CodeInvalidFlowKey              = "invalid_flow_key"
 	CodeNotFound                    = "not_found"
 	CodeJobNotFound                 = "job_not_found"
 	CodeMethodNotAllowed            = "method_not_allowed"
@@ -82,6 +84,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeInvalidStatus, http.StatusBadRequest, "?status= is not a job status"},
 	{CodeInvalidCursor, http.StatusBadRequest, "?cursor= is not one this server returned"},
 	{CodeInvalidLimit, http.StatusBadRequest, "?limit= not an integer from 1 to 100"},
+	{CodeInvalidFlowKey, http.StatusBadRequest, "GET /api/flow-keys/:key with a key that is empty, over 200 bytes, or holds a space or a control character"},
 	{CodeInvalidBudget, http.StatusBadRequest, "?budget= on /api/workers is not a positive Go duration"},
 	{CodeInvalidQuery, http.StatusBadRequest, "the query string does not parse (a bad %-escape, ';' between parameters)"},
 	{CodeBadRequest, http.StatusBadRequest, "the request is not valid HTTP (a bad %-escape in the path, a control character in a header, no Host, a bad Content-Length), or its body could not be read"},
@@ -92,6 +95,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeInvalidWorkerAuth, http.StatusUnauthorized, "/api/workers with a wrong credential; nothing is dequeued"},
 	{CodeInvalidSignature, http.StatusUnauthorized, "/api/workers with an Upstash-Signature that does not verify (key, issuer, URL, expiry or body)"},
 	{CodeOperatorCannotCreate, http.StatusForbidden, "POST /api/jobs with the ADMIN_TOKEN: a job belongs to a user"},
+	{CodeOperatorOnly, http.StatusForbidden, "/api/flow-keys with a user's token: only the ADMIN_TOKEN sees every user's flow keys"},
 	{CodeNotFound, http.StatusNotFound, "no such route, or no such image"},
 	{CodeJobNotFound, http.StatusNotFound, "no such job, or another user's"},
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed, "the route exists for other methods (see the Allow header); OPTIONS included"},

@@ -102,6 +102,8 @@ func toAPIError(err error) *APIError {
 		return apiError(http.StatusConflict, CodeJobNotRetryable, "only a failed or cancelled job can be retried")
 	case errors.Is(err, jobs.ErrOperatorCannotCreate):
 		return apiError(http.StatusForbidden, CodeOperatorCannotCreate, "an operator cannot create jobs; a job belongs to a user")
+	case errors.Is(err, jobs.ErrOperatorOnly):
+		return apiError(http.StatusForbidden, CodeOperatorOnly, "only an operator (the ADMIN_TOKEN) may see the flow keys")
 	case errors.Is(err, jobs.ErrSecretsUnconfigured):
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeEncryptionUnconfigured,
 			Message: "this job type carries secrets and the server has no encryption key configured", Err: err}

@@ -17,6 +17,9 @@
 //	POST /api/jobs/:id/cancel  cancel an unfinished job and its children → the job
 //	POST /api/jobs/:id/reschedule  {"scheduledFor":"RFC 3339"} → the moved job
 //	POST /api/jobs/:id/retry   re-queue a failed job with a fresh attempt budget → the job
+//	GET  /api/flow-keys        the flow keys seen most recently (ADMIN_TOKEN only):
+//	                           ?prefix=&limit= → {"keys":[{"key":"ig:…","running":1,"parked":4,…}]}
+//	GET  /api/flow-keys/:key   one flow key's limit, slots, parked jobs and pause (ADMIN_TOKEN only)
 //	POST /api/workers          run one drain (worker auth) → the drain summary; a body
 //	                           {"jobId":N} (a QStash delayed delivery) first starts that
 //	                           scheduled job when it is due
@@ -302,6 +305,11 @@ func New(cfg Config) *echo.Echo {
 	e.POST("/api/jobs/:id/cancel", s.cancelJob, s.requireUser, s.timeout)
 	e.POST("/api/jobs/:id/reschedule", s.rescheduleJob, s.requireUser, s.timeout)
 	e.POST("/api/jobs/:id/retry", s.retryJob, s.requireUser, s.timeout)
+
+	e.GET("/api/flow-keys", s.listFlowKeys, s.requireUser, s.timeout)
+	e.HEAD("/api/flow-keys", s.listFlowKeys, s.requireUser, s.timeout)
+	e.GET("/api/flow-keys/:key", s.getFlowKey, s.requireUser, s.timeout)
+	e.HEAD("/api/flow-keys/:key", s.getFlowKey, s.requireUser, s.timeout)
 
 	e.POST("/api/workers", s.runWorker)
 	e.GET("/api/workers/jobs/:id", s.getWorkerJob, s.timeout)

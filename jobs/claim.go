@@ -18,14 +18,27 @@ import (
 // are dropped from the queue (or, if pending but not due, delayed) and
 // counted as skipped. Each call has a deadline (queueCallTimeout for Redis,
 // claimTimeout for the statement and its retries), none later than by.
-func (w *Worker) claim(ctx context.Context, n int, by time.Time) ([]models.Job, int, error) {
+// more says the queue call left jobs unlooked-at (it set aside many held
+// back by their flow keys): claim again before concluding the queue is
+// empty. Jobs set aside until a time get a wake-up then.
+func (w *Worker) claim(ctx context.Context, n int, by time.Time) (rows []models.Job, skipped int, more bool, err error) {
 	lease := w.cfg.LeaseDuration
 	qctx, cancel := boundedCtx(ctx, queueCallTimeout, by)
-	ids, err := w.cfg.Queue.Claim(qctx, n, lease)
+	c, err := w.cfg.Queue.ClaimBatch(qctx, n, lease)
 	cancel()
 	if err != nil {
-		return nil, 0, fmt.Errorf("drain: claim: %w: %w", ErrUnavailable, err)
+		return nil, 0, false, fmt.Errorf("drain: claim: %w: %w", ErrUnavailable, err)
 	}
+	if !c.WakeAt.IsZero() {
+		w.fin.wakeAt(ctx, c.WakeAt)
+	}
+	rows, skipped, err = w.claimIDs(ctx, c.IDs, lease, by)
+	return rows, skipped, c.More, err
+}
+
+// claimIDs moves the rows of ids the queue claimed to processing; see
+// claim.
+func (w *Worker) claimIDs(ctx context.Context, ids []int64, lease time.Duration, by time.Time) ([]models.Job, int, error) {
 	if len(ids) == 0 {
 		return nil, 0, nil
 	}
@@ -103,7 +116,7 @@ func (w *Worker) settleSkipped(ctx context.Context, ids []int64) error {
 	drop := slices.Clone(ids)
 	for _, r := range rows {
 		if r.Status == models.StatusPending {
-			if err := w.cfg.Queue.EnqueueAt(ctx, r.NextRunAt, queueItem{ID: r.ID, Priority: r.Priority}); err != nil {
+			if err := w.cfg.Queue.EnqueueAt(ctx, r.NextRunAt, itemOf(&r)); err != nil {
 				return err
 			}
 			drop = slices.DeleteFunc(drop, func(id int64) bool { return id == r.ID })
@@ -124,7 +137,9 @@ type claimResult struct {
 	n       int // the slots it was made for
 	rows    []models.Job
 	skipped int
-	err     error
+	// more says the queue left jobs unlooked-at: claim again.
+	more bool
+	err  error
 	// quiet says nothing ran, waited to be written or was being claimed
 	// when the claim began: an empty answer then means the queue is
 	// drained.

@@ -142,6 +142,11 @@ func (s *Service) prepare(req *CreateRequest) error {
 	if err := s.Validate(req); err != nil {
 		return s.scrubValidation(*req, err)
 	}
+	keys, err := s.flowKeysOf(req)
+	if err != nil {
+		return s.scrubValidation(*req, err)
+	}
+	req.flowKeys = keys
 	return s.sealSecrets(req)
 }
 
@@ -160,6 +165,7 @@ func newJob(job *models.Job, req CreateRequest, now time.Time, maxWait time.Dura
 		CreatedAt:   now,
 		UpdatedAt:   now,
 		ParentID:    req.ParentID,
+		FlowKeys:    models.FlowKeys(req.flowKeys),
 	}
 	if req.ScheduledFor != nil {
 		at := req.ScheduledFor.UTC()
@@ -309,7 +315,7 @@ func (s *Service) announce(ctx context.Context, out []Created, batch bool) {
 			scheduled++
 			s.publishScheduled(ctx, s.log.With("job_id", job.ID, "type", job.Type), job)
 		case models.StatusPending:
-			items = append(items, queueItem{ID: job.ID, Priority: job.Priority})
+			items = append(items, itemOf(job))
 		}
 	}
 	log := s.log

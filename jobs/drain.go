@@ -333,7 +333,7 @@ func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time
 			start(res.rows, res.leased)
 			return
 		}
-		if res.skipped > 0 {
+		if res.skipped > 0 || res.more {
 			return
 		}
 		// Jobs that fell due meanwhile (a parent woken by its last child,
@@ -429,8 +429,8 @@ func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time
 		reserved += free
 		go func(n int) {
 			leased := time.Now()
-			rows, skipped, err := w.claim(ctx, n, answerBy)
-			claims <- claimResult{n: n, rows: rows, skipped: skipped, err: err, quiet: quiet, leased: leased}
+			rows, skipped, more, err := w.claim(ctx, n, answerBy)
+			claims <- claimResult{n: n, rows: rows, skipped: skipped, more: more, err: err, quiet: quiet, leased: leased}
 		}(free)
 	}
 	// Claims still in flight were made within the budget: their jobs run

@@ -119,6 +119,13 @@ type Config struct {
 	// job's maxAttempts; a real outcome resets the streak. Defaults to
 	// DefaultMaxLostAttempts.
 	MaxLostAttempts int
+	// FlowLimits are the limits of the flow keys (see FlowKeyer), by key
+	// prefix; the longest matching prefix applies, and a key no prefix
+	// matches has no limit (it can still be paused by its provider's
+	// signals). Enforced at claim time across every instance sharing the
+	// Redis. Every instance should have the same limits.
+	FlowLimits []FlowLimit
+
 	// DefaultMaxWait sets the expiry of a job created without one: its
 	// scheduled time (or its creation) plus this, unless its handler is a
 	// WaitLimiter. Defaults to DefaultMaxWait.
@@ -157,6 +164,11 @@ func (cfg Config) validate() error {
 	}
 	if cfg.MaxLostAttempts < 0 {
 		errs = append(errs, fmt.Errorf("MaxLostAttempts must not be negative (got %d)", cfg.MaxLostAttempts))
+	}
+	for _, l := range cfg.FlowLimits {
+		if err := l.check(); err != nil {
+			errs = append(errs, fmt.Errorf("FlowLimits: %w", err))
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("jobs: invalid engine config: %w", errors.Join(errs...))
@@ -219,7 +231,7 @@ func New(cfg Config) (*Engine, error) {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
 	e := &Engine{cfg: cfg}
-	e.queue = newRedisQueue(cfg.Redis, cfg.RedisPrefix, cfg.Clock)
+	e.queue = newRedisQueue(cfg.Redis, cfg.RedisPrefix, cfg.Clock, cfg.FlowLimits...)
 	// A reaped child that makes its parent due, a create, and a drain that
 	// ends with work left all ask for a drain through e.notify.
 	ask := func(ctx context.Context) {

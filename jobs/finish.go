@@ -166,7 +166,7 @@ func (f *finisher) wakeIfChildrenDone(ctx context.Context, parentID int64) {
 	if parent == nil {
 		return
 	}
-	if err := f.queue.EnqueueAt(ctx, parent.NextRunAt, queueItem{ID: parent.ID, Priority: parent.Priority}); err != nil {
+	if err := f.queue.EnqueueAt(ctx, parent.NextRunAt, itemOf(parent)); err != nil {
 		f.log.Warn("parent not re-queued; the reconciler will", "parent_id", parent.ID, "err", err)
 		return
 	}

@@ -52,7 +52,7 @@ func newBeatRig(t *testing.T, b testenv.Backend, cfg workerConfig) *beatRig {
 	r := &beatRig{t: t, b: b, release: make(chan struct{}), started: map[int64]time.Time{}, ended: map[int64]time.Time{}}
 	quiet := slog.New(slog.DiscardHandler)
 	r.queue = newRedisQueue(b.Redis, b.Prefix, nil)
-	b.Redis.AddHook(zaddCounter{prefix: r.queue.Key("processing"), n: &r.zadds})
+	b.Redis.AddHook(zaddCounter{n: &r.zadds})
 	reg := NewRegistry()
 	reg.MustRegister("block", HandlerFunc(func(ctx context.Context, job *models.Job) (json.RawMessage, error) {
 		r.mu.Lock()
@@ -204,10 +204,9 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// zaddCounter counts the ZADD calls on one key.
+// zaddCounter counts the successful calls of the lease-renewal script.
 type zaddCounter struct {
-	prefix string
-	n      *atomic.Int64
+	n *atomic.Int64
 }
 
 func (z zaddCounter) DialHook(next redis.DialHook) redis.DialHook {
@@ -216,10 +215,14 @@ func (z zaddCounter) DialHook(next redis.DialHook) redis.DialHook {
 
 func (z zaddCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if args := cmd.Args(); len(args) > 1 && strings.EqualFold(cmd.Name(), "zadd") && args[1] == z.prefix {
+		err := next(ctx, cmd)
+		if args := cmd.Args(); err == nil && len(args) > 1 && strings.EqualFold(cmd.Name(), "evalsha") && args[1] == renewScript.Hash() {
 			z.n.Add(1)
 		}
-		return next(ctx, cmd)
+		if args := cmd.Args(); err == nil && len(args) > 1 && strings.EqualFold(cmd.Name(), "eval") && args[1] == luaLib+renewBody {
+			z.n.Add(1)
+		}
+		return err
 	}
 }
 

@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // FlowKeyer is implemented by handlers whose work is limited by external
@@ -80,12 +84,154 @@ func ReportFlowPause(ctx context.Context, key string, d time.Duration, reason st
 	if key == "" {
 		return fmt.Errorf("report flow pause: empty key")
 	}
-	return jc.w.pauseFlow(ctx, key, max(d, 0), reason)
+	return jc.w.pauseFlow(ctx, key, max(d, 0), reason, 0)
 }
 
-// pauseFlow records that key waits for d. The engine's enforcement of
-// pauses lands with the flow-key queue; until then a pause defers only
-// the job that reported it.
-func (w *Worker) pauseFlow(ctx context.Context, key string, d time.Duration, reason string) error {
+// pauseFlow pauses key for d across every instance: its jobs are set
+// aside at their next claim until then (see claimScript). jobID, when not
+// zero, is the job that reported it, deferred for the pause. The call is
+// bounded by queueCallTimeout whatever ctx allows.
+func (w *Worker) pauseFlow(ctx context.Context, key string, d time.Duration, reason string, jobID int64) error {
+	until := w.cfg.Clock.Now().Add(d)
+	qctx, cancel := boundedCtx(context.WithoutCancel(ctx), queueCallTimeout, time.Time{})
+	defer cancel()
+	if err := w.cfg.Queue.PauseFlow(qctx, key, until, reason, jobID); err != nil {
+		w.log.Warn("flow key not paused; its jobs keep running and may be refused", "key", key, "err", err)
+		return fmt.Errorf("pause flow key %s: %w: %w", key, ErrUnavailable, err)
+	}
+	w.log.Info("flow key paused", "key", key, "until", until.UTC(), "reason", reason)
 	return nil
+}
+
+// Bounds on a job's flow keys.
+const (
+	maxFlowKeys      = 8
+	maxFlowKeyLength = 200
+)
+
+// flowKeysOf computes a request's flow keys from its plain payload (before
+// its secret fields are sealed), when its handler is a FlowKeyer. A key
+// must be printable, without spaces, and at most maxFlowKeyLength bytes;
+// duplicates are dropped.
+func (s *Service) flowKeysOf(req *CreateRequest) ([]string, error) {
+	h, ok := s.cfg.Registry.Lookup(req.Type)
+	if !ok {
+		return nil, nil
+	}
+	fk, ok := h.(FlowKeyer)
+	if !ok {
+		return nil, nil
+	}
+	keys, err := fk.FlowKeys(req.Payload)
+	if err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			return nil, ve
+		}
+		return nil, invalid("invalid_payload", "payload", "%s", err.Error())
+	}
+	var out []string
+	for _, k := range keys {
+		if err := checkFlowKey(k); err != nil {
+			return nil, fmt.Errorf("job type %q: %w", req.Type, err)
+		}
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	if len(out) > maxFlowKeys {
+		return nil, fmt.Errorf("job type %q: %d flow keys, over the limit of %d", req.Type, len(out), maxFlowKeys)
+	}
+	return out, nil
+}
+
+// checkFlowKey refuses a key the queue cannot store: empty, too long, or
+// with a space or a control character.
+func checkFlowKey(k string) error {
+	if k == "" || len(k) > maxFlowKeyLength || strings.ContainsFunc(k, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return fmt.Errorf("flow key %q: a key is 1 to %d bytes without spaces or control characters", k, maxFlowKeyLength)
+	}
+	return nil
+}
+
+// check refuses a limit the queue cannot apply.
+func (l FlowLimit) check() error {
+	switch {
+	case l.Prefix == "" || strings.ContainsFunc(l.Prefix, unicode.IsSpace):
+		return fmt.Errorf("limit prefix %q: a prefix is not empty and has no spaces", l.Prefix)
+	case l.Concurrency < 0 || l.Rate < 0:
+		return fmt.Errorf("limit of %s: concurrency and rate must not be negative", l.Prefix)
+	case l.Rate > 0 && l.Interval <= 0:
+		return fmt.Errorf("limit of %s: a rate needs a positive interval", l.Prefix)
+	}
+	return nil
+}
+
+// String writes the limit as ParseFlowLimits reads it.
+func (l FlowLimit) String() string {
+	s := l.Prefix + "=" + strconv.Itoa(l.Concurrency)
+	if l.Rate > 0 {
+		s += " " + strconv.Itoa(l.Rate) + "/" + l.Interval.String()
+	}
+	return s
+}
+
+// ParseFlowLimits reads limits written as "prefix=concurrency [rate/interval]",
+// separated by semicolons: "ig:=1; host:=2 60/1m; openai:=0 500/1m" runs one
+// job at a time per Instagram account, two per web host with at most 60
+// starts a minute, and any number per OpenAI key and model with at most 500
+// starts a minute. A concurrency of 0 is no limit.
+func ParseFlowLimits(s string) ([]FlowLimit, error) {
+	var out []FlowLimit
+	for _, entry := range strings.Split(s, ";") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		prefix, spec, ok := strings.Cut(entry, "=")
+		if !ok {
+			return nil, fmt.Errorf("flow limit %q: want prefix=concurrency [rate/interval]", entry)
+		}
+		l := FlowLimit{Prefix: strings.TrimSpace(prefix)}
+		fields := strings.Fields(spec)
+		if len(fields) == 0 || len(fields) > 2 {
+			return nil, fmt.Errorf("flow limit %q: want prefix=concurrency [rate/interval]", entry)
+		}
+		c, err := strconv.Atoi(fields[0])
+		if err != nil {
+			return nil, fmt.Errorf("flow limit %q: concurrency %q is not a whole number", entry, fields[0])
+		}
+		l.Concurrency = c
+		if len(fields) == 2 {
+			rate, every, ok := strings.Cut(fields[1], "/")
+			r, err := strconv.Atoi(rate)
+			if !ok || err != nil {
+				return nil, fmt.Errorf("flow limit %q: rate %q: want starts/interval, as 60/1m", entry, fields[1])
+			}
+			d, err := time.ParseDuration(every)
+			if err != nil {
+				return nil, fmt.Errorf("flow limit %q: rate interval %q: %w", entry, every, err)
+			}
+			l.Rate, l.Interval = r, d
+		}
+		if err := l.check(); err != nil {
+			return nil, fmt.Errorf("flow limit %q: %w", entry, err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// MergeFlowLimits returns base with each of over replacing the limit of
+// the same prefix, or added after them.
+func MergeFlowLimits(base, over []FlowLimit) []FlowLimit {
+	out := slices.Clone(base)
+	for _, o := range over {
+		if i := slices.IndexFunc(out, func(l FlowLimit) bool { return l.Prefix == o.Prefix }); i >= 0 {
+			out[i] = o
+		} else {
+			out = append(out, o)
+		}
+	}
+	return out
 }

@@ -23,7 +23,7 @@ func (w *Worker) promoteScheduled(ctx context.Context) (int, error) {
 		}
 		items := make([]queueItem, len(rows))
 		for i, r := range rows {
-			items[i] = queueItem{ID: r.ID, Priority: r.Priority}
+			items[i] = itemOf(&r)
 		}
 		if err := w.cfg.Queue.Enqueue(ctx, items...); err != nil {
 			return total, fmt.Errorf("drain: enqueue promoted jobs: %w: %w", ErrUnavailable, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,41 +24,98 @@ const seqSpan = 1 << 33
 // maxArgsPerCall bounds the jobs sent in one script call.
 const maxArgsPerCall = 1000
 
-// queueItem is a job as the queue knows it: its id and priority.
+// queueItem is a job as the queue knows it: its id, its priority and, when
+// known, its user and flow keys (see itemOf). An item without them keeps
+// what the queue holds already.
 type queueItem struct {
 	ID       int64
 	Priority int
+	// Meta is the job's user and flow keys, encoded for the queue; empty
+	// when unknown.
+	Meta string
+}
+
+// itemOf is job's queue item, with its user and flow keys.
+func itemOf(job *models.Job) queueItem {
+	return queueItem{ID: job.ID, Priority: job.Priority, Meta: encodeMeta(job.UserID, job.FlowKeys)}
+}
+
+// encodeMeta encodes a job's user and flow keys as the queue keeps them:
+// the keys space-separated, a newline, the user.
+func encodeMeta(user string, keys []string) string {
+	return strings.Join(keys, " ") + "\n" + user
+}
+
+// FlowLimit is the limit of the flow keys that start with Prefix: at most
+// Concurrency of their jobs at once (0: no limit), and at most Rate starts
+// per Interval (0: no limit). The longest matching prefix applies.
+type FlowLimit struct {
+	Prefix      string
+	Concurrency int
+	Rate        int
+	Interval    time.Duration
+}
+
+// Claimed is what one claim call took from the queue.
+type Claimed struct {
+	// IDs are the jobs claimed, in queue order.
+	IDs []int64
+	// More says jobs were left unlooked-at: the call reached its bound on
+	// the jobs it may look at (jobs set aside by their flow keys count).
+	More bool
+	// WakeAt, when not zero, is the earliest time a job the call set aside
+	// (a paused key, a rate limit) may run.
+	WakeAt time.Time
 }
 
 // redisQueue is the Redis priority queue. Keys, under a configurable prefix:
 //
-//   - pending: sorted set of runnable job ids. The highest priority pops
-//     first, and within one priority the first enqueued, exactly.
+//   - pending: sorted set of runnable job ids, scored by priority and
+//     enqueue order: (MaxPriority-priority)*seqSpan + seq.
+//   - u:<user>: sorted set of the user's runnable jobs, scored as in
+//     pending; ring: sorted set of the users with runnable jobs, scored by
+//     the priority of their first job and their turn. A claim takes the
+//     first user of the ring, that user's first job, and puts the user
+//     back behind the other users of that priority: the highest priority
+//     runs first, exactly, and within one priority users take turns.
+//   - parked:<key>: jobs (still pending) waiting for a slot of flow key
+//     <key>, whose concurrency limit was reached; run:<key>: the jobs
+//     holding its slots, scored by lease deadline; rate:<key>: its recent
+//     starts, when it has a rate limit; pauses: hash of paused keys, the
+//     time the pause ends (ms) and its reason.
 //   - processing: sorted set of claimed job ids scored by lease deadline
 //     (Unix milliseconds).
-//   - delayed: sorted set of job ids waiting for a retry, scored by the
-//     time they may run (Unix milliseconds), with their priorities in the
-//     hash delayed:priority.
-//   - seq: the enqueue counter that orders jobs of equal priority.
+//   - delayed: sorted set of job ids waiting for a retry, a paused key or
+//     a rate window, scored by the time they may run (Unix milliseconds),
+//     with their priorities in the hash delayed:priority.
+//   - meta: hash of each queued job's user and flow keys; waiting: hash of
+//     why a job is held back by a key (for the API).
+//   - seq: the counter that orders jobs of equal priority and users' turns.
 //
-// A job id is in at most one of the sets; every move between them is one
-// atomic script call.
+// A job id is in at most one of pending, processing and delayed; every
+// move between them is one atomic script call.
 type redisQueue struct {
 	rdb    redis.UniversalClient
 	clock  Clock
 	prefix string
+	limits []any // the claim script's limit arguments
+	byKey  []FlowLimit
 }
 
 // newRedisQueue returns a queue on rdb with keys under prefix (DefaultPrefix when
-// empty). A nil clock is the system clock.
-func newRedisQueue(rdb redis.UniversalClient, prefix string, clock Clock) *redisQueue {
+// empty) and the given flow limits. A nil clock is the system clock.
+func newRedisQueue(rdb redis.UniversalClient, prefix string, clock Clock, limits ...FlowLimit) *redisQueue {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
 	if clock == nil {
 		clock = SystemClock{}
 	}
-	return &redisQueue{rdb: rdb, clock: clock, prefix: prefix}
+	q := &redisQueue{rdb: rdb, clock: clock, prefix: prefix, byKey: limits}
+	for _, l := range limits {
+		q.limits = append(q.limits, l.Prefix, max(l.Concurrency, 0), max(l.Rate, 0), max(l.Interval.Milliseconds(), 1))
+	}
+	return q
 }
 
 // Key returns the full name of one of the queue's keys.
@@ -69,104 +127,56 @@ func (q *redisQueue) Prefix() string { return q.prefix }
 // Redis returns the client the queue uses.
 func (q *redisQueue) Redis() redis.UniversalClient { return q.rdb }
 
-// enqueueScript adds ids to pending (NX: a job already pending keeps its
-// place). KEYS: pending, seq. ARGV: id, inverted priority, id, ...
-var enqueueScript = redis.NewScript(`
-local n = #ARGV / 2
-local last = redis.call('INCRBY', KEYS[2], n)
-local added = 0
-for i = 1, n do
-  local seq = (last - n + i) % ` + strconv.Itoa(seqSpan) + `
-  local score = tonumber(ARGV[2*i]) * ` + strconv.Itoa(seqSpan) + ` + seq
-  added = added + redis.call('ZADD', KEYS[1], 'NX', string.format('%.0f', score), ARGV[2*i-1])
-end
-return added
-`)
-
 // Enqueue makes jobs runnable now. A job already pending keeps its place.
 func (q *redisQueue) Enqueue(ctx context.Context, items ...queueItem) error {
-	return q.runByPriority(ctx, "enqueue", enqueueScript, []string{q.Key("pending"), q.Key("seq")}, items)
+	return q.runByPriority(ctx, "enqueue", enqueueScript, items)
 }
 
 // runByPriority runs script over items, at most maxArgsPerCall of them a
-// call, with ARGV id, inverted priority, id, …; verb names the operation
-// in errors.
-func (q *redisQueue) runByPriority(ctx context.Context, verb string, script *redis.Script, keys []string, items []queueItem) error {
+// call, with ARGV prefix, then id, inverted priority, meta for each; verb
+// names the operation in errors.
+func (q *redisQueue) runByPriority(ctx context.Context, verb string, script *redis.Script, items []queueItem) error {
 	for start := 0; start < len(items); start += maxArgsPerCall {
 		chunk := items[start:min(start+maxArgsPerCall, len(items))]
-		args := make([]any, 0, 2*len(chunk))
+		args := make([]any, 0, 1+3*len(chunk))
+		args = append(args, q.prefix)
 		for _, it := range chunk {
 			if it.Priority < models.MinPriority || it.Priority > models.MaxPriority {
 				return fmt.Errorf("queue: %s job %d: priority %d out of range", verb, it.ID, it.Priority)
 			}
-			args = append(args, it.ID, models.MaxPriority-it.Priority)
+			args = append(args, it.ID, models.MaxPriority-it.Priority, it.Meta)
 		}
-		if err := script.Run(ctx, q.rdb, keys, args...).Err(); err != nil {
+		if err := script.Run(ctx, q.rdb, nil, args...).Err(); err != nil {
 			return fmt.Errorf("queue: %s %d jobs: %w", verb, len(chunk), err)
 		}
 	}
 	return nil
 }
 
-// delayScript moves ids to delayed, out of pending and processing.
-// KEYS: delayed, delayed:priority, pending, processing. ARGV: runAtMs, id,
-// priority, id, priority, ...
-var delayScript = redis.NewScript(`
-for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  redis.call('ZREM', KEYS[3], id)
-  redis.call('ZREM', KEYS[4], id)
-  redis.call('ZADD', KEYS[1], ARGV[1], id)
-  redis.call('HSET', KEYS[2], id, ARGV[i+1])
-end
-return 1
-`)
-
 // EnqueueAt makes jobs runnable at t (a retry's backoff, or a pending job
-// that is not due yet). It moves them out of pending and processing.
+// that is not due yet). It moves them out of wherever they were.
 func (q *redisQueue) EnqueueAt(ctx context.Context, t time.Time, items ...queueItem) error {
 	for start := 0; start < len(items); start += maxArgsPerCall {
 		chunk := items[start:min(start+maxArgsPerCall, len(items))]
-		args := make([]any, 0, 1+2*len(chunk))
-		args = append(args, t.UnixMilli())
+		args := make([]any, 0, 2+3*len(chunk))
+		args = append(args, q.prefix, t.UnixMilli())
 		for _, it := range chunk {
-			args = append(args, it.ID, it.Priority)
+			args = append(args, it.ID, it.Priority, it.Meta)
 		}
-		keys := []string{q.Key("delayed"), q.Key("delayed:priority"), q.Key("pending"), q.Key("processing")}
-		if err := delayScript.Run(ctx, q.rdb, keys, args...).Err(); err != nil {
+		if err := delayScript.Run(ctx, q.rdb, nil, args...).Err(); err != nil {
 			return fmt.Errorf("queue: delay %d jobs: %w", len(chunk), err)
 		}
 	}
 	return nil
 }
 
-// promoteScript moves due ids from delayed to pending.
-// KEYS: delayed, delayed:priority, pending, seq. ARGV: nowMs, limit.
-var promoteScript = redis.NewScript(`
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local n = #ids
-if n == 0 then return 0 end
-local last = redis.call('INCRBY', KEYS[4], n)
-for i = 1, n do
-  local id = ids[i]
-  local p = tonumber(redis.call('HGET', KEYS[2], id) or '0') or 0
-  local seq = (last - n + i) % ` + strconv.Itoa(seqSpan) + `
-  local score = (` + strconv.Itoa(models.MaxPriority) + ` - p) * ` + strconv.Itoa(seqSpan) + ` + seq
-  redis.call('ZADD', KEYS[3], 'NX', string.format('%.0f', score), id)
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-end
-return n
-`)
-
 // PromoteDue moves every delayed job whose time has come to pending, and
 // returns how many it moved.
 func (q *redisQueue) PromoteDue(ctx context.Context) (int, error) {
 	const batch = 1000
 	total := 0
-	keys := []string{q.Key("delayed"), q.Key("delayed:priority"), q.Key("pending"), q.Key("seq")}
 	for {
-		n, err := promoteScript.Run(ctx, q.rdb, keys, q.clock.Now().UnixMilli(), batch).Int()
+		n, err := promoteScript.Run(ctx, q.rdb, nil, q.prefix, q.clock.Now().UnixMilli(), batch).Int()
 		if err != nil {
 			return total, fmt.Errorf("queue: promote due jobs: %w", err)
 		}
@@ -190,93 +200,118 @@ func (q *redisQueue) NextDelayed(ctx context.Context) (time.Time, bool, error) {
 	return time.UnixMilli(int64(zs[0].Score)), true, nil
 }
 
-// claimScript pops up to n ids from pending into processing with a lease
-// deadline. KEYS: pending, processing. ARGV: n, deadlineMs.
-var claimScript = redis.NewScript(`
-local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[1]))
-local ids = {}
-for i = 1, #popped, 2 do
-  redis.call('ZADD', KEYS[2], ARGV[2], popped[i])
-  ids[#ids + 1] = popped[i]
-end
-return ids
-`)
+// claimScanFactor bounds the jobs one claim call looks at: this many per
+// job asked for (at least claimScanMin), so that a run of jobs parked by
+// their keys cannot make one call long.
+const (
+	claimScanFactor = 4
+	claimScanMin    = 64
+)
 
-// Claim atomically moves up to n of the first pending jobs to processing,
-// with a lease that ends after lease, and returns their ids in queue order.
+// Claim atomically moves up to n of the first runnable jobs to processing,
+// with a lease that ends after lease, and returns their ids in queue order
+// (ClaimBatch says more).
 func (q *redisQueue) Claim(ctx context.Context, n int, lease time.Duration) ([]int64, error) {
-	if n <= 0 {
-		return nil, nil
-	}
-	deadline := q.clock.Now().Add(lease).UnixMilli()
-	raw, err := claimScript.Run(ctx, q.rdb, []string{q.Key("pending"), q.Key("processing")}, n, deadline).StringSlice()
-	if err != nil {
-		return nil, fmt.Errorf("queue: claim %d jobs: %w", n, err)
-	}
-	ids := make([]int64, 0, len(raw))
-	for _, s := range raw {
-		id, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return ids, fmt.Errorf("queue: claim: bad job id %q in %s", s, q.Key("pending"))
-		}
-		ids = append(ids, id)
-	}
-	return ids, nil
+	c, err := q.ClaimBatch(ctx, n, lease)
+	return c.IDs, err
 }
 
-// Ack drops finished jobs from processing.
+// ClaimBatch atomically moves up to n of the first runnable jobs to
+// processing, with a lease that ends after lease (see claimScript for the
+// order and the flow keys' limits).
+func (q *redisQueue) ClaimBatch(ctx context.Context, n int, lease time.Duration) (Claimed, error) {
+	if n <= 0 {
+		return Claimed{}, nil
+	}
+	now := q.clock.Now()
+	args := make([]any, 0, 5+len(q.limits))
+	args = append(args, q.prefix, n, now.Add(lease).UnixMilli(), now.UnixMilli(), max(claimScanFactor*n, claimScanMin))
+	args = append(args, q.limits...)
+	raw, err := claimScript.Run(ctx, q.rdb, nil, args...).StringSlice()
+	if err != nil {
+		return Claimed{}, fmt.Errorf("queue: claim %d jobs: %w", n, err)
+	}
+	if len(raw) < 2 {
+		return Claimed{}, fmt.Errorf("queue: claim: the script answered %d values, want at least 2", len(raw))
+	}
+	var c Claimed
+	c.More = raw[len(raw)-2] == "1"
+	if ms, err := strconv.ParseInt(raw[len(raw)-1], 10, 64); err == nil && ms > 0 {
+		c.WakeAt = time.UnixMilli(ms)
+	}
+	c.IDs = make([]int64, 0, len(raw)-2)
+	for _, s := range raw[:len(raw)-2] {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return c, fmt.Errorf("queue: claim: bad job id %q in %s", s, q.Key("pending"))
+		}
+		c.IDs = append(c.IDs, id)
+	}
+	return c, nil
+}
+
+// Ack drops finished jobs from the queue, giving back their key slots.
 func (q *redisQueue) Ack(ctx context.Context, ids ...int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := q.rdb.ZRem(ctx, q.Key("processing"), int64sToAny(ids)...).Err(); err != nil {
+	if err := q.runIDs(ctx, ackScript, ids); err != nil {
 		return fmt.Errorf("queue: ack %d jobs: %w", len(ids), err)
 	}
 	return nil
 }
 
-// releaseScript moves ids from processing back to the front of their
-// priority in pending (sequence 0: they were claimed before anything still
-// waiting), keeping no lease. KEYS: processing, pending. ARGV: id, inverted
-// priority, ...
-var releaseScript = redis.NewScript(`
-local n = #ARGV / 2
-for i = 1, n do
-  redis.call('ZREM', KEYS[1], ARGV[2*i-1])
-  local score = tonumber(ARGV[2*i]) * ` + strconv.Itoa(seqSpan) + `
-  redis.call('ZADD', KEYS[2], string.format('%.0f', score), ARGV[2*i-1])
-end
-return n
-`)
+// runIDs runs script with ARGV prefix, id, ..., at most maxArgsPerCall ids
+// a call.
+func (q *redisQueue) runIDs(ctx context.Context, script *redis.Script, ids []int64, lead ...any) error {
+	for start := 0; start < len(ids); start += maxArgsPerCall {
+		chunk := ids[start:min(start+maxArgsPerCall, len(ids))]
+		args := make([]any, 0, 1+len(lead)+len(chunk))
+		args = append(args, q.prefix)
+		args = append(args, lead...)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if err := script.Run(ctx, q.rdb, nil, args...).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Release gives claimed jobs back to pending, at the front of their
 // priority: a job whose worker was lost or shut down runs again before the
 // jobs that were queued after it.
 func (q *redisQueue) Release(ctx context.Context, items ...queueItem) error {
-	if len(items) == 0 {
-		return nil
-	}
-	args := make([]any, 0, 2*len(items))
-	for _, it := range items {
-		args = append(args, it.ID, models.MaxPriority-it.Priority)
-	}
-	if err := releaseScript.Run(ctx, q.rdb, []string{q.Key("processing"), q.Key("pending")}, args...).Err(); err != nil {
-		return fmt.Errorf("queue: release %d jobs: %w", len(items), err)
-	}
-	return nil
+	return q.runByPriority(ctx, "release", releaseScript, items)
+}
+
+// Requeue gives claimed jobs back to pending at the back of their
+// priority, behind every job already waiting, as a new job would be
+// (Release, by contrast, puts them in front). The reaper's jobs go there:
+// see finisher.after.
+func (q *redisQueue) Requeue(ctx context.Context, items ...queueItem) error {
+	return q.runByPriority(ctx, "requeue", requeueScript, items)
 }
 
 // Remove drops a job from every set, as when it is cancelled.
 func (q *redisQueue) Remove(ctx context.Context, id int64) error {
-	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRem(ctx, q.Key("pending"), id)
-		p.ZRem(ctx, q.Key("processing"), id)
-		p.ZRem(ctx, q.Key("delayed"), id)
-		p.HDel(ctx, q.Key("delayed:priority"), strconv.FormatInt(id, 10))
-		return nil
-	})
-	if err != nil {
+	if err := q.runIDs(ctx, removeScript, []int64{id}); err != nil {
 		return fmt.Errorf("queue: remove job %d: %w", id, err)
+	}
+	return nil
+}
+
+// PauseFlow pauses flow key until until, for reason, unless it is paused
+// longer already; jobID, when not zero, is the job that reported it, whose
+// wait the API shows.
+func (q *redisQueue) PauseFlow(ctx context.Context, key string, until time.Time, reason string, jobID int64) error {
+	job := ""
+	if jobID != 0 {
+		job = strconv.FormatInt(jobID, 10)
+	}
+	if err := pauseScript.Run(ctx, q.rdb, nil, q.prefix, key, until.UnixMilli(), reason, job, q.clock.Now().UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("queue: pause flow key %s: %w", key, err)
 	}
 	return nil
 }
@@ -348,46 +383,29 @@ func (q *redisQueue) Missing(ctx context.Context, ids []int64) ([]int64, error) 
 	return missing, nil
 }
 
-// RenewMany moves the lease deadline of processing jobs to deadline, in one
-// call (ZADD XX: an id no longer in processing is not added back).
+// RenewMany moves the lease deadline of processing jobs, and of the key
+// slots they hold, to deadline, in one call (an id no longer in
+// processing is not added back).
 func (q *redisQueue) RenewMany(ctx context.Context, deadline time.Time, ids ...int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	score := float64(deadline.UnixMilli())
-	members := make([]redis.Z, len(ids))
-	for i, id := range ids {
-		members[i] = redis.Z{Score: score, Member: id}
-	}
-	if err := q.rdb.ZAddXX(ctx, q.Key("processing"), members...).Err(); err != nil {
+	if err := q.runIDs(ctx, renewScript, ids, deadline.UnixMilli()); err != nil {
 		return fmt.Errorf("queue: renew the leases of %d jobs: %w", len(ids), err)
 	}
 	return nil
 }
 
-// ackExpiredScript drops from processing the ids whose lease deadline has
-// passed. KEYS: processing. ARGV: now ms, id, ... Returns the ids dropped.
-var ackExpiredScript = redis.NewScript(`
-local dropped = {}
-for i = 2, #ARGV do
-  local deadline = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if deadline and tonumber(deadline) <= tonumber(ARGV[1]) then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    dropped[#dropped + 1] = ARGV[i]
-  end
-end
-return dropped
-`)
-
-// AckExpired drops the lease entries of ids whose lease has run out and
-// returns how many it dropped. An entry whose lease still runs is kept: its
-// claim may be in flight (the row not yet moved to processing).
+// AckExpired drops the lease entries of ids whose lease has run out, giving
+// back their key slots, and returns how many it dropped. An entry whose
+// lease still runs is kept: its claim may be in flight (the row not yet
+// moved to processing).
 func (q *redisQueue) AckExpired(ctx context.Context, ids ...int64) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	args := append([]any{q.clock.Now().UnixMilli()}, int64sToAny(ids)...)
-	dropped, err := ackExpiredScript.Run(ctx, q.rdb, []string{q.Key("processing")}, args...).StringSlice()
+	args := append([]any{q.prefix, q.clock.Now().UnixMilli()}, int64sToAny(ids)...)
+	dropped, err := ackExpiredScript.Run(ctx, q.rdb, nil, args...).StringSlice()
 	if err != nil {
 		return 0, fmt.Errorf("queue: ack %d expired leases: %w", len(ids), err)
 	}
@@ -426,6 +444,99 @@ func int64sToAny(ids []int64) []any {
 	out := make([]any, len(ids))
 	for i, id := range ids {
 		out[i] = id
+	}
+	return out
+}
+
+// Waiting says, for each pending job given with its flow keys, what holds
+// it back, if anything: the wait the queue noted when it set the job
+// aside (a paused key, a rate window, a full concurrency limit), or else a
+// pause of one of its keys that the job has not met yet. One round trip.
+func (q *redisQueue) Waiting(ctx context.Context, jobs []*models.Job) (map[int64]*models.WaitingFor, error) {
+	var ids []any
+	var keys []string
+	for _, j := range jobs {
+		if len(j.FlowKeys) > 0 {
+			ids = append(ids, j.ID)
+			keys = append(keys, j.FlowKeys...)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var noted, paused *redis.SliceCmd
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		noted = p.HMGet(ctx, q.Key("waiting"), int64sToStrings(ids)...)
+		paused = p.HMGet(ctx, q.Key("pauses"), keys...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: what %d jobs wait for: %w", len(ids), err)
+	}
+	now := q.clock.Now()
+	pauses := map[string]*models.WaitingFor{}
+	for i, v := range paused.Val() {
+		if s, ok := v.(string); ok {
+			if w := parsePause(keys[i], s); w != nil && w.Until.After(now) {
+				pauses[keys[i]] = w
+			}
+		}
+	}
+	out := map[int64]*models.WaitingFor{}
+	n := 0
+	for _, j := range jobs {
+		if len(j.FlowKeys) == 0 {
+			continue
+		}
+		if s, ok := noted.Val()[n].(string); ok {
+			if w := parseWaiting(s); w != nil && (w.Until == nil || w.Until.After(now)) {
+				out[j.ID] = w
+			}
+		}
+		n++
+		if out[j.ID] != nil {
+			continue
+		}
+		for _, k := range j.FlowKeys {
+			if w := pauses[k]; w != nil {
+				out[j.ID] = w
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// parseWaiting reads a waiting entry: key, until (ms, 0 for none) and
+// reason, a line each.
+func parseWaiting(s string) *models.WaitingFor {
+	parts := strings.SplitN(s, "\n", 3)
+	if len(parts) != 3 {
+		return nil
+	}
+	w := &models.WaitingFor{Key: parts[0], Reason: parts[2]}
+	if ms, err := strconv.ParseInt(parts[1], 10, 64); err == nil && ms > 0 {
+		t := time.UnixMilli(ms).UTC()
+		w.Until = &t
+	}
+	return w
+}
+
+// parsePause reads a pause entry of key: until (ms), a space, the reason.
+func parsePause(key, s string) *models.WaitingFor {
+	ms, reason, _ := strings.Cut(s, " ")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return nil
+	}
+	t := time.UnixMilli(n).UTC()
+	return &models.WaitingFor{Key: key, Until: &t, Reason: reason}
+}
+
+func int64sToStrings(ids []any) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = fmt.Sprint(id)
 	}
 	return out
 }

@@ -168,7 +168,7 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 		var due []queueItem
 		for _, id := range missing {
 			row := byID[id]
-			it := queueItem{ID: id, Priority: row.Priority}
+			it := itemOf(&row)
 			if row.NextRunAt.After(now) {
 				if err := r.queue.EnqueueAt(ctx, row.NextRunAt, it); err != nil {
 					return res, fmt.Errorf("reconcile: %w", err)

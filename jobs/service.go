@@ -130,6 +130,8 @@ type CreateRequest struct {
 	ParentID *int64
 	// parentExpiresAt caps the expiry of a child (see CreateChild).
 	parentExpiresAt *time.Time
+	// flowKeys are the job's flow keys, computed by prepare.
+	flowKeys []string
 }
 
 // Validate checks a request without touching any backend.
@@ -315,7 +317,7 @@ func (s *Service) Reschedule(ctx context.Context, userID string, id int64, at ti
 		return nil, err
 	}
 	log := s.log.With("job_id", id, "type", job.Type)
-	item := queueItem{ID: id, Priority: job.Priority}
+	item := itemOf(job)
 	if status == models.StatusScheduled {
 		if err := s.cfg.Queue.Remove(ctx, id); err != nil {
 			log.Warn("rescheduled job left in the queue; the worker will delay it", "err", err)
@@ -349,7 +351,7 @@ func (s *Service) Deliver(ctx context.Context, id int64) (bool, error) {
 		s.log.Info("delivery ignored: job not scheduled for now", "job_id", id)
 		return false, nil
 	}
-	if err := s.cfg.Queue.Enqueue(ctx, queueItem{ID: row.ID, Priority: row.Priority}); err != nil {
+	if err := s.cfg.Queue.Enqueue(ctx, itemOf(row)); err != nil {
 		s.log.Warn("delivered job not enqueued; the reconciler will enqueue it", "job_id", id, "err", err)
 	}
 	s.log.Info("scheduled job delivered", "job_id", id)
@@ -366,7 +368,32 @@ func (s *Service) Get(ctx context.Context, userID string, id int64) (*models.Job
 	if err != nil {
 		return nil, fmt.Errorf("get job %d: %w: %w", id, ErrUnavailable, err)
 	}
+	s.noteWaits(ctx, job)
 	return s.redact(job), nil
+}
+
+// noteWaits fills WaitingFor on the pending jobs held back by a flow key.
+// The queue not answering leaves it empty: the rows are still the truth.
+func (s *Service) noteWaits(ctx context.Context, jobs ...*models.Job) {
+	var pending []*models.Job
+	for _, j := range jobs {
+		if j.Status == models.StatusPending && len(j.FlowKeys) > 0 {
+			pending = append(pending, j)
+		}
+	}
+	if len(pending) == 0 {
+		return
+	}
+	qctx, cancel := boundedCtx(ctx, queueCallTimeout, time.Time{})
+	defer cancel()
+	waits, err := s.cfg.Queue.Waiting(qctx, pending)
+	if err != nil {
+		s.log.Warn("what pending jobs wait for is unknown", "err", err)
+		return
+	}
+	for _, j := range pending {
+		j.WaitingFor = waits[j.ID]
+	}
 }
 
 // ListRequest filters a user's jobs. Zero values do not filter.
@@ -418,6 +445,11 @@ func (s *Service) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	if page.Jobs == nil {
 		page.Jobs = []models.Job{}
 	}
+	ptrs := make([]*models.Job, len(page.Jobs))
+	for i := range page.Jobs {
+		ptrs[i] = &page.Jobs[i]
+	}
+	s.noteWaits(ctx, ptrs...)
 	for i := range page.Jobs {
 		s.redact(&page.Jobs[i])
 	}

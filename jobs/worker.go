@@ -369,7 +369,17 @@ func (w *Worker) finish(log *slog.Logger, job *models.Job, started time.Time, re
 			// No sooner than the backoff of the attempt either, so that a
 			// RetryAfter(err, 0) cannot spin.
 			at := now.Add(max(d, w.cfg.Backoff(job.Attempts)))
-			if reason, late := pastExpiry(job, at); late {
+			reason, late := pastExpiry(job, at)
+			if p, ok := flowPauseOf(herr); ok {
+				// The key pauses for every job on it, whatever becomes of
+				// this one.
+				id := job.ID
+				if late {
+					id = 0
+				}
+				_ = w.pauseFlow(w.abortCtx, p.Key, p.After, truncate(p.Reason), id)
+			}
+			if late {
 				t = store.Failed(truncate(errText + ": " + reason))
 			} else {
 				t = store.Deferred(at, errText)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -97,6 +98,44 @@ type Job struct {
 	// ExpiresAt bounds the job's waits: a RetryAfter or a snooze that
 	// would run it after ExpiresAt fails it instead. Nil is no bound.
 	ExpiresAt *time.Time `gorm:"column:expires_at" json:"expiresAt,omitempty"`
+	// FlowKeys are the external accounts and resources the job's work
+	// counts against (see jobs.FlowKeyer), computed when it is created.
+	FlowKeys FlowKeys `gorm:"column:flow_keys" json:"flowKeys,omitempty"`
+	// WaitingFor, on a pending job held back by a flow key, says which
+	// key, until when and why. It is read from the queue, never stored.
+	WaitingFor *WaitingFor `gorm:"-" json:"waitingFor,omitempty"`
+}
+
+// FlowKeys is a job's list of flow keys, stored as one space-separated
+// text column.
+type FlowKeys []string
+
+// Value stores the keys space-separated (empty for none).
+func (k FlowKeys) Value() (driver.Value, error) { return strings.Join(k, " "), nil }
+
+// Scan reads the keys from a text column.
+func (k *FlowKeys) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*k = nil
+	case string:
+		*k = strings.Fields(v)
+	case []byte:
+		*k = strings.Fields(string(v))
+	default:
+		return fmt.Errorf("models.FlowKeys: cannot scan %T", src)
+	}
+	return nil
+}
+
+// WaitingFor says why a pending job is held back: the flow key, when the
+// key's pause or rate window ends (nil while it waits for a free slot of
+// the key's concurrency limit), and the reason, such as "business use
+// case usage 97%" or "concurrency limit 1 reached".
+type WaitingFor struct {
+	Key    string     `json:"key"`
+	Until  *time.Time `json:"until,omitempty"`
+	Reason string     `json:"reason"`
 }
 
 // TableName is the jobs table.

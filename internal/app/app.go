@@ -204,6 +204,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		// create, and when a drain ends with work left), through QStash.
 		Publisher: publisher, TriggerWindow: cfg.TriggerWindow,
 		InProcess: cfg.InProcessWorker, InProcessInterval: cfg.InProcessInterval, DrainBudget: cfg.DrainBudget,
+		FlowLimits: jobs.MergeFlowLimits(tasks.DefaultFlowLimits(), cfg.FlowLimitList()),
 	})
 	if err != nil {
 		return nil, err

@@ -185,6 +185,12 @@ type Config struct {
 	// LeaseDuration is a claimed job's lease, renewed by a heartbeat while
 	// it runs: a dead worker's jobs are back in the queue within it.
 	LeaseDuration time.Duration `env:"LEASE_DURATION" doc:"a claimed job's lease, renewed while it runs"`
+	// FlowLimits sets the limits of flow keys by key prefix, over the job
+	// types' defaults (one publish at a time per Instagram account and
+	// Facebook Page, two fetches at a time per web host):
+	// "prefix=concurrency [rate/interval]; …", such as "ig:=1; host:=4
+	// 60/1m; openai:=0 500/1m" (see jobs.ParseFlowLimits).
+	FlowLimits string `env:"FLOW_LIMITS" doc:"limits per flow key prefix: \"ig:=1; host:=2 60/1m\""`
 	// MaxPayloadBytes limits a job's payload.
 	MaxPayloadBytes int `env:"MAX_PAYLOAD_BYTES" doc:"largest job payload"`
 	// BodyLimitBytes limits a request body.
@@ -428,6 +434,12 @@ var rules = []rule{
 			if _, _, err := net.ParseCIDR(strings.TrimSpace(cidr)); err != nil {
 				return fmt.Sprintf("TRUSTED_PROXIES: %q is not a CIDR such as 10.0.0.0/8", cidr)
 			}
+		}
+		return ""
+	}},
+	{reads: []string{"FLOW_LIMITS"}, check: func(c *Config) string {
+		if _, err := jobs.ParseFlowLimits(c.FlowLimits); err != nil {
+			return "FLOW_LIMITS: " + err.Error()
 		}
 		return ""
 	}},
@@ -683,6 +695,12 @@ func (c *Config) QStashMode() string {
 	default:
 		return "off"
 	}
+}
+
+// FlowLimitList parses FLOW_LIMITS (validated at load).
+func (c *Config) FlowLimitList() []jobs.FlowLimit {
+	l, _ := jobs.ParseFlowLimits(c.FlowLimits)
+	return l
 }
 
 // TrustedProxyNets parses TRUSTED_PROXIES (validated at load).

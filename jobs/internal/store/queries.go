@@ -26,6 +26,10 @@ func Truncate(s string) string {
 	return s + "…"
 }
 
+// queueColumns are the columns the queue needs of a job it enqueues: its
+// id, priority, user and flow keys.
+var queueColumns = []clause.Column{{Name: "id"}, {Name: "priority"}, {Name: "user_id"}, {Name: "flow_keys"}}
+
 // claimColumns are the columns a claim reads back: everything a handler
 // and the engine use, without the previous attempt's error and result and
 // the bookkeeping columns.
@@ -33,7 +37,7 @@ var claimColumns = []clause.Column{
 	{Name: "id"}, {Name: "user_id"}, {Name: "type"}, {Name: "status"}, {Name: "priority"}, {Name: "payload"},
 	{Name: "attempts"}, {Name: "max_attempts"}, {Name: "scheduled_for"}, {Name: "next_run_at"}, {Name: "started_at"},
 	{Name: "created_at"}, {Name: "idempotency_key"}, {Name: "parent_id"}, {Name: "lease_expires_at"}, {Name: "lease_id"},
-	{Name: "checkpoint"}, {Name: "lost_attempts"}, {Name: "expires_at"},
+	{Name: "checkpoint"}, {Name: "lost_attempts"}, {Name: "expires_at"}, {Name: "flow_keys"},
 }
 
 // asyncCommit, a condition that always holds, makes the transaction of the
@@ -79,11 +83,11 @@ func (s *Store) Claim(ctx context.Context, ids []int64, now time.Time, lease tim
 	return rows, nil
 }
 
-// Lookup returns the id, status, priority and next run time of the rows
-// among ids.
+// Lookup returns the id, status, priority, next run time, user and flow
+// keys of the rows among ids.
 func (s *Store) Lookup(ctx context.Context, ids []int64) ([]models.Job, error) {
 	var rows []models.Job
-	if err := s.db.WithContext(ctx).Select("id", "status", "priority", "next_run_at").
+	if err := s.db.WithContext(ctx).Select("id", "status", "priority", "next_run_at", "user_id", "flow_keys").
 		Where("id IN ?", ids).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("look up jobs: %w", err)
 	}
@@ -91,14 +95,14 @@ func (s *Store) Lookup(ctx context.Context, ids []int64) ([]models.Job, error) {
 }
 
 // PromoteScheduled moves up to limit scheduled jobs due by now to pending
-// and returns their ids and priorities.
+// and returns what the queue needs of them (queueColumns).
 func (s *Store) PromoteScheduled(ctx context.Context, now time.Time, limit int) ([]models.Job, error) {
 	now = now.UTC()
 	var rows []models.Job
 	sub := s.db.Model(&models.Job{}).Select("id").
 		Where("status = ? AND next_run_at <= ?", models.StatusScheduled, now).Order("next_run_at").Limit(limit)
 	err := s.db.WithContext(ctx).Model(&rows).
-		Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "priority"}}}).
+		Clauses(clause.Returning{Columns: queueColumns}).
 		Where("id IN (?) AND status = ?", sub, models.StatusScheduled).
 		Updates(map[string]any{"status": models.StatusPending, "updated_at": now}).Error
 	if err != nil {
@@ -213,7 +217,7 @@ func (s *Store) WakeIfChildrenDone(ctx context.Context, parentID int64, now time
 		return nil, fmt.Errorf("wake job %d: %w", parentID, err)
 	}
 	var parent models.Job
-	if err := db.Select("id", "priority", "status", "next_run_at").Take(&parent, parentID).Error; err != nil {
+	if err := db.Select("id", "priority", "status", "next_run_at", "user_id", "flow_keys").Take(&parent, parentID).Error; err != nil {
 		return nil, fmt.Errorf("look up job %d: %w", parentID, err)
 	}
 	if parent.Status != models.StatusPending || parent.NextRunAt.After(now) {
@@ -250,7 +254,7 @@ func (s *Store) Deliver(ctx context.Context, id int64, by, now time.Time) (*mode
 	now = now.UTC()
 	var rows []models.Job
 	err := s.db.WithContext(ctx).Model(&rows).
-		Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "priority"}}}).
+		Clauses(clause.Returning{Columns: queueColumns}).
 		Where("id = ? AND status = ? AND scheduled_for <= ?", id, models.StatusScheduled, by.UTC()).
 		Updates(map[string]any{"status": models.StatusPending, "next_run_at": now, "updated_at": now}).Error
 	if err != nil {

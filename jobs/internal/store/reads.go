@@ -74,11 +74,12 @@ func (s *Store) Attempts(ctx context.Context, owner *string, jobID int64) ([]mod
 	return rows, nil
 }
 
-// PendingPage returns up to limit pending jobs (id, priority, next run)
+// PendingPage returns up to limit pending jobs (id, priority, next run,
+// user, flow keys)
 // with ids above after, by id: the reconciler's pages.
 func (s *Store) PendingPage(ctx context.Context, after int64, limit int) ([]models.Job, error) {
 	var rows []models.Job
-	err := s.db.WithContext(ctx).Select("id", "priority", "next_run_at").
+	err := s.db.WithContext(ctx).Select("id", "priority", "next_run_at", "user_id", "flow_keys").
 		Where("status = ? AND id > ?", models.StatusPending, after).
 		Order("id").Limit(limit).Find(&rows).Error
 	if err != nil {

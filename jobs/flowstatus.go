@@ -1,0 +1,163 @@
+package jobs
+
+// The key-status view: what operators see of the flow keys.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// FlowKeyStatus is the state of one flow key across every instance.
+type FlowKeyStatus struct {
+	Key string `json:"key"`
+	// Limit is the limit that applies (the longest matching prefix), nil
+	// when none does.
+	Limit *FlowLimitView `json:"limit,omitempty"`
+	// Running is how many of the key's jobs hold a slot now (counted only
+	// for a key with a concurrency limit).
+	Running int64 `json:"running"`
+	// Parked is how many wait for a slot of the key's concurrency limit.
+	Parked int64 `json:"parked"`
+	// PausedUntil and PauseReason say that a provider asked the key to
+	// wait, until when and why.
+	PausedUntil *time.Time `json:"pausedUntil,omitempty"`
+	PauseReason string     `json:"pauseReason,omitempty"`
+	// LastSeen is when a claim last met one of the key's jobs (or a pause
+	// was set), nil if never.
+	LastSeen *time.Time `json:"lastSeen,omitempty"`
+}
+
+// FlowLimitView is a FlowLimit as the API shows it.
+type FlowLimitView struct {
+	Prefix      string `json:"prefix"`
+	Concurrency int    `json:"concurrency"`
+	Rate        int    `json:"rate,omitempty"`
+	Interval    string `json:"interval,omitempty"`
+}
+
+// limitOf returns the limit of key: the longest matching prefix.
+func (q *redisQueue) limitOf(key string) *FlowLimit {
+	var best *FlowLimit
+	for i, l := range q.byKey {
+		if strings.HasPrefix(key, l.Prefix) && (best == nil || len(l.Prefix) > len(best.Prefix)) {
+			best = &q.byKey[i]
+		}
+	}
+	return best
+}
+
+// maxListedKeys bounds the keys FlowKeys lists.
+const maxListedKeys = 1000
+
+// FlowKeys returns the status of the keys seen most recently, newest
+// first, of those that start with prefix (all when empty), at most limit
+// (1–maxListedKeys).
+func (q *redisQueue) FlowKeys(ctx context.Context, prefix string, limit int) ([]FlowKeyStatus, error) {
+	limit = min(max(limit, 1), maxListedKeys)
+	seen, err := q.rdb.ZRevRange(ctx, q.Key("flowkeys"), 0, 10*maxListedKeys-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list flow keys: %w", err)
+	}
+	var keys []string
+	for _, k := range seen {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+			if len(keys) == limit {
+				break
+			}
+		}
+	}
+	return q.FlowStatus(ctx, keys...)
+}
+
+// FlowStatus returns the status of each key, in one round trip.
+func (q *redisQueue) FlowStatus(ctx context.Context, keys ...string) ([]FlowKeyStatus, error) {
+	if len(keys) == 0 {
+		return []FlowKeyStatus{}, nil
+	}
+	now := q.clock.Now()
+	type cmds struct {
+		running, parked *redis.IntCmd
+		pause           *redis.StringCmd
+		seen            *redis.FloatCmd
+	}
+	cs := make([]cmds, len(keys))
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cs[i] = cmds{
+				running: p.ZCount(ctx, q.Key("run:"+k), fmt.Sprintf("(%d", now.UnixMilli()), "+inf"),
+				parked:  p.ZCard(ctx, q.Key("parked:"+k)),
+				pause:   p.HGet(ctx, q.Key("pauses"), k),
+				seen:    p.ZScore(ctx, q.Key("flowkeys"), k),
+			}
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("queue: status of %d flow keys: %w", len(keys), err)
+	}
+	out := make([]FlowKeyStatus, len(keys))
+	for i, k := range keys {
+		st := FlowKeyStatus{Key: k, Running: cs[i].running.Val(), Parked: cs[i].parked.Val()}
+		if l := q.limitOf(k); l != nil {
+			v := &FlowLimitView{Prefix: l.Prefix, Concurrency: l.Concurrency, Rate: l.Rate}
+			if l.Rate > 0 {
+				v.Interval = l.Interval.String()
+			}
+			st.Limit = v
+		}
+		if s, err := cs[i].pause.Result(); err == nil {
+			if w := parsePause(k, s); w != nil && w.Until.After(now) {
+				st.PausedUntil, st.PauseReason = w.Until, w.Reason
+			}
+		}
+		if ms, err := cs[i].seen.Result(); err == nil {
+			t := time.UnixMilli(int64(ms)).UTC()
+			st.LastSeen = &t
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+// ErrOperatorOnly is returned to a user asking for what only an operator
+// (the ADMIN_TOKEN) may see, such as the flow keys of every user.
+var ErrOperatorOnly = errors.New("only an operator may see this")
+
+// FlowKeys lists the status of the flow keys seen most recently, of those
+// that start with prefix (every key when empty), at most limit
+// (1–1000). Only the Operator may ask: keys name other users' accounts.
+func (s *Service) FlowKeys(ctx context.Context, userID, prefix string, limit int) ([]FlowKeyStatus, error) {
+	if userID != Operator {
+		return nil, ErrOperatorOnly
+	}
+	if limit < 1 || limit > maxListedKeys {
+		return nil, invalid("invalid_limit", "limit", "limit must be an integer from 1 to %d", maxListedKeys)
+	}
+	st, err := s.cfg.Queue.FlowKeys(ctx, prefix, limit)
+	if err != nil {
+		return nil, fmt.Errorf("flow keys: %w: %w", ErrUnavailable, err)
+	}
+	return st, nil
+}
+
+// FlowKey returns the status of one flow key; a key never seen has
+// nothing running, parked or paused. Only the Operator may ask.
+func (s *Service) FlowKey(ctx context.Context, userID, key string) (FlowKeyStatus, error) {
+	if userID != Operator {
+		return FlowKeyStatus{}, ErrOperatorOnly
+	}
+	if err := checkFlowKey(key); err != nil {
+		return FlowKeyStatus{}, invalid("invalid_flow_key", "key", "%s", err.Error())
+	}
+	st, err := s.cfg.Queue.FlowStatus(ctx, key)
+	if err != nil {
+		return FlowKeyStatus{}, fmt.Errorf("flow key %s: %w: %w", key, ErrUnavailable, err)
+	}
+	return st[0], nil
+}

@@ -1,0 +1,360 @@
+package jobs
+
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobhook/jobhook/models"
+)
+
+// The queue's scripts. Each is one atomic call; every script's ARGV[1] is
+// the key prefix, and the keys it touches are built from it (the queue
+// lives on one Redis, never a cluster). The shapes of the keys are
+// described on redisQueue.
+//
+// luaLib is the part every script shares:
+//
+//   - meta(id): the job's user and flow keys (from the meta hash).
+//   - attach(id, score, user): makes a job runnable: in pending, in its
+//     user's queue, and its user in the ring no later than its score.
+//   - free(id, keys): gives back the key slots a claimed job held, each
+//     letting one job parked on that key run again.
+//   - detach(id): takes a job out of whatever set holds it.
+var luaLib = `
+local P = ARGV[1]
+local SPAN = ` + strconv.Itoa(seqSpan) + `
+local MAXP = ` + strconv.Itoa(models.MaxPriority) + `
+local PENDING, PROCESSING, DELAYED, DPRIO = P .. 'pending', P .. 'processing', P .. 'delayed', P .. 'delayed:priority'
+local RING, META, WAITING, SEQ = P .. 'ring', P .. 'meta', P .. 'waiting', P .. 'seq'
+local function fmt(n) return string.format('%.0f', n) end
+local function uq(user) return P .. 'u:' .. user end
+local function split(m)
+  local keys = {}
+  if not m then return '', keys end
+  local nl = string.find(m, '\n', 1, true)
+  if not nl then return m, keys end
+  for k in string.gmatch(string.sub(m, 1, nl - 1), '%S+') do keys[#keys + 1] = k end
+  return string.sub(m, nl + 1), keys
+end
+local function meta(id) return split(redis.call('HGET', META, id)) end
+local function enter(user, score)
+  redis.call('ZADD', RING, 'LT', score, user)
+end
+local function attach(id, score, user)
+  redis.call('ZADD', uq(user), score, id)
+  enter(user, score)
+end
+local function unpark(key, n)
+  for _ = 1, n do
+    local h = redis.call('ZPOPMIN', P .. 'parked:' .. key)
+    if #h == 0 then return end
+    local user = meta(h[1])
+    attach(h[1], h[2], user)
+    redis.call('HDEL', WAITING, h[1])
+  end
+end
+local function free(id, keys)
+  for _, k in ipairs(keys) do
+    if redis.call('ZREM', P .. 'run:' .. k, id) == 1 then unpark(k, 1) end
+  end
+end
+local function detach(id)
+  local user, keys = meta(id)
+  if redis.call('ZREM', PENDING, id) == 1 then
+    if redis.call('ZREM', uq(user), id) == 0 then
+      for _, k in ipairs(keys) do redis.call('ZREM', P .. 'parked:' .. k, id) end
+    end
+  end
+  if redis.call('ZREM', PROCESSING, id) == 1 then free(id, keys) end
+  redis.call('ZREM', DELAYED, id)
+  redis.call('HDEL', DPRIO, id)
+  redis.call('HDEL', WAITING, id)
+  return user, keys
+end
+local function setmeta(id, m)
+  if m ~= '' then redis.call('HSET', META, id, m) end
+end
+`
+
+// script builds a queue script from its body, after luaLib.
+func script(body string) *redis.Script { return redis.NewScript(luaLib + body) }
+
+// enqueueScript makes jobs runnable now, each behind every job of its
+// priority (NX: a job already pending keeps its place). ARGV: prefix,
+// then id, inverted priority, meta (empty keeps the stored one) for each.
+var enqueueScript = script(`
+local n = (#ARGV - 1) / 3
+local last = redis.call('INCRBY', SEQ, n)
+for i = 1, n do
+  local id, m = ARGV[3*i - 1], ARGV[3*i + 1]
+  setmeta(id, m)
+  local score = fmt(tonumber(ARGV[3*i]) * SPAN + (last - n + i) % SPAN)
+  if redis.call('ZADD', PENDING, 'NX', score, id) == 1 then
+    attach(id, score, (meta(id)))
+  end
+end
+return n
+`)
+
+// requeueScript moves claimed jobs from processing to the back of their
+// priority in pending, as enqueueScript places a new job, giving back
+// their key slots. ARGV as enqueueScript's.
+var requeueScript = script(`
+local n = (#ARGV - 1) / 3
+local last = redis.call('INCRBY', SEQ, n)
+for i = 1, n do
+  local id, m = ARGV[3*i - 1], ARGV[3*i + 1]
+  setmeta(id, m)
+  local user, keys = meta(id)
+  if redis.call('ZREM', PROCESSING, id) == 1 then free(id, keys) end
+  local score = fmt(tonumber(ARGV[3*i]) * SPAN + (last - n + i) % SPAN)
+  if redis.call('ZADD', PENDING, 'NX', score, id) == 1 then
+    attach(id, score, user)
+  end
+end
+return n
+`)
+
+// releaseScript moves claimed jobs from processing to the front of their
+// priority in pending (sequence 0: they were claimed before anything
+// still waiting), giving back their key slots. ARGV as enqueueScript's.
+var releaseScript = script(`
+local n = (#ARGV - 1) / 3
+for i = 1, n do
+  local id, m = ARGV[3*i - 1], ARGV[3*i + 1]
+  setmeta(id, m)
+  local user, keys = meta(id)
+  if redis.call('ZREM', PROCESSING, id) == 1 then free(id, keys) end
+  local score = fmt(tonumber(ARGV[3*i]) * SPAN)
+  redis.call('ZADD', PENDING, score, id)
+  attach(id, score, user)
+end
+return n
+`)
+
+// delayScript moves jobs to delayed, out of wherever they were. ARGV:
+// prefix, runAtMs, then id, priority, meta for each.
+var delayScript = script(`
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  setmeta(id, ARGV[i + 2])
+  detach(id)
+  redis.call('ZADD', DELAYED, ARGV[2], id)
+  redis.call('HSET', DPRIO, id, ARGV[i + 1])
+end
+return 1
+`)
+
+// promoteScript moves due jobs from delayed to pending, each behind every
+// job of its priority. ARGV: prefix, nowMs, limit.
+var promoteScript = script(`
+local ids = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local n = #ids
+if n == 0 then return 0 end
+local last = redis.call('INCRBY', SEQ, n)
+for i = 1, n do
+  local id = ids[i]
+  local p = tonumber(redis.call('HGET', DPRIO, id) or '0') or 0
+  local score = fmt((MAXP - p) * SPAN + (last - n + i) % SPAN)
+  redis.call('ZREM', DELAYED, id)
+  redis.call('HDEL', DPRIO, id)
+  if redis.call('ZADD', PENDING, 'NX', score, id) == 1 then
+    attach(id, score, (meta(id)))
+  end
+end
+return n
+`)
+
+// claimScript takes up to n jobs, the first by priority and, within one
+// priority, one user's job at a time in turn, into processing with a lease
+// deadline, honouring each job's flow keys:
+//
+//   - a key paused (a provider asked to wait) or at its rate limit sets
+//     the job aside in delayed until the key may run, and the earliest
+//     such time is returned, for a wake-up;
+//   - a key at its concurrency limit parks the job on the key (it stays
+//     pending) until a job holding one of the key's slots gives it back.
+//
+// A job set aside costs no attempt and no handler slot; the reason is
+// kept in the waiting hash for the API. A user's turn ends with each job
+// looked at: the user goes to the back of the ring within the priority of
+// its next job. At most maxScan jobs are looked at.
+//
+// ARGV: prefix, n, deadlineMs, nowMs, maxScan, then the limits, four
+// values each: key prefix, concurrency, rate, interval ms (0: none).
+// Returns the ids claimed, then 1 if jobs were left unlooked-at because
+// maxScan was reached (else 0), then the earliest time (ms) a job set
+// aside may run (0 if none).
+var claimScript = script(`
+local n, deadline, now, maxScan = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local limits = {}
+for i = 6, #ARGV, 4 do
+  limits[#limits + 1] = {ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}
+end
+local function limitOf(key)
+  local best, bestLen = nil, -1
+  for _, l in ipairs(limits) do
+    if #l[1] > bestLen and string.sub(key, 1, #l[1]) == l[1] then best, bestLen = l, #l[1] end
+  end
+  return best
+end
+local claimed, wakeAt, scanned = {}, 0, 0
+while #claimed < n and scanned < maxScan do
+  local top = redis.call('ZRANGE', RING, 0, 0)
+  if #top == 0 then break end
+  local user = top[1]
+  local q = uq(user)
+  local head = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    redis.call('ZREM', RING, user)
+  else
+    scanned = scanned + 1
+    local id, score = head[1], head[2]
+    redis.call('ZREM', q, id)
+    local _, keys = meta(id)
+    local verdict, vkey, untilMs, reason = 'run', nil, 0, nil
+    local busy = {}
+    for _, k in ipairs(keys) do
+      local p = redis.call('HGET', P .. 'pauses', k)
+      if p then
+        local sp = string.find(p, ' ', 1, true) or (#p + 1)
+        local u = tonumber(string.sub(p, 1, sp - 1)) or 0
+        if u > now then
+          verdict, vkey, untilMs, reason = 'later', k, u, string.sub(p, sp + 1)
+          break
+        end
+        redis.call('HDEL', P .. 'pauses', k)
+      end
+      local l = limitOf(k)
+      if l and l[2] > 0 then
+        local b = redis.call('ZCOUNT', P .. 'run:' .. k, '(' .. now, '+inf')
+        if b >= l[2] then
+          verdict, vkey, reason = 'park', k, 'concurrency limit ' .. l[2] .. ' reached'
+          break
+        end
+        busy[k] = b
+      end
+      if l and l[3] > 0 then
+        local rk = P .. 'rate:' .. k
+        redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - l[4])
+        if redis.call('ZCARD', rk) >= l[3] then
+          local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+          verdict, vkey, untilMs = 'later', k, tonumber(oldest[2]) + l[4]
+          reason = 'rate limit ' .. l[3] .. ' per ' .. l[4] .. ' ms reached'
+          break
+        end
+      end
+    end
+    for _, k in ipairs(keys) do redis.call('ZADD', P .. 'flowkeys', now, k) end
+    if verdict == 'run' then
+      redis.call('ZREM', PENDING, id)
+      redis.call('ZADD', PROCESSING, deadline, id)
+      for _, k in ipairs(keys) do
+        local l = limitOf(k)
+        if l and l[2] > 0 then
+          redis.call('ZADD', P .. 'run:' .. k, deadline, id)
+          if l[2] - busy[k] - 1 > 0 then unpark(k, l[2] - busy[k] - 1) end
+        end
+        if l and l[3] > 0 then redis.call('ZADD', P .. 'rate:' .. k, now, id .. ':' .. now) end
+      end
+      if #keys > 0 then redis.call('HDEL', WAITING, id) end
+      claimed[#claimed + 1] = id
+    elseif verdict == 'park' then
+      redis.call('ZADD', P .. 'parked:' .. vkey, score, id)
+      redis.call('HSET', WAITING, id, vkey .. '\n0\n' .. reason)
+    else
+      redis.call('ZREM', PENDING, id)
+      redis.call('ZADD', DELAYED, fmt(untilMs), id)
+      redis.call('HSET', DPRIO, id, MAXP - math.floor(tonumber(score) / SPAN))
+      redis.call('HSET', WAITING, id, vkey .. '\n' .. fmt(untilMs) .. '\n' .. reason)
+      if wakeAt == 0 or untilMs < wakeAt then wakeAt = untilMs end
+    end
+    local nxt = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
+    if #nxt == 0 then
+      redis.call('ZREM', RING, user)
+    else
+      local turn = redis.call('INCR', SEQ) % SPAN
+      redis.call('ZADD', RING, fmt(math.floor(tonumber(nxt[2]) / SPAN) * SPAN + turn), user)
+    end
+  end
+end
+local more = 0
+if scanned >= maxScan and redis.call('EXISTS', RING) == 1 then more = 1 end
+claimed[#claimed + 1] = tostring(more)
+claimed[#claimed + 1] = fmt(wakeAt)
+return claimed
+`)
+
+// ackScript drops finished jobs from the queue: out of processing (giving
+// back their key slots) and their meta. ARGV: prefix, id, ...
+var ackScript = script(`
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local _, keys = meta(id)
+  if redis.call('ZREM', PROCESSING, id) == 1 then free(id, keys) end
+  redis.call('HDEL', META, id)
+  redis.call('HDEL', WAITING, id)
+end
+return 1
+`)
+
+// removeScript drops jobs from every set, as when they are cancelled.
+// ARGV: prefix, id, ...
+var removeScript = script(`
+for i = 2, #ARGV do
+  detach(ARGV[i])
+  redis.call('HDEL', META, ARGV[i])
+end
+return 1
+`)
+
+// renewScript moves the lease deadline of processing jobs, and of the key
+// slots they hold, to deadline (XX: an id no longer there is not added
+// back). ARGV: prefix, deadlineMs, id, ...
+var renewScript = script(renewBody)
+
+const renewBody = `
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('ZADD', PROCESSING, 'XX', 'CH', ARGV[2], id) == 1 then
+    local _, keys = meta(id)
+    for _, k in ipairs(keys) do redis.call('ZADD', P .. 'run:' .. k, 'XX', ARGV[2], id) end
+  end
+end
+return 1
+`
+
+// ackExpiredScript drops from processing the ids whose lease deadline has
+// passed, giving back their key slots. ARGV: prefix, now ms, id, ...
+// Returns the ids dropped.
+var ackExpiredScript = script(`
+local dropped = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local deadline = redis.call('ZSCORE', PROCESSING, id)
+  if deadline and tonumber(deadline) <= tonumber(ARGV[2]) then
+    redis.call('ZREM', PROCESSING, id)
+    local _, keys = meta(id)
+    free(id, keys)
+    dropped[#dropped + 1] = id
+  end
+end
+return dropped
+`)
+
+// pauseScript pauses a flow key until a time, unless it is paused until
+// later already, and notes the reason on the job that reported it.
+// ARGV: prefix, key, untilMs, reason, job id (empty for none), nowMs.
+var pauseScript = script(`
+local cur = redis.call('HGET', P .. 'pauses', ARGV[2])
+local curUntil = cur and tonumber(string.sub(cur, 1, (string.find(cur, ' ', 1, true) or (#cur + 1)) - 1)) or 0
+if tonumber(ARGV[3]) > (curUntil or 0) then
+  redis.call('HSET', P .. 'pauses', ARGV[2], ARGV[3] .. ' ' .. ARGV[4])
+end
+redis.call('ZADD', P .. 'flowkeys', ARGV[6], ARGV[2])
+if ARGV[5] ~= '' then
+  redis.call('HSET', WAITING, ARGV[5], ARGV[2] .. '\n' .. ARGV[3] .. '\n' .. ARGV[4])
+end
+return 1
+`)
