@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -79,7 +80,7 @@ func parseOpenAIReset(v string) (time.Duration, bool) {
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		secs, ferr := strconv.ParseFloat(v, 64)
-		if ferr != nil || !(secs >= 0) {
+		if ferr != nil || !(secs >= 0) || math.IsInf(secs, 1) {
 			return 0, false
 		}
 		if secs >= openAIMaxRetryAfter.Seconds() {
