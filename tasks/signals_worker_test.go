@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,39 @@ func signalsEngine(t *testing.T, b testenv.Backend, reg *jobs.Registry) (*jobs.E
 	eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Clock: clock, Logger: quiet,
 		Secrets: kr, Concurrency: 1, Backoff: func(int) time.Duration { return time.Second }})
 	return eng, clock
+}
+
+// engineReports passes each report on to jobs.ReportFlowPause, as the
+// default does, and records what it answered: nil shows that the
+// handler's context reached the engine through the HTTP call.
+type engineReports struct {
+	pauseReports
+	mu   sync.Mutex
+	errs []error
+}
+
+func (r *engineReports) report(ctx context.Context, key string, d time.Duration, reason string) error {
+	_ = r.pauseReports.report(ctx, key, d, reason)
+	err := jobs.ReportFlowPause(ctx, key, d, reason)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, err)
+	return err
+}
+
+// requireReachedEngine checks that n reports were made, all accepted.
+func (r *engineReports) requireReachedEngine(t *testing.T, n int) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.errs) != n {
+		t.Fatalf("%d reports, want %d: %+v", len(r.errs), n, r.all())
+	}
+	for _, err := range r.errs {
+		if err != nil {
+			t.Errorf("ReportFlowPause from the handler: %v", err)
+		}
+	}
 }
 
 // drainAndLoad drains once and returns the job's row.
@@ -73,6 +107,8 @@ func TestInstagramThrottleThroughWorker(t *testing.T) {
 		f := newGraphFake(t)
 		cfg := graphTestConfig(f, nil)
 		cfg.SaveCheckpoint = nil
+		reps := &engineReports{}
+		cfg.ReportFlowPause = reps.report
 		reg := jobs.NewRegistry()
 		reg.MustRegister(tasks.TypeSocialPublishInstagram, tasks.NewSocialPublishInstagram(cfg))
 		eng, clock := signalsEngine(t, b, reg)
@@ -99,6 +135,12 @@ func TestInstagramThrottleThroughWorker(t *testing.T) {
 		if len(f.Publishes()) != 1 || f.DuplicatePublishes() != 0 {
 			t.Errorf("publishes %v", f.Publishes())
 		}
+		// One report per answer of the successful run (create, status,
+		// publishing limit, publish, permalink).
+		reps.requireReachedEngine(t, 5)
+		if !reps.has(igKey, 66*time.Second, "business use case usage 97% (call_count)") {
+			t.Errorf("reports %+v", reps.all())
+		}
 		if strings.Contains(row.Error, graphTestToken) {
 			t.Error("the token is on the job")
 		}
@@ -113,7 +155,8 @@ func TestOpenAIRateLimitThroughWorker(t *testing.T) {
 		const key = "sk-worker-SECRET-key"
 		fake := openaifake.New(t, key)
 		reg := jobs.NewRegistry()
-		reg.MustRegister(tasks.TypeAITextGeneration, tasks.NewAITextGeneration(tasks.OpenAIConfig{BaseURL: fake.URL, APIKey: key}))
+		reps := &engineReports{}
+		reg.MustRegister(tasks.TypeAITextGeneration, tasks.NewAITextGeneration(tasks.OpenAIConfig{BaseURL: fake.URL, APIKey: key, ReportFlowPause: reps.report}))
 		eng, clock := signalsEngine(t, b, reg)
 		svc, w := eng.Service(), eng.Worker()
 
@@ -128,12 +171,17 @@ func TestOpenAIRateLimitThroughWorker(t *testing.T) {
 			t.Errorf("the API key is on the job: %q", row.Error)
 		}
 
+		fake.SetRateLimit("gpt-4o-mini", openaifake.RateLimit{RemainingTokens: "0", ResetTokens: "2s"})
 		other, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u1", Type: tasks.TypeAITextGeneration, Payload: json.RawMessage(`{"prompt":"b","model":"gpt-4o-mini"}`)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if row := drainAndLoad(t, b, w, other.ID); row.Status != models.StatusCompleted {
 			t.Fatalf("the other model's job: status %s, error %q", row.Status, row.Error)
+		}
+		reps.requireReachedEngine(t, 1)
+		if p := reps.all()[0]; p.After != 2200*time.Millisecond || !strings.HasSuffix(p.Key, ":gpt-4o-mini") || strings.Contains(p.Key+p.Reason, "SECRET") {
+			t.Errorf("report %+v", p)
 		}
 		clock.Advance(row.NextRunAt.Sub(clock.Now()))
 		if row := drainAndLoad(t, b, w, limited.ID); row.Status != models.StatusCompleted || row.Attempts != 1 {
