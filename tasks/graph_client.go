@@ -336,16 +336,16 @@ func (c *graphClient) do(req *http.Request, what string, out any) error {
 		return fmt.Errorf("graph: %s: %w: more than %d bytes", what, errGraphResponse, graphMaxBodyBytes)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		return c.graphSignals(req.Context(), resp.Header, c.classify(what, resp, raw))
+		return c.readSignals(req.Context(), resp.Header, c.classify(what, resp, raw))
 	}
 	// Graph can also answer 200 with an error object.
 	var probe struct {
 		Error *GraphError `json:"error"`
 	}
 	if json.Unmarshal(raw, &probe) == nil && probe.Error != nil && (probe.Error.Message != "" || probe.Error.Code != 0) {
-		return c.graphSignals(req.Context(), resp.Header, c.classify(what, resp, raw))
+		return c.readSignals(req.Context(), resp.Header, c.classify(what, resp, raw))
 	}
-	_ = c.graphSignals(req.Context(), resp.Header, nil)
+	_ = c.readSignals(req.Context(), resp.Header, nil)
 	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("graph: %s: %w (HTTP %d, %d bytes): %v", what, errGraphResponse, resp.StatusCode, len(raw), err)
 	}

@@ -234,12 +234,12 @@ func (s graphSignals) throttlePause(ge *GraphError, accountKey string) (flowPaus
 		Reason: fmt.Sprintf("Graph %s (error %d)%s", name, ge.Code, given)}, true
 }
 
-// graphSignals reads the rate-limit signals of an answer whose call ended
+// readSignals reads the rate-limit signals of an answer whose call ended
 // with err (nil on success). A limit error becomes jobs.PauseFlow for its
 // key, keeping err's class inside it; every other pause the headers ask
 // for is reported with cfg.ReportFlowPause. A permanent error only
 // reports.
-func (c *graphClient) graphSignals(ctx context.Context, h http.Header, err error) error {
+func (c *graphClient) readSignals(ctx context.Context, h http.Header, err error) error {
 	s := parseGraphSignals(h, time.Now())
 	pauses := s.usagePauses(c.key)
 	var ge *GraphError
