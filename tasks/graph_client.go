@@ -75,6 +75,10 @@ type GraphConfig struct {
 	// SaveCheckpoint stores the job's progress. Defaults to
 	// jobs.SaveCheckpoint; tests may capture the checkpoints instead.
 	SaveCheckpoint func(ctx context.Context, v any) error
+	// ReportFlowPause pauses a flow key when an answer says it is near its
+	// limit (graph_signals.go). Defaults to jobs.ReportFlowPause; tests
+	// may capture the pauses instead.
+	ReportFlowPause func(ctx context.Context, key string, d time.Duration, reason string) error
 }
 
 func (c GraphConfig) withDefaults() GraphConfig {
@@ -110,6 +114,9 @@ func (c GraphConfig) withDefaults() GraphConfig {
 	}
 	if c.SaveCheckpoint == nil {
 		c.SaveCheckpoint = jobs.SaveCheckpoint
+	}
+	if c.ReportFlowPause == nil {
+		c.ReportFlowPause = jobs.ReportFlowPause
 	}
 	return c
 }
@@ -224,10 +231,12 @@ func isDialError(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
-// graphClient calls the Graph API with one access token.
+// graphClient calls the Graph API with one access token, for the account
+// whose flow key is key (ig:… or fb:…).
 type graphClient struct {
 	cfg   GraphConfig
 	token string
+	key   string
 }
 
 // scrubText removes the client's access token from text, in every form
@@ -327,15 +336,16 @@ func (c *graphClient) do(req *http.Request, what string, out any) error {
 		return fmt.Errorf("graph: %s: %w: more than %d bytes", what, errGraphResponse, graphMaxBodyBytes)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		return c.classify(what, resp, raw)
+		return c.readSignals(req.Context(), resp.Header, c.classify(what, resp, raw))
 	}
 	// Graph can also answer 200 with an error object.
 	var probe struct {
 		Error *GraphError `json:"error"`
 	}
 	if json.Unmarshal(raw, &probe) == nil && probe.Error != nil && (probe.Error.Message != "" || probe.Error.Code != 0) {
-		return c.classify(what, resp, raw)
+		return c.readSignals(req.Context(), resp.Header, c.classify(what, resp, raw))
 	}
+	_ = c.readSignals(req.Context(), resp.Header, nil)
 	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("graph: %s: %w (HTTP %d, %d bytes): %v", what, errGraphResponse, resp.StatusCode, len(raw), err)
 	}
@@ -512,7 +522,7 @@ func runGraphJob[P, C, R any](ctx context.Context, cfg GraphConfig, jobType stri
 	if _, err := jobs.LoadCheckpoint(job, &cp); err != nil {
 		return nil, jobs.Permanent(err)
 	}
-	c := &graphClient{cfg: cfg, token: token(p)}
+	c := &graphClient{cfg: cfg, token: token(p), key: graphAccountKey(p)}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	res, err := run(ctx, c, p, &cp)

@@ -88,6 +88,10 @@ type OpenAIConfig struct {
 	// Clock gives the time for Retry-After dates. Defaults to
 	// jobs.SystemClock.
 	Clock jobs.Clock
+	// ReportFlowPause pauses a flow key when an answer says its model's
+	// limit is used up (openai_signals.go). Defaults to
+	// jobs.ReportFlowPause; tests may capture the pauses instead.
+	ReportFlowPause func(ctx context.Context, key string, d time.Duration, reason string) error
 }
 
 func (c OpenAIConfig) withDefaults(timeout time.Duration) OpenAIConfig {
@@ -114,6 +118,9 @@ func (c OpenAIConfig) withDefaults(timeout time.Duration) OpenAIConfig {
 	if c.Clock == nil {
 		c.Clock = jobs.SystemClock{}
 	}
+	if c.ReportFlowPause == nil {
+		c.ReportFlowPause = jobs.ReportFlowPause
+	}
 	return c
 }
 
@@ -133,10 +140,14 @@ type openAIClient struct {
 	key   string
 	http  *http.Client
 	clock jobs.Clock
+	// keyID names key in flow keys (OpenAIKeyID).
+	keyID  string
+	report func(ctx context.Context, key string, d time.Duration, reason string) error
 }
 
 func newOpenAIClient(cfg OpenAIConfig) *openAIClient {
-	return &openAIClient{base: cfg.BaseURL, key: cfg.APIKey, http: cfg.HTTPClient, clock: cfg.Clock}
+	return &openAIClient{base: cfg.BaseURL, key: cfg.APIKey, http: cfg.HTTPClient, clock: cfg.Clock,
+		keyID: OpenAIKeyID(cfg.APIKey), report: cfg.ReportFlowPause}
 }
 
 // OpenAIError is the error body of an OpenAI-compatible API,
@@ -247,8 +258,9 @@ func (c *openAIClient) post(ctx context.Context, op, path string, body any, out 
 		return c.transportError(ctx, what, err)
 	}
 	if !ok {
-		return c.statusError(what, resp, data)
+		return c.rateSignals(ctx, body, resp, c.statusError(what, resp, data))
 	}
+	_ = c.rateSignals(ctx, body, resp, nil)
 	if int64(len(data)) > limit {
 		return jobs.Permanent(fmt.Errorf("%s: response larger than %d bytes", what, limit))
 	}

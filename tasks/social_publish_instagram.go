@@ -234,6 +234,9 @@ func (h *SocialPublishInstagram) run(ctx context.Context, c *graphClient, p *Soc
 		return result(), nil
 	}
 
+	if err := checkPublishingLimit(ctx, c, p.IGUserID); err != nil {
+		return nil, err // the 24-hour quota is used up: pause the account
+	}
 	var pub struct {
 		ID string `json:"id"`
 	}

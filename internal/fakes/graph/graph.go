@@ -103,6 +103,7 @@ type Server struct {
 	nextID      int
 	done        chan struct{}
 	closeOnce   sync.Once
+	usage       usageState // rate limits (usage.go)
 }
 
 // New starts a fake Graph API server. Close it when done (t.Cleanup).
@@ -360,12 +361,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			fail = &f
 		}
 	}
+	account := s.accountOfLocked(parts)
+	if !hang && fail == nil {
+		fail = s.throttleLocked(account)
+	}
+	usageHeader := s.usageHeaderLocked(account)
 	malformed := false
 	if !hang && fail == nil && s.malformed > 0 {
 		s.malformed--
 		malformed = true
 	}
 	s.mu.Unlock()
+	for k, vs := range usageHeader {
+		w.Header()[k] = vs
+	}
 
 	switch {
 	case hang:
@@ -528,17 +537,16 @@ func (s *Server) answer(req Request, parts []string) (int, string) {
 		if c.Polls <= s.inProgress || s.finalStatus != "FINISHED" {
 			return http.StatusBadRequest, GraphError("Media ID is not available", "OAuthException", 9007, 2207027, false)
 		}
+		if status, body, over := s.overQuotaLocked(parts[0]); over {
+			return status, body
+		}
 		c.Published = true
 		c.MediaID = s.newID("1780000")
 		s.publishes[id]++
 		return http.StatusOK, fmt.Sprintf(`{"id":%q}`, c.MediaID)
 
 	case CallPublishingLimit:
-		n := 0
-		for _, v := range s.publishes {
-			n += v
-		}
-		return http.StatusOK, fmt.Sprintf(`{"data":[{"quota_usage":%d,"config":{"quota_total":100,"quota_duration":86400}}]}`, n)
+		return s.publishingLimitLocked(parts[0])
 
 	case CallFeed:
 		if f.Get("message") == "" && f.Get("link") == "" && f.Get("attached_media[0]") == "" {

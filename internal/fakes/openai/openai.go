@@ -129,6 +129,9 @@ type Server struct {
 	chatText string
 	finish   string
 	imageB64 []byte
+	// rate limits per model (ratelimit.go)
+	rateLimits    map[string]RateLimit
+	modelFailures map[string][]Failure
 }
 
 // New starts a fake accepting apiKey and closes it when tb ends.
@@ -207,7 +210,18 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) ([]byte, *Failure
 		f = &s.failures[0]
 		s.failures = s.failures[1:]
 	}
+	var rateHeader http.Header
+	if authorized && r.Method == http.MethodPost {
+		var mf *Failure
+		mf, rateHeader = s.modelAnswerLocked(requestModel(body), f != nil)
+		if f == nil {
+			f = mf
+		}
+	}
 	s.mu.Unlock()
+	for k, vs := range rateHeader {
+		w.Header()[k] = vs
+	}
 
 	switch {
 	case r.Method != http.MethodPost:
