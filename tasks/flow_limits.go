@@ -11,8 +11,8 @@ import "github.com/jobhook/jobhook/jobs"
 // signals (see jobs.PauseFlow).
 func DefaultFlowLimits() []jobs.FlowLimit {
 	return []jobs.FlowLimit{
-		{Prefix: "ig:", Concurrency: 1},
-		{Prefix: "fb:", Concurrency: 1},
-		{Prefix: "host:", Concurrency: 2},
+		{Prefix: FlowPrefixInstagram, Concurrency: 1},
+		{Prefix: FlowPrefixFacebook, Concurrency: 1},
+		{Prefix: FlowPrefixHost, Concurrency: 2},
 	}
 }

@@ -23,8 +23,8 @@ import (
 )
 
 // signalsEngine starts an engine running reg's types on b with a manual
-// clock.
-func signalsEngine(t *testing.T, b testenv.Backend, reg *jobs.Registry) (*jobs.Engine, *jobs.ManualClock) {
+// clock, one job at a time unless a tune changes its config.
+func signalsEngine(t *testing.T, b testenv.Backend, reg *jobs.Registry, tune ...func(*jobs.Config)) (*jobs.Engine, *jobs.ManualClock) {
 	t.Helper()
 	clock := jobs.NewManualClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -32,8 +32,12 @@ func signalsEngine(t *testing.T, b testenv.Backend, reg *jobs.Registry) (*jobs.E
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Clock: clock, Logger: quiet,
-		Secrets: kr, Concurrency: 1, Backoff: func(int) time.Duration { return time.Second }})
+	cfg := jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Clock: clock, Logger: quiet,
+		Secrets: kr, Concurrency: 1, Backoff: func(int) time.Duration { return time.Second }}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	eng := jobstest.Start(t, cfg)
 	return eng, clock
 }
 
