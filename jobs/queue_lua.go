@@ -55,6 +55,7 @@ local function unpark(key, n)
   end
 end
 local function free(id, keys)
+  if #keys > 0 then redis.call('HDEL', WAITING, id) end
   for _, k in ipairs(keys) do
     if redis.call('ZREM', P .. 'run:' .. k, id) == 1 then unpark(k, 1) end
   end
@@ -177,9 +178,20 @@ return n
 //     pending) until a job holding one of the key's slots gives it back.
 //
 // A job set aside costs no attempt and no handler slot; the reason is
-// kept in the waiting hash for the API. A user's turn ends with each job
-// looked at: the user goes to the back of the ring within the priority of
-// its next job. At most maxScan jobs are looked at.
+// kept in the waiting hash for the API.
+//
+// The ring orders users by the priority of their first job and their
+// turn. Each pass reads the head of the ring and gives the users there
+// that share its priority a turn each, in ring order: a turn takes the
+// user's first job, or, for a user alone in its priority, as many of its
+// jobs as the claim wants that rank before the next user's (one ZPOPMIN).
+// The user then goes behind the others of the priority of the last job
+// looked at. A user placed too early (its first job has a lower priority
+// than its place says, as when its turn took the last job of a priority)
+// is placed again when its turn comes, before anything is claimed, so
+// priority is exact. The claimed jobs move from pending to processing in
+// two commands at the end.
+// At most maxScan jobs are looked at.
 //
 // ARGV: prefix, n, deadlineMs, nowMs, maxScan, then the limits, four
 // values each: key prefix, concurrency, rate, interval ms (0: none).
@@ -192,93 +204,145 @@ local limits = {}
 for i = 6, #ARGV, 4 do
   limits[#limits + 1] = {ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}
 end
+local limitCache = {}
 local function limitOf(key)
-  local best, bestLen = nil, -1
+  local c = limitCache[key]
+  if c ~= nil then return c or nil end
+  local best, bestLen = false, -1
   for _, l in ipairs(limits) do
     if #l[1] > bestLen and string.sub(key, 1, #l[1]) == l[1] then best, bestLen = l, #l[1] end
   end
-  return best
+  limitCache[key] = best
+  return best or nil
 end
-local claimed, wakeAt, scanned = {}, 0, 0
-while #claimed < n and scanned < maxScan do
-  local top = redis.call('ZRANGE', RING, 0, 0)
-  if #top == 0 then break end
-  local user = top[1]
-  local q = uq(user)
-  local head = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
-  if #head == 0 then
-    redis.call('ZREM', RING, user)
-  else
-    scanned = scanned + 1
-    local id, score = head[1], head[2]
-    redis.call('ZREM', q, id)
-    local _, keys = meta(id)
-    local verdict, vkey, untilMs, reason = 'run', nil, 0, nil
-    local busy = {}
-    for _, k in ipairs(keys) do
-      local p = redis.call('HGET', P .. 'pauses', k)
-      if p then
-        local sp = string.find(p, ' ', 1, true) or (#p + 1)
-        local u = tonumber(string.sub(p, 1, sp - 1)) or 0
-        if u > now then
-          verdict, vkey, untilMs, reason = 'later', k, u, string.sub(p, sp + 1)
-          break
-        end
-        redis.call('HDEL', P .. 'pauses', k)
-      end
-      local l = limitOf(k)
-      if l and l[2] > 0 then
-        local b = redis.call('ZCOUNT', P .. 'run:' .. k, '(' .. now, '+inf')
-        if b >= l[2] then
-          verdict, vkey, reason = 'park', k, 'concurrency limit ' .. l[2] .. ' reached'
-          break
-        end
-        busy[k] = b
-      end
-      if l and l[3] > 0 then
-        local rk = P .. 'rate:' .. k
-        redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - l[4])
-        if redis.call('ZCARD', rk) >= l[3] then
-          local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
-          verdict, vkey, untilMs = 'later', k, tonumber(oldest[2]) + l[4]
-          reason = 'rate limit ' .. l[3] .. ' per ' .. l[4] .. ' ms reached'
-          break
-        end
-      end
+local seq = tonumber(redis.call('GET', SEQ) or '0') or 0
+local turned = false
+local function turn()
+  seq = seq + 1
+  turned = true
+  return seq % SPAN
+end
+local claimed, wakeAt, scanned, seen = {}, 0, 0, {}
+-- look decides the fate of one job taken from its user's queue.
+local function look(id, score)
+  local _, keys = meta(id)
+  local verdict, vkey, untilMs, reason = 'run', nil, 0, nil
+  for _, k in ipairs(keys) do
+    if not seen[k] then
+      seen[k] = true
+      redis.call('ZADD', P .. 'flowkeys', now, k)
     end
-    for _, k in ipairs(keys) do redis.call('ZADD', P .. 'flowkeys', now, k) end
-    if verdict == 'run' then
-      redis.call('ZREM', PENDING, id)
-      redis.call('ZADD', PROCESSING, deadline, id)
-      for _, k in ipairs(keys) do
-        local l = limitOf(k)
-        if l and l[2] > 0 then
-          redis.call('ZADD', P .. 'run:' .. k, deadline, id)
-          if l[2] - busy[k] - 1 > 0 then unpark(k, l[2] - busy[k] - 1) end
-        end
-        if l and l[3] > 0 then redis.call('ZADD', P .. 'rate:' .. k, now, id .. ':' .. now) end
+    local p = redis.call('HGET', P .. 'pauses', k)
+    if p then
+      local sp = string.find(p, ' ', 1, true) or (#p + 1)
+      local u = tonumber(string.sub(p, 1, sp - 1)) or 0
+      if u > now then
+        verdict, vkey, untilMs, reason = 'later', k, u, string.sub(p, sp + 1)
+        break
       end
-      if #keys > 0 then redis.call('HDEL', WAITING, id) end
-      claimed[#claimed + 1] = id
-    elseif verdict == 'park' then
-      redis.call('ZADD', P .. 'parked:' .. vkey, score, id)
-      redis.call('HSET', WAITING, id, vkey .. '\n0\n' .. reason)
-    else
-      redis.call('ZREM', PENDING, id)
-      redis.call('ZADD', DELAYED, fmt(untilMs), id)
-      redis.call('HSET', DPRIO, id, MAXP - math.floor(tonumber(score) / SPAN))
-      redis.call('HSET', WAITING, id, vkey .. '\n' .. fmt(untilMs) .. '\n' .. reason)
-      if wakeAt == 0 or untilMs < wakeAt then wakeAt = untilMs end
+      redis.call('HDEL', P .. 'pauses', k)
     end
-    local nxt = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
-    if #nxt == 0 then
-      redis.call('ZREM', RING, user)
-    else
-      local turn = redis.call('INCR', SEQ) % SPAN
-      redis.call('ZADD', RING, fmt(math.floor(tonumber(nxt[2]) / SPAN) * SPAN + turn), user)
+    local l = limitOf(k)
+    if l and l[2] > 0 and redis.call('ZCOUNT', P .. 'run:' .. k, '(' .. now, '+inf') >= l[2] then
+      verdict, vkey, reason = 'park', k, 'concurrency limit ' .. l[2] .. ' reached'
+      break
+    end
+    if l and l[3] > 0 then
+      local rk = P .. 'rate:' .. k
+      redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - l[4])
+      if redis.call('ZCARD', rk) >= l[3] then
+        local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+        verdict, vkey, untilMs = 'later', k, tonumber(oldest[2]) + l[4]
+        reason = 'rate limit ' .. l[3] .. ' per ' .. l[4] .. ' ms reached'
+        break
+      end
     end
   end
+  if verdict == 'run' then
+    for _, k in ipairs(keys) do
+      local l = limitOf(k)
+      if l and l[2] > 0 then redis.call('ZADD', P .. 'run:' .. k, deadline, id) end
+      if l and l[3] > 0 then redis.call('ZADD', P .. 'rate:' .. k, now, id .. ':' .. now) end
+    end
+    claimed[#claimed + 1] = id
+  elseif verdict == 'park' then
+    redis.call('ZADD', P .. 'parked:' .. vkey, score, id)
+    redis.call('HSET', WAITING, id, vkey .. '\n0\n' .. reason)
+  else
+    redis.call('ZREM', PENDING, id)
+    redis.call('ZADD', DELAYED, fmt(untilMs), id)
+    redis.call('HSET', DPRIO, id, MAXP - math.floor(tonumber(score) / SPAN))
+    redis.call('HSET', WAITING, id, vkey .. '\n' .. fmt(untilMs) .. '\n' .. reason)
+    if wakeAt == 0 or untilMs < wakeAt then wakeAt = untilMs end
+  end
 end
+-- Each pass gives a turn to the users at the head of the ring that share
+-- its priority, one job each, in ring order; a user alone in its priority
+-- takes as many jobs as rank before the next user's first.
+-- Each pass looks at a job, drops a user whose queue is empty or places
+-- again one placed too early; the bound on passes is a guard against a
+-- script that never ends (it would hold Redis).
+local passes = 0
+while #claimed < n and scanned < maxScan and passes < 4 * maxScan + 16 do
+  passes = passes + 1
+  local want = math.min(n - #claimed, maxScan - scanned)
+  local top = redis.call('ZRANGE', RING, 0, want, 'WITHSCORES')
+  if #top == 0 then break end
+  local band = math.floor(tonumber(top[2]) / SPAN)
+  local users, nextBand = {}, nil
+  for i = 1, #top, 2 do
+    local b = math.floor(tonumber(top[i + 1]) / SPAN)
+    if b == band and #users < want then
+      users[#users + 1] = top[i]
+    else
+      nextBand = b
+      break
+    end
+  end
+  local alone = #users == 1 and (nextBand == nil or nextBand > band)
+  -- A user alone takes only jobs that rank before the next user's first.
+  local below = alone and nextBand or nil
+  local readd = {}
+  for _, user in ipairs(users) do
+    if #claimed >= n then break end
+    local q = uq(user)
+    local popped = redis.call('ZPOPMIN', q, alone and want or 1)
+    if #popped == 0 then
+      redis.call('ZREM', RING, user)
+    elseif math.floor(tonumber(popped[2]) / SPAN) > band then
+      -- Placed too early: back to its place by its first job's priority.
+      for i = 1, #popped, 2 do redis.call('ZADD', q, popped[i + 1], popped[i]) end
+      readd[#readd + 1] = fmt(math.floor(tonumber(popped[2]) / SPAN) * SPAN + turn())
+      readd[#readd + 1] = user
+    else
+      local last = band
+      for i = 1, #popped, 2 do
+        local id, score = popped[i], popped[i + 1]
+        local b = math.floor(tonumber(score) / SPAN)
+        if (below and b >= below) or #claimed >= n then
+          redis.call('ZADD', q, score, id)
+        else
+          scanned = scanned + 1
+          look(id, score)
+          last = b
+        end
+      end
+      readd[#readd + 1] = fmt(last * SPAN + turn())
+      readd[#readd + 1] = user
+    end
+  end
+  if #readd > 0 then redis.call('ZADD', RING, unpack(readd)) end
+end
+if #claimed > 0 then
+  local moved = {}
+  for i, id in ipairs(claimed) do
+    moved[2 * i - 1] = deadline
+    moved[2 * i] = id
+  end
+  redis.call('ZREM', PENDING, unpack(claimed))
+  redis.call('ZADD', PROCESSING, unpack(moved))
+end
+if turned then redis.call('SET', SEQ, fmt(seq)) end
 local more = 0
 if scanned >= maxScan and redis.call('EXISTS', RING) == 1 then more = 1 end
 claimed[#claimed + 1] = tostring(more)
