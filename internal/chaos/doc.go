@@ -3,10 +3,12 @@
 // the real PostgreSQL and Redis named by TEST_DATABASE_URL and
 // TEST_REDIS_URL, and then hurt them — kill -9 in the middle of a drain,
 // wipe the queue's Redis keys, terminate the server's Postgres connections,
-// run two servers on one queue, SIGTERM during a drain, leave a job stuck in
-// processing, let a handler hang past its timeout — and check afterwards
-// that every job reached its final state, that no job's handler ever ran
-// twice at the same time, and how many attempts the faults cost.
+// run two servers on one queue and on one flow key (FLOW_LIMITS), SIGTERM
+// during a drain, leave a job stuck in processing, let a handler hang past
+// its timeout — and check afterwards that every job reached its final
+// state, that no job's handler ever ran twice at the same time, that no
+// flow key ran more jobs at once than its limit, and how many attempts the
+// faults cost.
 //
 // The jobs are of the test type chaos_record (internal/chaostask), which
 // records every handler call in the table chaos_calls of the server's own

@@ -523,7 +523,11 @@ type apiAnswer struct {
 
 // createJob creates a chaos_record job through the API of p.
 func (s *scenario) createJob(p *proc, sleepMs, maxAttempts int) (apiAnswer, error) {
-	body := fmt.Sprintf(`{"type":%q,"payload":{"sleepMs":%d},"maxAttempts":%d}`, chaostask.Type, sleepMs, maxAttempts)
+	return s.postJob(p, fmt.Sprintf(`{"type":%q,"payload":{"sleepMs":%d},"maxAttempts":%d}`, chaostask.Type, sleepMs, maxAttempts))
+}
+
+// postJob sends body to POST /api/jobs of p.
+func (s *scenario) postJob(p *proc, body string) (apiAnswer, error) {
 	req, err := http.NewRequest(http.MethodPost, p.url+"/api/jobs", strings.NewReader(body))
 	if err != nil {
 		return apiAnswer{}, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,7 +61,44 @@ func TestRecordsEveryCall(t *testing.T) {
 		require.GreaterOrEqual(t, first.FinishedAt.Sub(first.StartedAt), 30*time.Millisecond, "the handler slept sleepMs")
 		require.False(t, second.StartedAt.Before(*first.FinishedAt))
 		require.False(t, second.FinishedAt.After(after.Add(time.Microsecond)))
+		// One clock orders the calls: each start tick before its end, the
+		// second call's start after the first's end.
+		require.NotNil(t, first.EndTick)
+		require.NotNil(t, second.EndTick)
+		require.Less(t, first.StartTick, *first.EndTick)
+		require.Less(t, *first.EndTick, second.StartTick)
+		require.Less(t, second.StartTick, *second.EndTick)
+		mark, err := chaostask.Tick(ctx, db.Gorm)
+		require.NoError(t, err)
+		require.Greater(t, mark, *second.EndTick)
+		require.Empty(t, first.FlowKey)
 	})
+}
+
+func TestRecordsFlowKey(t *testing.T) {
+	run(t, func(t *testing.T, db *database.DB) {
+		ctx := context.Background()
+		h := chaostask.New(db.Gorm)
+		_, err := h.Handle(ctx, job(3, 1, `{"sleepMs":1,"flowKey":"chaos:acct-1"}`))
+		require.NoError(t, err)
+		calls, err := chaostask.Calls(ctx, db.Gorm)
+		require.NoError(t, err)
+		require.Len(t, calls, 1)
+		require.Equal(t, "chaos:acct-1", calls[0].FlowKey)
+	})
+}
+
+func TestFlowKeys(t *testing.T) {
+	h := chaostask.New(nil)
+	keys, err := h.FlowKeys(json.RawMessage(`{"sleepMs":5,"flowKey":"chaos:acct-1"}`))
+	require.NoError(t, err)
+	require.Equal(t, []string{"chaos:acct-1"}, keys)
+	keys, err = h.FlowKeys(json.RawMessage(`{"sleepMs":5}`))
+	require.NoError(t, err)
+	require.Empty(t, keys, "no flowKey, no key")
+	_, err = h.FlowKeys(json.RawMessage(`{"flowKey":"a b"}`))
+	var ve *jobs.ValidationError
+	require.ErrorAs(t, err, &ve)
 }
 
 func TestCancelledCallStaysOpen(t *testing.T) {
@@ -146,7 +184,7 @@ func TestEnsureTableIsIdempotent(t *testing.T) {
 
 func TestPayloadValidation(t *testing.T) {
 	h := chaostask.New(nil) // validation never touches the database
-	for _, ok := range []string{`{}`, `{"sleepMs":0}`, `{"sleepMs":10000}`, `{"sleepMs":15}`} {
+	for _, ok := range []string{`{}`, `{"sleepMs":0}`, `{"sleepMs":10000}`, `{"sleepMs":15}`, `{"flowKey":"chaos:a"}`, `{"sleepMs":1,"flowKey":"x"}`} {
 		require.NoError(t, h.ValidatePayload(json.RawMessage(ok)), ok)
 	}
 	for _, tc := range []struct{ payload, field string }{
@@ -159,6 +197,12 @@ func TestPayloadValidation(t *testing.T) {
 		{`{"sleepMs":"10"}`, "sleepMs"},
 		{`{"sleepMs":null}`, "sleepMs"},
 		{`{"sleep":10}`, "sleep"},
+		{`{"flowKey":""}`, "flowKey"},
+		{`{"flowKey":"chaos: a"}`, "flowKey"},
+		{`{"flowKey":"chaos:\ta"}`, "flowKey"},
+		{`{"flowKey":7}`, "flowKey"},
+		{`{"flowKey":null}`, "flowKey"},
+		{`{"flowKey":"` + strings.Repeat("k", chaostask.MaxFlowKeyLength+1) + `"}`, "flowKey"},
 	} {
 		err := h.ValidatePayload(json.RawMessage(tc.payload))
 		var ve *jobs.ValidationError
