@@ -227,3 +227,25 @@ func mapKeys(m map[int64]string) []int64 {
 	}
 	return out
 }
+
+func TestQueueUnstickWakesJobsParkedBehindAFreeSlot(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		q := newRedisQueue(b.Redis, b.Prefix, nil, FlowLimit{Prefix: "ig:", Concurrency: 1})
+		require.NoError(t, q.Enqueue(ctx, userItem(1, 5, "a", "ig:1"), userItem(2, 5, "a", "ig:1")))
+		got, err := q.Claim(ctx, 10, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, []int64{1}, got)
+		n, err := q.Unstick(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n, "the slot is held: job 2 stays parked")
+		// The slot is given back without the wake (as a bug would).
+		require.NoError(t, b.Redis.ZRem(ctx, q.Key("run:ig:1"), "1").Err())
+		n, err = q.Unstick(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		got, err = q.Claim(ctx, 10, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, []int64{2}, got)
+	})
+}

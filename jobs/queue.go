@@ -302,6 +302,18 @@ func (q *redisQueue) Remove(ctx context.Context, id int64) error {
 	return nil
 }
 
+// Unstick lets the jobs parked on a flow key run when the key has free
+// slots (a guard: every slot given back wakes a parked job itself), and
+// returns how many it let run.
+func (q *redisQueue) Unstick(ctx context.Context) (int, error) {
+	args := append([]any{q.prefix, q.clock.Now().UnixMilli()}, q.limits...)
+	n, err := unstickScript.Run(ctx, q.rdb, nil, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("queue: wake parked jobs: %w", err)
+	}
+	return n, nil
+}
+
 // PauseFlow pauses flow key until until, for reason, unless it is paused
 // longer already; jobID, when not zero, is the job that reported it, whose
 // wait the API shows.

@@ -78,24 +78,79 @@ local function setmeta(id, m)
 end
 `
 
+// limitsLib reads the flow limits a script is given, from ARGV[first] on,
+// four values each (key prefix, concurrency, rate, interval ms), and
+// returns limitOf(key): the limit of the longest matching prefix, or nil.
+var limitsLib = `
+local function limitsFrom(first)
+  local limits, cache = {}, {}
+  for i = first, #ARGV, 4 do
+    limits[#limits + 1] = {ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}
+  end
+  return function(key)
+    local c = cache[key]
+    if c ~= nil then return c or nil end
+    local best, bestLen = false, -1
+    for _, l in ipairs(limits) do
+      if #l[1] > bestLen and string.sub(key, 1, #l[1]) == l[1] then best, bestLen = l, #l[1] end
+    end
+    cache[key] = best
+    return best or nil
+  end
+end
+`
+
 // script builds a queue script from its body, after luaLib.
 func script(body string) *redis.Script { return redis.NewScript(luaLib + body) }
 
 // enqueueScript makes jobs runnable now, each behind every job of its
 // priority (NX: a job already pending keeps its place). ARGV: prefix,
 // then id, inverted priority, meta (empty keeps the stored one) for each.
+// A batch costs a few commands whatever its size: one read of which jobs
+// are pending already, then one write per set (and per user).
 var enqueueScript = script(`
 local n = (#ARGV - 1) / 3
 local last = redis.call('INCRBY', SEQ, n)
+local ids, metas = {}, {}
 for i = 1, n do
-  local id, m = ARGV[3*i - 1], ARGV[3*i + 1]
-  setmeta(id, m)
-  local score = fmt(tonumber(ARGV[3*i]) * SPAN + (last - n + i) % SPAN)
-  if redis.call('ZADD', PENDING, 'NX', score, id) == 1 then
-    attach(id, score, (meta(id)))
+  ids[i] = ARGV[3*i - 1]
+  local m = ARGV[3*i + 1]
+  if m ~= '' then
+    metas[#metas + 1] = ids[i]
+    metas[#metas + 1] = m
   end
 end
-return n
+if #metas > 0 then redis.call('HSET', META, unpack(metas)) end
+local present = redis.call('ZMSCORE', PENDING, unpack(ids))
+local added, byUser, first, order = {}, {}, {}, {}
+for i = 1, n do
+  if not present[i] then
+    local id = ids[i]
+    local score = fmt(tonumber(ARGV[3*i]) * SPAN + (last - n + i) % SPAN)
+    present[i] = score
+    added[#added + 1] = score
+    added[#added + 1] = id
+    local m = ARGV[3*i + 1]
+    local user
+    if m ~= '' then user = split(m) else user = meta(id) end
+    if not byUser[user] then
+      byUser[user] = {}
+      order[#order + 1] = user
+    end
+    local q = byUser[user]
+    q[#q + 1] = score
+    q[#q + 1] = id
+    if not first[user] or tonumber(score) < tonumber(first[user]) then first[user] = score end
+  end
+end
+if #added > 0 then
+  redis.call('ZADD', PENDING, unpack(added))
+  for _, user in ipairs(order) do
+    redis.call('ZADD', uq(user), unpack(byUser[user]))
+    enter(user, first[user])
+  end
+end
+return #added / 2
 `)
 
 // requeueScript moves claimed jobs from processing to the back of their
@@ -198,23 +253,9 @@ return n
 // Returns the ids claimed, then 1 if jobs were left unlooked-at because
 // maxScan was reached (else 0), then the earliest time (ms) a job set
 // aside may run (0 if none).
-var claimScript = script(`
+var claimScript = script(limitsLib + `
 local n, deadline, now, maxScan = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local limits = {}
-for i = 6, #ARGV, 4 do
-  limits[#limits + 1] = {ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}
-end
-local limitCache = {}
-local function limitOf(key)
-  local c = limitCache[key]
-  if c ~= nil then return c or nil end
-  local best, bestLen = false, -1
-  for _, l in ipairs(limits) do
-    if #l[1] > bestLen and string.sub(key, 1, #l[1]) == l[1] then best, bestLen = l, #l[1] end
-  end
-  limitCache[key] = best
-  return best or nil
-end
+local limitOf = limitsFrom(6)
 local seq = tonumber(redis.call('GET', SEQ) or '0') or 0
 local turned = false
 local function turn()
@@ -421,4 +462,30 @@ if ARGV[5] ~= '' then
   redis.call('HSET', WAITING, ARGV[5], ARGV[2] .. '\n' .. ARGV[3] .. '\n' .. ARGV[4])
 end
 return 1
+`)
+
+// unstickScript lets parked jobs run whose key has free slots: a guard
+// for a slot given back without waking the job parked behind it. It looks
+// at the keys claims met most recently. ARGV: prefix, nowMs, then the
+// limits as claimScript takes them. Returns how many jobs it woke.
+var unstickScript = script(limitsLib + `
+local now = tonumber(ARGV[2])
+local limitOf = limitsFrom(3)
+local woke = 0
+for _, k in ipairs(redis.call('ZREVRANGE', P .. 'flowkeys', 0, 9999)) do
+  local parked = redis.call('ZCARD', P .. 'parked:' .. k)
+  if parked > 0 then
+    local l = limitOf(k)
+    local free = parked
+    if l and l[2] > 0 then
+      free = l[2] - redis.call('ZCOUNT', P .. 'run:' .. k, '(' .. now, '+inf')
+    end
+    if free > 0 then
+      free = math.min(free, parked)
+      unpark(k, free)
+      woke = woke + free
+    end
+  end
+end
+return woke
 `)

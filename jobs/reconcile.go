@@ -87,6 +87,8 @@ type reconcileResult struct {
 	Recovered int
 	// Dropped counts Redis entries of finished, cancelled or missing jobs.
 	Dropped int
+	// Unparked counts jobs parked on a flow key with a free slot, let run.
+	Unparked int
 }
 
 // RunIfDue runs a pass unless one ran, in any process, within the interval.
@@ -104,8 +106,8 @@ func (r *reconciler) RunIfDue(ctx context.Context) (reconcileResult, error) {
 }
 
 // Run reaps expired leases, drops Redis entries of finished, cancelled or
-// missing jobs, then enqueues every pending job that is in none of the
-// queue's sets.
+// missing jobs, lets run the jobs parked on a flow key with a free slot,
+// then enqueues every pending job that is in none of the queue's sets.
 func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 	const page = 500
 	var res reconcileResult
@@ -122,6 +124,15 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 	res.Dropped = dropped
 	if err != nil {
 		return res, err
+	}
+	uctx, cancel := context.WithTimeout(ctx, reconcileCallTimeout)
+	res.Unparked, err = r.queue.Unstick(uctx)
+	cancel()
+	if err != nil {
+		return res, fmt.Errorf("reconcile: %w: %w", ErrUnavailable, err)
+	}
+	if res.Unparked > 0 {
+		r.log.Warn("jobs parked on a flow key with a free slot were let run", "count", res.Unparked)
 	}
 	var after int64
 	now := r.clock.Now()

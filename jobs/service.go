@@ -283,7 +283,10 @@ var ErrNotReschedulable = errors.New("job cannot be rescheduled in its current s
 
 // Reschedule moves a user's pending or scheduled job to run at at: in the
 // future it becomes scheduled (a new delayed delivery replaces the old
-// one), otherwise pending and enqueued now.
+// one), otherwise pending and enqueued now. A job moved later keeps as
+// long to wait as it had: its expiry moves as far as its start (its
+// scheduled time, or its creation) did; a job moved earlier keeps its
+// expiry.
 func (s *Service) Reschedule(ctx context.Context, userID string, id int64, at time.Time) (*models.Job, error) {
 	before, err := s.Get(ctx, userID, id)
 	if err != nil {
@@ -299,7 +302,18 @@ func (s *Service) Reschedule(ctx context.Context, userID string, id int64, at ti
 	if !at.After(now) {
 		status, next = models.StatusPending, now
 	}
-	moved, err := s.store.Reschedule(ctx, ownerScope(userID), id, before.Status, before.UpdatedAt, status, at, next, now)
+	var expires *time.Time
+	if before.ExpiresAt != nil {
+		start := before.CreatedAt
+		if before.ScheduledFor != nil {
+			start = *before.ScheduledFor
+		}
+		if d := next.Sub(start); d > 0 {
+			e := before.ExpiresAt.Add(d).UTC()
+			expires = &e
+		}
+	}
+	moved, err := s.store.Reschedule(ctx, ownerScope(userID), id, before.Status, before.UpdatedAt, status, at, next, now, expires)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

@@ -235,12 +235,16 @@ func owned(q *gorm.DB, owner *string) *gorm.DB {
 }
 
 // Reschedule moves a job that is still in status from, unchanged since
-// updatedAt, to status to, running at next, scheduled for at. It reports
-// whether the job was moved.
-func (s *Store) Reschedule(ctx context.Context, owner *string, id int64, from models.Status, updatedAt time.Time, to models.Status, at, next, now time.Time) (bool, error) {
+// updatedAt, to status to, running at next, scheduled for at, and, when
+// expires is not nil, expiring then. It reports whether the job was moved.
+func (s *Store) Reschedule(ctx context.Context, owner *string, id int64, from models.Status, updatedAt time.Time, to models.Status, at, next, now time.Time, expires *time.Time) (bool, error) {
+	cols := map[string]any{"status": to, "scheduled_for": at.UTC(), "next_run_at": next.UTC(), "qstash_message_id": nil, "updated_at": now.UTC()}
+	if expires != nil {
+		cols["expires_at"] = expires.UTC()
+	}
 	res := owned(s.db.WithContext(ctx).Model(&models.Job{}), owner).
 		Where("id = ? AND status = ? AND updated_at = ?", id, from, updatedAt).
-		Updates(map[string]any{"status": to, "scheduled_for": at.UTC(), "next_run_at": next.UTC(), "qstash_message_id": nil, "updated_at": now.UTC()})
+		Updates(cols)
 	if res.Error != nil {
 		return false, fmt.Errorf("reschedule job %d: %w", id, res.Error)
 	}
