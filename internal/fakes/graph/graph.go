@@ -103,6 +103,7 @@ type Server struct {
 	nextID      int
 	done        chan struct{}
 	closeOnce   sync.Once
+	lookup      lookupState // lookup.go
 }
 
 // New starts a fake Graph API server. Close it when done (t.Cleanup).
@@ -395,6 +396,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status, body := s.answer(req, parts)
+	s.afterAnswer(req.Kind, status, body)
 	s.mu.Lock()
 	drop := s.dropKinds[req.Kind] > 0
 	if drop {
@@ -433,6 +435,9 @@ func (s *Server) record(req Request) {
 }
 
 func kindOf(method string, parts []string) string {
+	if k := lookupKind(method, parts); k != "" {
+		return k
+	}
 	switch {
 	case method == http.MethodPost && len(parts) == 2 && parts[1] == "media":
 		return CallCreateContainer
@@ -531,6 +536,7 @@ func (s *Server) answer(req Request, parts []string) (int, string) {
 		c.Published = true
 		c.MediaID = s.newID("1780000")
 		s.publishes[id]++
+		s.published(CallPublish, parts[0], c.MediaID, c.Params.Get("caption"))
 		return http.StatusOK, fmt.Sprintf(`{"id":%q}`, c.MediaID)
 
 	case CallPublishingLimit:
@@ -561,6 +567,7 @@ func (s *Server) answer(req Request, parts []string) (int, string) {
 		}
 		id := parts[0] + "_" + s.newID("50000")
 		s.posts[id] = f
+		s.published(CallFeed, parts[0], id, f.Get("message"))
 		return http.StatusOK, fmt.Sprintf(`{"id":%q}`, id)
 
 	case CallPhotos:
@@ -574,7 +581,11 @@ func (s *Server) answer(req Request, parts []string) (int, string) {
 		}
 		postID := parts[0] + "_" + id
 		s.posts[postID] = f
+		s.published(CallPhotos, parts[0], postID, f.Get("caption")+f.Get("message"))
 		return http.StatusOK, fmt.Sprintf(`{"id":%q,"post_id":%q}`, id, postID)
+	}
+	if status, body, ok := s.answerLookup(req, parts); ok {
+		return status, body
 	}
 	return http.StatusBadRequest, GraphError("Unknown path components: "+req.Path, "OAuthException", 2500, 0, false)
 }
