@@ -282,19 +282,9 @@ func (h *SocialPublishFacebook) run(ctx context.Context, c *graphClient, p *Soci
 // one with the payload's message (a photo post's caption) created no
 // earlier than the intent, less graphEffectSkew.
 func (h *SocialPublishFacebook) findPost(ctx context.Context, c *graphClient, p *SocialPublishFacebookPayload, in jobs.EffectIntent) (string, bool, error) {
-	var list struct {
-		Data []struct {
-			ID          string `json:"id"`
-			Message     string `json:"message"`
-			CreatedTime string `json:"created_time"`
-		} `json:"data"`
-	}
-	if err := c.get(ctx, "recent posts", p.PageID+"/published_posts", url.Values{"fields": {"id,message,created_time"}, "limit": {graphLookupLimit}}, &list); err != nil {
+	entries, err := graphRecentSince(ctx, c, "recent posts", p.PageID+"/published_posts", "message", "created_time", in.At)
+	if err != nil {
 		return "", false, err
-	}
-	entries := make([]graphRecent, len(list.Data))
-	for i, m := range list.Data {
-		entries[i] = graphRecent{ID: m.ID, Text: m.Message, At: m.CreatedTime}
 	}
 	id, ok := matchRecent(entries, p.Message, in.At)
 	return id, ok, nil

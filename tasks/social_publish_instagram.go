@@ -70,9 +70,14 @@ type EffectRunner func(ctx context.Context, name, key string, do jobs.EffectFunc
 // clocks differ.
 const graphEffectSkew = 2 * time.Minute
 
-// graphLookupLimit bounds the recent media or posts a check reads (one
-// page).
-const graphLookupLimit = "50"
+// A check reads the recent media or posts newest first, graphLookupLimit
+// a page, until it reaches one older than the intent (less the skew); at
+// most graphLookupPages pages, beyond which it cannot tell (an error: the
+// job retries).
+const (
+	graphLookupLimit = "100"
+	graphLookupPages = 5
+)
 
 // graphTime parses a Graph time (timestamp, created_time), such as
 // 2026-11-28T12:00:00+0000.
@@ -90,6 +95,44 @@ type graphRecent struct {
 	ID   string
 	Text string
 	At   string
+}
+
+// graphRecentSince reads a listing of recent media or posts (newest
+// first; GET path?fields=id,<text>,<time>), following its paging, until it
+// holds the entries no older than since less graphEffectSkew.
+func graphRecentSince(ctx context.Context, c *graphClient, what, path, textField, timeField string, since time.Time) ([]graphRecent, error) {
+	var out []graphRecent
+	q := url.Values{"fields": {"id," + textField + "," + timeField}, "limit": {graphLookupLimit}}
+	for range graphLookupPages {
+		var list struct {
+			Data   []map[string]any `json:"data"`
+			Paging struct {
+				Cursors struct {
+					After string `json:"after"`
+				} `json:"cursors"`
+				Next string `json:"next"`
+			} `json:"paging"`
+		}
+		if err := c.get(ctx, what, path, q, &list); err != nil {
+			return nil, err
+		}
+		older := false
+		for _, m := range list.Data {
+			e := graphRecent{}
+			e.ID, _ = m["id"].(string)
+			e.Text, _ = m[textField].(string)
+			e.At, _ = m[timeField].(string)
+			out = append(out, e)
+			if at, ok := graphTime(e.At); ok && at.Before(since.Add(-graphEffectSkew)) {
+				older = true
+			}
+		}
+		if older || list.Paging.Next == "" || list.Paging.Cursors.After == "" {
+			return out, nil
+		}
+		q.Set("after", list.Paging.Cursors.After)
+	}
+	return nil, fmt.Errorf("graph: %s: more than %d pages since %s; cannot tell whether the post went out", what, graphLookupPages, since.UTC().Format(time.RFC3339))
 }
 
 // matchRecent returns the earliest entry of a listing whose text is text
@@ -378,19 +421,9 @@ func (h *SocialPublishInstagram) findPublished(ctx context.Context, c *graphClie
 	case err != nil && !(errors.As(err, &ge) && !ge.Retryable()):
 		return "", false, err // cannot tell now: retry
 	}
-	var list struct {
-		Data []struct {
-			ID        string `json:"id"`
-			Caption   string `json:"caption"`
-			Timestamp string `json:"timestamp"`
-		} `json:"data"`
-	}
-	if err := c.get(ctx, "recent media", p.IGUserID+"/media", url.Values{"fields": {"id,caption,timestamp"}, "limit": {graphLookupLimit}}, &list); err != nil {
+	entries, err := graphRecentSince(ctx, c, "recent media", p.IGUserID+"/media", "caption", "timestamp", in.At)
+	if err != nil {
 		return "", false, err
-	}
-	entries := make([]graphRecent, len(list.Data))
-	for i, m := range list.Data {
-		entries[i] = graphRecent{ID: m.ID, Text: m.Caption, At: m.Timestamp}
 	}
 	if id, ok := matchRecent(entries, p.Caption, in.At); ok {
 		return id, true, nil

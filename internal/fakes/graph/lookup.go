@@ -3,6 +3,7 @@ package graph
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -147,9 +148,11 @@ func lookupKind(method string, parts []string) string {
 	return ""
 }
 
-// answerLookup serves the lookups, newest first, at most limit (default
-// 25) entries, in Graph's shape {"data":[…]}; the caller holds s.mu. It
-// reports false for another call.
+// answerLookup serves the lookups, newest first, limit (default 25, at
+// most 100) entries a page from the cursor after, in Graph's shape
+// {"data":[…],"paging":{"cursors":{"after":…},"next":…}} (paging only
+// when more entries follow); the caller holds s.mu. It reports false for
+// another call.
 func (s *Server) answerLookup(req Request, parts []string) (int, string, bool) {
 	var kind, textField, timeField string
 	switch req.Kind {
@@ -164,11 +167,19 @@ func (s *Server) answerLookup(req Request, parts []string) (int, string, bool) {
 	if v, err := strconv.Atoi(req.Form.Get("limit")); err == nil && v > 0 {
 		limit = min(v, 100)
 	}
-	data := []map[string]string{}
-	for i := len(s.lookup.pubs) - 1; i >= 0 && len(data) < limit; i-- {
+	skip, _ := strconv.Atoi(req.Form.Get("after"))
+	data, seen, more := []map[string]string{}, 0, false
+	for i := len(s.lookup.pubs) - 1; i >= 0; i-- {
 		p := s.lookup.pubs[i]
 		if p.Account != parts[0] || (kind == CallPublish) != (p.Kind == CallPublish) {
 			continue
+		}
+		if seen++; seen <= skip {
+			continue
+		}
+		if len(data) == limit {
+			more = true
+			break
 		}
 		e := map[string]string{"id": p.ID, timeField: p.At.Format(TimeLayout)}
 		if p.Text != "" {
@@ -176,6 +187,12 @@ func (s *Server) answerLookup(req Request, parts []string) (int, string, bool) {
 		}
 		data = append(data, e)
 	}
-	b, _ := json.Marshal(map[string]any{"data": data})
+	out := map[string]any{"data": data}
+	if more {
+		after := strconv.Itoa(skip + len(data))
+		next := url.Values{"fields": {req.Form.Get("fields")}, "limit": {strconv.Itoa(limit)}, "after": {after}}
+		out["paging"] = map[string]any{"cursors": map[string]string{"after": after}, "next": s.URL + "/" + req.Version + req.Path + "?" + next.Encode()}
+	}
+	b, _ := json.Marshal(out)
 	return http.StatusOK, string(b), true
 }

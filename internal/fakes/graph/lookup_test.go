@@ -48,3 +48,29 @@ func TestLookupsCountsAndHook(t *testing.T) {
 		t.Errorf("a Page's Instagram media: %v", none)
 	}
 }
+
+// A listing pages with cursors, newest first, when more entries follow.
+func TestLookupPaging(t *testing.T) {
+	s := New()
+	defer s.Close()
+	s.Token = "tok"
+	for _, m := range []string{"a", "b", "c"} {
+		post(t, s, "/v25.0/9/feed", url.Values{"message": {m}, "access_token": {"tok"}})
+	}
+	var got []string
+	path := "/v25.0/9/published_posts?fields=id,message&limit=2"
+	for page := 0; page < 3 && path != ""; page++ {
+		_, out := get(t, s, path)
+		for _, e := range out["data"].([]any) {
+			got = append(got, e.(map[string]any)["message"].(string))
+		}
+		path = ""
+		if p, ok := out["paging"].(map[string]any); ok {
+			after := p["cursors"].(map[string]any)["after"].(string)
+			path = "/v25.0/9/published_posts?fields=id,message&limit=2&after=" + after
+		}
+	}
+	if len(got) != 3 || got[0] != "c" || got[1] != "b" || got[2] != "a" {
+		t.Errorf("pages gave %v, want [c b a]", got)
+	}
+}
