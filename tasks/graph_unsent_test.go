@@ -305,3 +305,69 @@ func TestFacebookNeverSentThenRetryPosts(t *testing.T) {
 		}
 	})
 }
+
+// A check matches by text and time: an older post with the same message
+// (before the intent, beyond the skew) is not this job's, so the retry
+// posts; the post the lost answer created is found and adopted.
+func TestFacebookCheckMatchesByMessageAndTime(t *testing.T) {
+	f, cps, h := newGraphFB(t)
+	now := time.Now().UTC()
+	old := now.Add(-time.Hour)
+	f.SetClock(func() time.Time { return old })
+	if _, err := runGraphJob(t, context.Background(), newGraphFBHandler(f), tasks.TypeSocialPublishFacebook, graphFBPayload("hi", ""), nil); err != nil {
+		t.Fatal(err)
+	}
+	f.SetClock(func() time.Time { return now })
+	f.FailNextOf(graph.CallFeed, 1, http.StatusInternalServerError, graph.GraphError("Service temporarily unavailable", "OAuthException", 2, 0, true))
+	_, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishFacebook, graphFBPayload("hi", ""), nil)
+	graphAssertRetryable(t, err)
+	raw, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishFacebook, graphFBPayload("hi", ""), cps.last())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := decodeFBResult(t, raw)
+	if f.PublishedCount(fbPage) != 2 || res.Publish != tasks.PublishPublished {
+		t.Errorf("posts %d (the old one and this job's), result %s", f.PublishedCount(fbPage), raw)
+	}
+
+	// The answer of another job's post is lost: its retry adopts it.
+	f.DropAnswerNextOf(graph.CallFeed, 1)
+	h2 := newGraphFBHandler(f)
+	_, err = runGraphJob(t, context.Background(), h2, tasks.TypeSocialPublishFacebook, graphFBPayload("hi again", ""), nil)
+	graphAssertRetryable(t, err)
+	raw, err = runGraphJob(t, context.Background(), h2, tasks.TypeSocialPublishFacebook, graphFBPayload("hi again", ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubs := f.Publications()
+	if res := decodeFBResult(t, raw); len(pubs) != 3 || res.Publish != tasks.PublishAdopted || res.PostID != pubs[2].ID {
+		t.Errorf("result %s, publications %+v", raw, pubs)
+	}
+}
+
+// An Instagram container PUBLISHED whose media is not listed (yet) is an
+// error to retry, never a second publish.
+func TestInstagramPublishedButNotListedRetries(t *testing.T) {
+	f := newGraphFake(t)
+	effects := newMemEffects()
+	cps := &graphCheckpoints{}
+	h := tasks.NewSocialPublishInstagram(graphTestConfig(f, cps)).WithEffect(effects.run)
+	if _, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), nil); err != nil {
+		t.Fatal(err)
+	}
+	effects.loseIDs()
+	f.SetClock(func() time.Time { return time.Now().Add(time.Hour) })
+	p := graphIGPayload("https://cdn.example.com/a.jpg")
+	p["caption"] = "another caption" // the listing holds no media with this one
+	_, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, p, cps.last())
+	graphAssertRetryable(t, err)
+	if !strings.Contains(err.Error(), "is PUBLISHED but none of the account's recent media matches") || f.Calls(graph.CallPublish) != 1 {
+		t.Errorf("error %v, %d publish calls", err, f.Calls(graph.CallPublish))
+	}
+}
+
+// newGraphFBHandler is a Facebook publisher on f with effects of its own
+// (another job).
+func newGraphFBHandler(f *graph.Server) *tasks.SocialPublishFacebook {
+	return tasks.NewSocialPublishFacebook(graphTestConfig(f, &graphCheckpoints{})).WithEffect(newMemEffects().run)
+}
