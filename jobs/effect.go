@@ -32,7 +32,16 @@ type EffectIntent struct {
 	// At is when the intent was recorded (the engine's clock), just
 	// before the step was called: the step, if it happened, happened after.
 	At time.Time
+	// Taken holds the provider ids that other jobs recorded for a step of
+	// the same name since an hour before At (EffectTakenWindow): what the
+	// provider lists with the same text and time may be theirs, and a
+	// check must not adopt those.
+	Taken map[string]bool
 }
+
+// EffectTakenWindow is how long before an intent the ids other jobs
+// recorded are handed to its check (EffectIntent.Taken).
+const EffectTakenWindow = time.Hour
 
 // EffectSource says how Effect came by the provider's id.
 type EffectSource string
@@ -110,14 +119,21 @@ func Effect(ctx context.Context, name, key string, do EffectFunc, check EffectCh
 		return EffectOutcome{ProviderID: *rec.ProviderID, Source: EffectRecorded}, nil
 	}
 	if rec != nil {
-		intent := EffectIntent{JobID: rec.JobID, Name: name, Key: key, Attempt: rec.Attempt, At: rec.CreatedAt}
+		taken, err := e.st.EffectIDsDone(ctx, name, e.fence.ID, rec.CreatedAt.Add(-EffectTakenWindow))
+		if err != nil {
+			return EffectOutcome{}, e.fail("read", fmt.Errorf("%w: %w", ErrUnavailable, err))
+		}
+		intent := EffectIntent{JobID: rec.JobID, Name: name, Key: key, Attempt: rec.Attempt, At: rec.CreatedAt, Taken: map[string]bool{}}
+		for _, id := range taken {
+			intent.Taken[id] = true
+		}
 		id, found, err := check(ctx, intent)
 		if err != nil {
 			return EffectOutcome{}, e.fail("check", err)
 		}
 		if found {
-			if id == "" {
-				return EffectOutcome{}, e.fail("check", errors.New("check found the step but returned no id"))
+			if id == "" || intent.Taken[id] {
+				return EffectOutcome{}, e.fail("check", fmt.Errorf("check found the step but returned no id, or another job's (%q)", id))
 			}
 			if err := e.done(ctx, id); err != nil {
 				return EffectOutcome{}, err

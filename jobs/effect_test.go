@@ -302,3 +302,26 @@ func TestEffectRowsGoWithTheirJob(t *testing.T) {
 		require.Zero(t, count())
 	})
 }
+
+// A check is told the ids other jobs recorded for a step of the same name,
+// so that it does not adopt another job's post of the same text.
+func TestEffectCheckIsToldTheIDsOtherJobsTook(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		x := setup(t, b)
+		p := &provider{}
+		effectJob(x, "fx", p, nil)
+		w := x.worker(jobs.Config{})
+		first := x.create(t, jobs.CreateRequest{Type: "fx"})
+		drainOnce(t, x, w)
+		requireResult(t, x, first.ID, `{"id":"post-1","source":"ran"}`)
+		p.mu.Lock()
+		p.loseAnswer = true
+		p.mu.Unlock()
+		second := x.create(t, jobs.CreateRequest{Type: "fx", MaxAttempts: 3})
+		drainOnce(t, x, w)
+		drainOnce(t, x, w)
+		requireResult(t, x, second.ID, `{"id":"post-2","source":"adopted"}`)
+		require.Len(t, p.checks, 1)
+		require.Equal(t, map[string]bool{"post-1": true}, p.checks[0].Taken)
+	})
+}

@@ -323,3 +323,42 @@ func TestScheduledPublishChildrenPublishOnce(t *testing.T) {
 		x.requireOnce(t, childIDs, tasks.PublishAdopted, "once #0")
 	})
 }
+
+// Two jobs post the same message to one Page a moment apart, and the
+// second one's answer is lost: its retry finds both posts at the Page and
+// adopts its own, not the first job's (which that job recorded).
+func TestPublishOnceSameMessageTwice(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		x := newOnceWorld(t, b, 1)
+		create := func() int64 {
+			raw, _ := json.Marshal(map[string]any{"pageId": oncePages[0], "accessToken": graphTestToken, "message": "once #0"})
+			job, _, err := x.svc.Create(context.Background(), jobs.CreateRequest{UserID: "u1", Type: tasks.TypeSocialPublishFacebook, Payload: raw, MaxAttempts: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return job.ID
+		}
+		first := create()
+		x.drain(t)
+		x.clock.Advance(10 * time.Second)
+		x.f.DropAnswerNextOf(graph.CallFeed, 1)
+		second := create()
+		x.drain(t)
+		x.clock.Advance(2 * time.Second)
+		x.drain(t)
+		var a, b2 models.Job
+		if err := b.DB.Gorm.First(&a, first).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := b.DB.Gorm.First(&b2, second).Error; err != nil {
+			t.Fatal(err)
+		}
+		var ra, rb onceResult
+		_ = json.Unmarshal(a.Result, &ra)
+		_ = json.Unmarshal(b2.Result, &rb)
+		pubs := x.f.Publications()
+		if len(pubs) != 2 || ra.id() != pubs[0].ID || rb.id() != pubs[1].ID || rb.Publish != tasks.PublishAdopted {
+			t.Errorf("results %s and %s, posts %+v", a.Result, b2.Result, pubs)
+		}
+	})
+}

@@ -286,6 +286,6 @@ func (h *SocialPublishFacebook) findPost(ctx context.Context, c *graphClient, p 
 	if err != nil {
 		return "", false, err
 	}
-	id, ok := matchRecent(entries, p.Message, in.At)
+	id, ok := matchRecent(entries, p.Message, in)
 	return id, ok, nil
 }

@@ -135,14 +135,15 @@ func graphRecentSince(ctx context.Context, c *graphClient, what, path, textField
 	return nil, fmt.Errorf("graph: %s: more than %d pages since %s; cannot tell whether the post went out", what, graphLookupPages, since.UTC().Format(time.RFC3339))
 }
 
-// matchRecent returns the earliest entry of a listing whose text is text
-// and whose time is no earlier than since less graphEffectSkew.
-func matchRecent(entries []graphRecent, text string, since time.Time) (string, bool) {
+// matchRecent returns the earliest entry of a listing whose text is text,
+// whose time is no earlier than the intent's less graphEffectSkew, and
+// which no other job took (the intent's Taken).
+func matchRecent(entries []graphRecent, text string, in jobs.EffectIntent) (string, bool) {
 	var id string
 	var best time.Time
 	for _, e := range entries {
 		at, ok := graphTime(e.At)
-		if !ok || e.Text != text || at.Before(since.Add(-graphEffectSkew)) {
+		if !ok || e.Text != text || at.Before(in.At.Add(-graphEffectSkew)) || in.Taken[e.ID] {
 			continue
 		}
 		if id == "" || at.Before(best) {
@@ -425,7 +426,7 @@ func (h *SocialPublishInstagram) findPublished(ctx context.Context, c *graphClie
 	if err != nil {
 		return "", false, err
 	}
-	if id, ok := matchRecent(entries, p.Caption, in.At); ok {
+	if id, ok := matchRecent(entries, p.Caption, in); ok {
 		return id, true, nil
 	}
 	if published {

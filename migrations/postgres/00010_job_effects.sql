@@ -16,5 +16,9 @@ CREATE TABLE job_effects (
     PRIMARY KEY (job_id, name, key)
 );
 
+-- A check reads the ids other jobs recorded for the same step lately, so as
+-- not to adopt another job's post.
+CREATE INDEX job_effects_name_updated ON job_effects (name, updated_at);
+
 -- +goose Down
 DROP TABLE job_effects;

@@ -13,5 +13,7 @@ CREATE TABLE job_effects (
     PRIMARY KEY (job_id, name, key)
 );
 
+CREATE INDEX job_effects_name_updated ON job_effects (name, updated_at);
+
 -- +goose Down
 DROP TABLE job_effects;

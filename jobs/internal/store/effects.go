@@ -76,6 +76,20 @@ func (s *Store) Effect(ctx context.Context, jobID int64, name, key string) (*Eff
 	return &e, nil
 }
 
+// EffectIDsDone returns the provider ids that jobs other than jobID
+// recorded done for effects named name, in records updated at or after
+// since.
+func (s *Store) EffectIDsDone(ctx context.Context, name string, jobID int64, since time.Time) ([]string, error) {
+	var ids []string
+	err := s.db.WithContext(ctx).Model(&Effect{}).
+		Where("name = ? AND updated_at >= ? AND status = ? AND job_id <> ?", name, since.UTC(), EffectDone, jobID).
+		Pluck("provider_id", &ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("read the recent outcomes of effect %s: %w", name, err)
+	}
+	return ids, nil
+}
+
 // RecordEffectIntent records, in one statement, that the running job
 // holding f is about to run its effect name/key: status intent, the
 // fence's attempt, now. An earlier intent is replaced; a done effect is
