@@ -95,11 +95,12 @@ var ErrEffectUnknown = errors.New("effect outcome unknown")
 // attempt checks before it runs do again. A failed write of the id returns
 // an error wrapping ErrUnavailable; the next attempt's check finds the step.
 //
-// The guarantee is as good as check: a step is run twice only when check
-// fails to find a step that happened (see the README). While a worker
-// holds the job's lease no other attempt runs; a worker whose lease was
-// taken away while do ran (it stalled past its lease) may still complete
-// its do after the next attempt's check.
+// The guarantee is as good as check: a step runs twice only when check
+// misses a step that happened, and a step's id is another job's only when
+// check matches another job's step that Taken does not name. While a
+// worker holds the job's lease no other attempt runs; a worker whose lease
+// was taken away while its do was in flight (it stalled past its lease)
+// may still complete that do after the next attempt's check.
 func Effect(ctx context.Context, name, key string, do EffectFunc, check EffectCheckFunc) (EffectOutcome, error) {
 	jc, ok := ctx.Value(jobContextKey{}).(*jobContext)
 	if !ok {

@@ -175,28 +175,35 @@ func TestEffectUnknownOutcomeIsChecked(t *testing.T) {
 	})
 }
 
+// checkFails runs a job whose first attempt lost the answer of its step,
+// and whose second attempt's check fails with checkErr.
+func checkFails(t *testing.T, b testenv.Backend, checkErr error) (*bundle, *provider, *jobs.Worker, models.Job) {
+	t.Helper()
+	x := setup(t, b)
+	p := &provider{loseAnswer: true}
+	effectJob(x, "fx", p, nil)
+	job := x.create(t, jobs.CreateRequest{Type: "fx", MaxAttempts: 3})
+	w := x.worker(jobs.Config{})
+	drainOnce(t, x, w)
+	p.mu.Lock()
+	p.checkErr = checkErr
+	p.mu.Unlock()
+	drainOnce(t, x, w)
+	return x, p, w, x.reload(t, job.ID)
+}
+
 // A check that cannot tell is an error: the job retries (the attempt
 // counts), do is not called; the next check decides.
 func TestEffectCheckErrorRetries(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
-		x := setup(t, b)
-		p := &provider{loseAnswer: true}
-		effectJob(x, "fx", p, nil)
-		job := x.create(t, jobs.CreateRequest{Type: "fx", MaxAttempts: 3})
-		w := x.worker(jobs.Config{})
-		drainOnce(t, x, w)
-		p.mu.Lock()
-		p.checkErr = errors.New("provider unavailable")
-		p.mu.Unlock()
-		drainOnce(t, x, w)
-		row := x.reload(t, job.ID)
+		x, p, w, row := checkFails(t, b, errors.New("provider unavailable"))
 		require.Equal(t, models.StatusPending, row.Status)
 		require.Equal(t, 2, row.Attempts)
 		require.Contains(t, row.Error, "check: provider unavailable")
 		created, _ := p.counts()
 		require.Equal(t, 1, created, "not redone on a failed check")
 		drainOnce(t, x, w)
-		requireResult(t, x, job.ID, `{"id":"post-1","source":"adopted"}`)
+		requireResult(t, x, row.ID, `{"id":"post-1","source":"adopted"}`)
 		created, checks := p.counts()
 		require.Equal(t, 1, created)
 		require.Equal(t, 2, checks)
@@ -206,19 +213,11 @@ func TestEffectCheckErrorRetries(t *testing.T) {
 // A check's Permanent error fails the job, its class kept.
 func TestEffectCheckPermanentErrorFails(t *testing.T) {
 	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
-		x := setup(t, b)
-		p := &provider{loseAnswer: true}
-		effectJob(x, "fx", p, nil)
-		job := x.create(t, jobs.CreateRequest{Type: "fx", MaxAttempts: 3})
-		w := x.worker(jobs.Config{})
-		drainOnce(t, x, w)
-		p.mu.Lock()
-		p.checkErr = jobs.Permanent(errors.New("token revoked"))
-		p.mu.Unlock()
-		drainOnce(t, x, w)
-		row := x.reload(t, job.ID)
+		_, p, _, row := checkFails(t, b, jobs.Permanent(errors.New("token revoked")))
 		require.Equal(t, models.StatusFailed, row.Status)
 		require.Contains(t, row.Error, "token revoked")
+		created, _ := p.counts()
+		require.Equal(t, 1, created)
 	})
 }
 

@@ -80,9 +80,7 @@ func NewSocialPublishFacebook(cfg GraphConfig) *SocialPublishFacebook {
 // call Handle directly do; nil is jobs.Effect.
 func (h *SocialPublishFacebook) WithEffect(run EffectRunner) *SocialPublishFacebook {
 	c := *h
-	if c.effect = run; run == nil {
-		c.effect = jobs.Effect
-	}
+	c.effect = orEffect(run)
 	return &c
 }
 

@@ -65,6 +65,14 @@ func publishState(o jobs.EffectOutcome) string {
 // unless a test outside a worker sets another (WithEffect).
 type EffectRunner func(ctx context.Context, name, key string, do jobs.EffectFunc, check jobs.EffectCheckFunc) (jobs.EffectOutcome, error)
 
+// orEffect is run, or jobs.Effect when run is nil.
+func orEffect(run EffectRunner) EffectRunner {
+	if run == nil {
+		return jobs.Effect
+	}
+	return run
+}
+
 // graphEffectSkew is how much earlier than an intent's time a post found
 // by a check may be stamped by Graph and still be the intent's: the two
 // clocks differ.
@@ -200,9 +208,7 @@ func NewSocialPublishInstagram(cfg GraphConfig) *SocialPublishInstagram {
 // that call Handle directly do; nil is jobs.Effect.
 func (h *SocialPublishInstagram) WithEffect(run EffectRunner) *SocialPublishInstagram {
 	c := *h
-	if c.effect = run; run == nil {
-		c.effect = jobs.Effect
-	}
+	c.effect = orEffect(run)
 	return &c
 }
 
