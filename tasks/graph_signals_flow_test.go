@@ -93,7 +93,7 @@ func newGraphIGSignals(t *testing.T) (*graph.Server, *graphCheckpoints, *pauseRe
 	cps, reps := &graphCheckpoints{}, &pauseReports{}
 	cfg := graphTestConfig(f, cps)
 	cfg.ReportFlowPause = reps.report
-	return f, cps, reps, tasks.NewSocialPublishInstagram(cfg)
+	return f, cps, reps, tasks.NewSocialPublishInstagram(cfg).WithEffect(newMemEffects().run)
 }
 
 const igKey = "ig:" + igUser
@@ -267,7 +267,7 @@ func TestFacebookThrottledPausesPage(t *testing.T) {
 	cps, reps := &graphCheckpoints{}, &pauseReports{}
 	cfg := graphTestConfig(f, cps)
 	cfg.ReportFlowPause = reps.report
-	h := tasks.NewSocialPublishFacebook(cfg)
+	h := tasks.NewSocialPublishFacebook(cfg).WithEffect(newMemEffects().run)
 	page := "102030405060708"
 	f.SetUsage(page, graph.Usage{Type: "pages", CallCount: 100, EstimatedTimeToRegainAccess: 10})
 	f.ThrottleNext(page, 1, graph.CodePagesThrottled, 0)

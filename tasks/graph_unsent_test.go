@@ -98,7 +98,8 @@ func TestFacebookRefusedConnectionIsAPlainRetry(t *testing.T) {
 			cps := &graphCheckpoints{}
 			cfg := graphTestConfig(f, cps)
 			cfg.HTTPClient = &http.Client{Transport: &routeTransport{base: f.Client().Transport.(*http.Transport), dead: closedAddr(t), down: pathDown(tc.down...)}}
-			down := tasks.NewSocialPublishFacebook(cfg)
+			effects := newMemEffects()
+			down := tasks.NewSocialPublishFacebook(cfg).WithEffect(effects.run)
 			payload := graphFBPayload("Hello Page", "", tc.urls...)
 			_, err := runGraphJob(t, context.Background(), down, tasks.TypeSocialPublishFacebook, payload, nil)
 			graphAssertRetryable(t, err)
@@ -108,7 +109,7 @@ func TestFacebookRefusedConnectionIsAPlainRetry(t *testing.T) {
 			if checkpointPosting(t, cps.last()) {
 				t.Fatalf("checkpoint %s marks the post as possibly sent; the connection was refused", cps.last())
 			}
-			up := tasks.NewSocialPublishFacebook(graphTestConfig(f, cps))
+			up := tasks.NewSocialPublishFacebook(graphTestConfig(f, cps)).WithEffect(effects.run)
 			raw, err := runGraphJob(t, context.Background(), up, tasks.TypeSocialPublishFacebook, payload, cps.last())
 			if err != nil {
 				t.Fatalf("the retry must post: %v", err)
@@ -139,7 +140,7 @@ func TestFacebookDialAndDNSErrorsAreNeverSent(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cps := &graphCheckpoints{}
 			cfg.Version, cfg.SaveCheckpoint, cfg.Timeout = "v25.0", cps.save, 10*time.Second
-			h := tasks.NewSocialPublishFacebook(cfg)
+			h := tasks.NewSocialPublishFacebook(cfg).WithEffect(newMemEffects().run)
 			var cp []byte
 			for attempt := 1; attempt <= 3; attempt++ {
 				_, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishFacebook, graphFBPayload("hi", ""), cp)
@@ -155,7 +156,8 @@ func TestFacebookDialAndDNSErrorsAreNeverSent(t *testing.T) {
 
 // A post request that reached Graph and lost its answer (the connection is
 // reset after the request was read, and the post exists) is an unknown
-// outcome: the retry does not post again.
+// outcome: the retry finds the post among the Page's recent posts and
+// adopts it, without posting again.
 func TestFacebookResetAfterSendIsUnknown(t *testing.T) {
 	f, cps, h := newGraphFB(t)
 	f.DropAnswerNextOf(graph.CallFeed, 1)
@@ -164,31 +166,33 @@ func TestFacebookResetAfterSendIsUnknown(t *testing.T) {
 	if strings.Contains(err.Error(), "never sent") {
 		t.Fatalf("a reset after the request was read is not 'never sent': %v", err)
 	}
-	if !checkpointPosting(t, cps.last()) {
-		t.Fatalf("checkpoint %s lost the posting mark", cps.last())
+	raw, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishFacebook, graphFBPayload("hi", ""), cps.last())
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, err = runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishFacebook, graphFBPayload("hi", ""), cps.last())
-	graphAssertPermanent(t, err, "not posting again")
-	if n := len(f.Posts()); n != 1 {
-		t.Errorf("%d posts, want 1", n)
+	res := decodeFBResult(t, raw)
+	if n := len(f.Posts()); n != 1 || res.Publish != tasks.PublishAdopted || f.Posts()[res.PostID] == nil {
+		t.Errorf("%d posts (want 1) %v, result %s", n, f.Posts(), raw)
 	}
 }
 
 // Instagram's media_publish refused (never sent): a plain retry that
 // publishes once. Reset after Graph published: the retry reads the
-// container as PUBLISHED and does not publish again.
+// container as PUBLISHED, finds the media and adopts it, without
+// publishing again.
 func TestInstagramPublishNeverSentAndUnknown(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		f := newGraphFake(t)
 		cps := &graphCheckpoints{}
 		cfg := graphTestConfig(f, cps)
 		cfg.HTTPClient = &http.Client{Transport: &routeTransport{base: f.Client().Transport.(*http.Transport), dead: closedAddr(t), down: pathDown("/media_publish")}}
-		_, err := runGraphJob(t, context.Background(), tasks.NewSocialPublishInstagram(cfg), tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), nil)
+		effects := newMemEffects()
+		_, err := runGraphJob(t, context.Background(), tasks.NewSocialPublishInstagram(cfg).WithEffect(effects.run), tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), nil)
 		graphAssertRetryable(t, err)
 		if !strings.Contains(err.Error(), "never sent") {
 			t.Errorf("error %q does not say the request was never sent", err)
 		}
-		raw, err := runGraphJob(t, context.Background(), tasks.NewSocialPublishInstagram(graphTestConfig(f, cps)), tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), cps.last())
+		raw, err := runGraphJob(t, context.Background(), tasks.NewSocialPublishInstagram(graphTestConfig(f, cps)).WithEffect(effects.run), tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), cps.last())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +212,8 @@ func TestInstagramPublishNeverSentAndUnknown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f.Calls(graph.CallPublish) != 1 || f.DuplicatePublishes() != 0 || decodeIGResult(t, raw).ContainerID == "" {
+		res := decodeIGResult(t, raw)
+		if f.Calls(graph.CallPublish) != 1 || f.DuplicatePublishes() != 0 || res.ContainerID == "" || res.Publish != tasks.PublishAdopted || res.MediaID == "" {
 			t.Errorf("publish calls %d, duplicates %d, result %s", f.Calls(graph.CallPublish), f.DuplicatePublishes(), raw)
 		}
 	})
@@ -299,4 +304,70 @@ func TestFacebookNeverSentThenRetryPosts(t *testing.T) {
 			t.Errorf("result %s: %v", done.Result, err)
 		}
 	})
+}
+
+// A check matches by text and time: an older post with the same message
+// (before the intent, beyond the skew) is not this job's, so the retry
+// posts; the post the lost answer created is found and adopted.
+func TestFacebookCheckMatchesByMessageAndTime(t *testing.T) {
+	f, cps, h := newGraphFB(t)
+	now := time.Now().UTC()
+	old := now.Add(-time.Hour)
+	f.SetClock(func() time.Time { return old })
+	if _, err := runGraphJob(t, context.Background(), newGraphFBHandler(f), tasks.TypeSocialPublishFacebook, graphFBPayload("hi", ""), nil); err != nil {
+		t.Fatal(err)
+	}
+	f.SetClock(func() time.Time { return now })
+	f.FailNextOf(graph.CallFeed, 1, http.StatusInternalServerError, graph.GraphError("Service temporarily unavailable", "OAuthException", 2, 0, true))
+	_, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishFacebook, graphFBPayload("hi", ""), nil)
+	graphAssertRetryable(t, err)
+	raw, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishFacebook, graphFBPayload("hi", ""), cps.last())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := decodeFBResult(t, raw)
+	if f.PublishedCount(fbPage) != 2 || res.Publish != tasks.PublishPublished {
+		t.Errorf("posts %d (the old one and this job's), result %s", f.PublishedCount(fbPage), raw)
+	}
+
+	// The answer of another job's post is lost: its retry adopts it.
+	f.DropAnswerNextOf(graph.CallFeed, 1)
+	h2 := newGraphFBHandler(f)
+	_, err = runGraphJob(t, context.Background(), h2, tasks.TypeSocialPublishFacebook, graphFBPayload("hi again", ""), nil)
+	graphAssertRetryable(t, err)
+	raw, err = runGraphJob(t, context.Background(), h2, tasks.TypeSocialPublishFacebook, graphFBPayload("hi again", ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubs := f.Publications()
+	if res := decodeFBResult(t, raw); len(pubs) != 3 || res.Publish != tasks.PublishAdopted || res.PostID != pubs[2].ID {
+		t.Errorf("result %s, publications %+v", raw, pubs)
+	}
+}
+
+// An Instagram container PUBLISHED whose media is not listed (yet) is an
+// error to retry, never a second publish.
+func TestInstagramPublishedButNotListedRetries(t *testing.T) {
+	f := newGraphFake(t)
+	effects := newMemEffects()
+	cps := &graphCheckpoints{}
+	h := tasks.NewSocialPublishInstagram(graphTestConfig(f, cps)).WithEffect(effects.run)
+	if _, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), nil); err != nil {
+		t.Fatal(err)
+	}
+	effects.loseIDs()
+	f.SetClock(func() time.Time { return time.Now().Add(time.Hour) })
+	p := graphIGPayload("https://cdn.example.com/a.jpg")
+	p["caption"] = "another caption" // the listing holds no media with this one
+	_, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, p, cps.last())
+	graphAssertRetryable(t, err)
+	if !strings.Contains(err.Error(), "is PUBLISHED but none of the account's recent media matches") || f.Calls(graph.CallPublish) != 1 {
+		t.Errorf("error %v, %d publish calls", err, f.Calls(graph.CallPublish))
+	}
+}
+
+// newGraphFBHandler is a Facebook publisher on f with effects of its own
+// (another job).
+func newGraphFBHandler(f *graph.Server) *tasks.SocialPublishFacebook {
+	return tasks.NewSocialPublishFacebook(graphTestConfig(f, &graphCheckpoints{})).WithEffect(newMemEffects().run)
 }

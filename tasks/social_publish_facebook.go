@@ -20,10 +20,6 @@ const TypeSocialPublishFacebook = "social_publish_facebook"
 // FacebookMaxMessageRunes is the longest Page post message accepted.
 const FacebookMaxMessageRunes = 63206
 
-// graphClearTimeout bounds the checkpoint write that clears the posting
-// mark after a post call that created nothing.
-const graphClearTimeout = 5 * time.Second
-
 // SocialPublishFacebookPayload is the payload of a social_publish_facebook
 // job, such as
 //
@@ -45,19 +41,21 @@ type SocialPublishFacebookPayload struct {
 // SocialPublishFacebookResult is the result of a social_publish_facebook
 // job.
 type SocialPublishFacebookResult struct {
+	// Publish is "published" (this job posted once) or "adopted" (found
+	// already posted by an earlier attempt whose outcome was lost; not
+	// posted again).
+	Publish string `json:"publish"`
 	// PostID is the Page post id ("<pageid>_<postid>").
 	PostID string `json:"postId"`
 	// PhotoIDs are the uploaded photos, in order (photo posts only).
 	PhotoIDs []string `json:"photoIds,omitempty"`
 }
 
-// facebookCheckpoint is the progress saved after every step. Posting is
-// set just before the call that creates the post and cleared when the call
-// certainly created nothing: Graph answered with an error, or the request
-// never left (dial or DNS error, refused connection). When a retry finds
-// it set without a PostID, the earlier call may have reached Graph (it was
-// sent, then timed out, was reset or answered unreadably) and the job
-// fails rather than risk a second post.
+// facebookCheckpoint is the progress saved after every photo upload; the
+// post itself is a jobs.Effect. Posting and PostID are only read: versions
+// before Effect set Posting just before the post call (a retry finding it
+// set without a PostID fails rather than risk a second post, as those
+// versions did) and saved PostID after it.
 type facebookCheckpoint struct {
 	Photos  []string `json:"photos,omitempty"`
 	Posting bool     `json:"posting,omitempty"`
@@ -67,13 +65,23 @@ type facebookCheckpoint struct {
 // SocialPublishFacebook handles social_publish_facebook jobs. Build it with
 // NewSocialPublishFacebook; it is safe for concurrent use.
 type SocialPublishFacebook struct {
-	cfg GraphConfig
+	cfg    GraphConfig
+	effect EffectRunner
 }
 
 // NewSocialPublishFacebook returns the handler, with cfg's defaults filled
 // in.
 func NewSocialPublishFacebook(cfg GraphConfig) *SocialPublishFacebook {
-	return &SocialPublishFacebook{cfg: cfg.withDefaults()}
+	return &SocialPublishFacebook{cfg: cfg.withDefaults(), effect: jobs.Effect}
+}
+
+// WithEffect returns a copy of h that runs its post step through run
+// instead of jobs.Effect (which needs a worker's context), as tests that
+// call Handle directly do; nil is jobs.Effect.
+func (h *SocialPublishFacebook) WithEffect(run EffectRunner) *SocialPublishFacebook {
+	c := *h
+	c.effect = orEffect(run)
+	return &c
 }
 
 // SecretFields marks accessToken secret (jobs.SecretFielder).
@@ -153,19 +161,25 @@ func parseFacebookPayload(payload []byte) (*SocialPublishFacebookPayload, error)
 // with message and attached_media[i]={"media_fbid":"<id>"} in order.
 //
 // Errors are classified as for social_publish_instagram. A retry never
-// uploads a photo twice nor posts twice: when an earlier attempt's post
-// request was sent and ended without a readable answer (timeout,
-// connection reset, malformed response), the job fails for good asking to
-// check the Page, rather than post again. A post request that never left
-// (Graph unreachable) is retried like any other call.
+// uploads a photo twice (the checkpoint) nor posts twice: the post call is
+// a jobs.Effect (name "page_post", key the Page id), its intent recorded
+// before the call and the post id after it. A retry whose earlier attempt
+// may have posted without recording it (the process died; the request was
+// sent, then timed out, was reset or answered unreadably; the id write
+// failed) checks the Page's recent posts (GET
+// /{page}/published_posts?fields=id,message,created_time) for one with the
+// same message created no earlier than the intent (less a skew of
+// graphEffectSkew): found, it adopts that post (result "publish":
+// "adopted"); not found, it posts.
 func (h *SocialPublishFacebook) Handle(ctx context.Context, job *models.Job) (json.RawMessage, error) {
 	return runGraphJob(ctx, h.cfg, TypeSocialPublishFacebook, job, parseFacebookPayload,
 		func(p *SocialPublishFacebookPayload) string { return p.AccessToken }, h.run)
 }
 
 func (h *SocialPublishFacebook) run(ctx context.Context, c *graphClient, p *SocialPublishFacebookPayload, cp *facebookCheckpoint) (*SocialPublishFacebookResult, error) {
+	publish := PublishPublished
 	result := func() *SocialPublishFacebookResult {
-		return &SocialPublishFacebookResult{PostID: cp.PostID, PhotoIDs: cp.Photos}
+		return &SocialPublishFacebookResult{Publish: publish, PostID: cp.PostID, PhotoIDs: cp.Photos}
 	}
 	if cp.PostID != "" {
 		return result(), nil
@@ -179,31 +193,33 @@ func (h *SocialPublishFacebook) run(ctx context.Context, c *graphClient, p *Soci
 		}
 		return nil
 	}
-	// publish makes the call that creates the post, guarded by Posting.
-	publish := func(what, path string, form url.Values, out any) error {
-		cp.Posting = true
-		if err := save(); err != nil {
+	// post makes the call that creates the post, once (jobs.Effect):
+	// its id is the post's (for a photo post, post_id; id is the photo).
+	post := func(what, path string, form url.Values) error {
+		out, err := h.effect(ctx, "page_post", p.PageID, func(ctx context.Context) (string, error) {
+			var out struct {
+				ID     string `json:"id"`
+				PostID string `json:"post_id"`
+			}
+			if err := c.post(ctx, what, path, form, &out); err != nil {
+				return "", err
+			}
+			if out.PostID != "" && out.ID != "" {
+				cp.Photos = []string{out.ID}
+				return out.PostID, nil
+			}
+			if out.ID == "" {
+				return "", fmt.Errorf("graph: %s: %w: no id", what, errGraphResponse)
+			}
+			return out.ID, nil
+		}, func(ctx context.Context, in jobs.EffectIntent) (string, bool, error) {
+			return h.findPost(ctx, c, p, in)
+		})
+		if err != nil {
 			return err
 		}
-		err := c.post(ctx, what, path, form, out)
-		var ge *GraphError
-		if errors.As(err, &ge) || errors.Is(err, errGraphNotSent) {
-			// Graph refused it, or never got it: nothing was posted. The
-			// mark is cleared even when the attempt's context has just
-			// ended (a dial cut short by the job timeout or a shutdown).
-			cp.Posting = false
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), graphClearTimeout)
-			defer cancel()
-			if serr := h.cfg.SaveCheckpoint(sctx, cp); serr != nil {
-				return errors.Join(err, fmt.Errorf("social_publish_facebook: %w", serr))
-			}
-		}
-		return err
-	}
-
-	var post struct {
-		ID     string `json:"id"`
-		PostID string `json:"post_id"`
+		cp.PostID, publish = out.ProviderID, publishState(out)
+		return nil
 	}
 	switch len(p.ImageURLs) {
 	case 0:
@@ -214,7 +230,7 @@ func (h *SocialPublishFacebook) run(ctx context.Context, c *graphClient, p *Soci
 		if p.Link != "" {
 			form.Set("link", p.Link)
 		}
-		if err := publish("create post", p.PageID+"/feed", form, &post); err != nil {
+		if err := post("create post", p.PageID+"/feed", form); err != nil {
 			return nil, err
 		}
 	case 1:
@@ -222,14 +238,8 @@ func (h *SocialPublishFacebook) run(ctx context.Context, c *graphClient, p *Soci
 		if p.Message != "" {
 			form.Set("caption", p.Message)
 		}
-		if err := publish("create photo post", p.PageID+"/photos", form, &post); err != nil {
+		if err := post("create photo post", p.PageID+"/photos", form); err != nil {
 			return nil, err
-		}
-		if post.ID != "" {
-			cp.Photos = []string{post.ID}
-		}
-		if post.PostID != "" {
-			post.ID = post.PostID
 		}
 	default:
 		if len(cp.Photos) > len(p.ImageURLs) {
@@ -259,16 +269,21 @@ func (h *SocialPublishFacebook) run(ctx context.Context, c *graphClient, p *Soci
 			b, _ := json.Marshal(map[string]string{"media_fbid": id})
 			form.Set(fmt.Sprintf("attached_media[%d]", i), string(b))
 		}
-		if err := publish("create multi-photo post", p.PageID+"/feed", form, &post); err != nil {
+		if err := post("create multi-photo post", p.PageID+"/feed", form); err != nil {
 			return nil, err
 		}
 	}
-	if post.ID == "" {
-		return nil, jobs.Permanent(fmt.Errorf("graph: create post: %w: no id (not retried, to avoid a duplicate post)", errGraphResponse))
-	}
-	cp.PostID, cp.Posting = post.ID, false
-	if err := save(); err != nil {
-		return nil, err
-	}
 	return result(), nil
+}
+
+// findPost is the check of the post step: the Page's recent posts, for
+// one with the payload's message (a photo post's caption) created no
+// earlier than the intent, less graphEffectSkew.
+func (h *SocialPublishFacebook) findPost(ctx context.Context, c *graphClient, p *SocialPublishFacebookPayload, in jobs.EffectIntent) (string, bool, error) {
+	entries, err := graphRecentSince(ctx, c, "recent posts", p.PageID+"/published_posts", "message", "created_time", in.At)
+	if err != nil {
+		return "", false, err
+	}
+	id, ok := matchRecent(entries, p.Message, in)
+	return id, ok, nil
 }

@@ -41,11 +41,134 @@ type SocialPublishInstagramPayload struct {
 	Caption string `json:"caption"`
 }
 
+// The values of a publishing result's "publish" field.
+const (
+	// PublishPublished: the job published the post once; its id is in
+	// the result.
+	PublishPublished = "published"
+	// PublishAdopted: an earlier attempt published the post and its
+	// outcome was lost (the process died, the answer or the write of the
+	// id was lost); the retry found it already published at Graph and
+	// adopted its id instead of publishing again.
+	PublishAdopted = "adopted"
+)
+
+// publishState names an Effect's outcome for a result's "publish" field.
+func publishState(o jobs.EffectOutcome) string {
+	if o.Adopted() {
+		return PublishAdopted
+	}
+	return PublishPublished
+}
+
+// EffectRunner runs a publisher's irreversible step once: jobs.Effect,
+// unless a test outside a worker sets another (WithEffect).
+type EffectRunner func(ctx context.Context, name, key string, do jobs.EffectFunc, check jobs.EffectCheckFunc) (jobs.EffectOutcome, error)
+
+// orEffect is run, or jobs.Effect when run is nil.
+func orEffect(run EffectRunner) EffectRunner {
+	if run == nil {
+		return jobs.Effect
+	}
+	return run
+}
+
+// graphEffectSkew is how much earlier than an intent's time a post found
+// by a check may be stamped by Graph and still be the intent's: the two
+// clocks differ.
+const graphEffectSkew = 2 * time.Minute
+
+// A check reads the recent media or posts newest first, graphLookupLimit
+// a page, until it reaches one older than the intent (less the skew); at
+// most graphLookupPages pages, beyond which it cannot tell (an error: the
+// job retries).
+const (
+	graphLookupLimit = "100"
+	graphLookupPages = 5
+)
+
+// graphTime parses a Graph time (timestamp, created_time), such as
+// 2026-11-28T12:00:00+0000.
+func graphTime(v string) (time.Time, bool) {
+	for _, layout := range []string{"2006-01-02T15:04:05-0700", time.RFC3339} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// graphRecent is one entry of a recent media or posts listing.
+type graphRecent struct {
+	ID   string
+	Text string
+	At   string
+}
+
+// graphRecentSince reads a listing of recent media or posts (newest
+// first; GET path?fields=id,<text>,<time>), following its paging, until it
+// holds the entries no older than since less graphEffectSkew.
+func graphRecentSince(ctx context.Context, c *graphClient, what, path, textField, timeField string, since time.Time) ([]graphRecent, error) {
+	var out []graphRecent
+	q := url.Values{"fields": {"id," + textField + "," + timeField}, "limit": {graphLookupLimit}}
+	for range graphLookupPages {
+		var list struct {
+			Data   []map[string]any `json:"data"`
+			Paging struct {
+				Cursors struct {
+					After string `json:"after"`
+				} `json:"cursors"`
+				Next string `json:"next"`
+			} `json:"paging"`
+		}
+		if err := c.get(ctx, what, path, q, &list); err != nil {
+			return nil, err
+		}
+		older := false
+		for _, m := range list.Data {
+			e := graphRecent{}
+			e.ID, _ = m["id"].(string)
+			e.Text, _ = m[textField].(string)
+			e.At, _ = m[timeField].(string)
+			out = append(out, e)
+			if at, ok := graphTime(e.At); ok && at.Before(since.Add(-graphEffectSkew)) {
+				older = true
+			}
+		}
+		if older || list.Paging.Next == "" || list.Paging.Cursors.After == "" {
+			return out, nil
+		}
+		q.Set("after", list.Paging.Cursors.After)
+	}
+	return nil, fmt.Errorf("graph: %s: more than %d pages since %s; cannot tell whether the post went out", what, graphLookupPages, since.UTC().Format(time.RFC3339))
+}
+
+// matchRecent returns the earliest entry of a listing whose text is text,
+// whose time is no earlier than the intent's less graphEffectSkew, and
+// which no other job took (the intent's Taken).
+func matchRecent(entries []graphRecent, text string, in jobs.EffectIntent) (string, bool) {
+	var id string
+	var best time.Time
+	for _, e := range entries {
+		at, ok := graphTime(e.At)
+		if !ok || e.Text != text || at.Before(in.At.Add(-graphEffectSkew)) || in.Taken[e.ID] {
+			continue
+		}
+		if id == "" || at.Before(best) {
+			id, best = e.ID, at
+		}
+	}
+	return id, id != ""
+}
+
 // SocialPublishInstagramResult is the result of a social_publish_instagram
 // job.
 type SocialPublishInstagramResult struct {
-	// MediaID is the published Instagram media id. It is empty only when an
-	// earlier attempt published the container but its answer was lost.
+	// Publish is "published" (this job published the post once) or
+	// "adopted" (found already published by an earlier attempt whose
+	// outcome was lost; not published again).
+	Publish string `json:"publish"`
+	// MediaID is the published Instagram media id.
 	MediaID string `json:"mediaId"`
 	// Permalink is the post's URL, when Graph returned it.
 	Permalink string `json:"permalink,omitempty"`
@@ -56,8 +179,10 @@ type SocialPublishInstagramResult struct {
 	Children []string `json:"children,omitempty"`
 }
 
-// instagramCheckpoint is the progress saved after every step, so that a
-// retry never creates a container twice nor publishes twice.
+// instagramCheckpoint is the progress saved after every container, so
+// that a retry never creates a container twice; the publish itself is a
+// jobs.Effect. MediaID is only read: versions before Effect saved it after
+// the publish.
 type instagramCheckpoint struct {
 	Children  []string `json:"children,omitempty"`
 	Container string   `json:"container,omitempty"`
@@ -68,13 +193,23 @@ type instagramCheckpoint struct {
 // SocialPublishInstagram handles social_publish_instagram jobs. Build it
 // with NewSocialPublishInstagram; it is safe for concurrent use.
 type SocialPublishInstagram struct {
-	cfg GraphConfig
+	cfg    GraphConfig
+	effect EffectRunner
 }
 
 // NewSocialPublishInstagram returns the handler, with cfg's defaults filled
 // in.
 func NewSocialPublishInstagram(cfg GraphConfig) *SocialPublishInstagram {
-	return &SocialPublishInstagram{cfg: cfg.withDefaults()}
+	return &SocialPublishInstagram{cfg: cfg.withDefaults(), effect: jobs.Effect}
+}
+
+// WithEffect returns a copy of h that runs its media_publish step through
+// run instead of jobs.Effect (which needs a worker's context), as tests
+// that call Handle directly do; nil is jobs.Effect.
+func (h *SocialPublishInstagram) WithEffect(run EffectRunner) *SocialPublishInstagram {
+	c := *h
+	c.effect = orEffect(run)
+	return &c
 }
 
 // SecretFields marks accessToken secret (jobs.SecretFielder).
@@ -144,13 +279,19 @@ func parseInstagramPayload(payload []byte) (*SocialPublishInstagramPayload, erro
 // Flow: create the item containers (carousel: is_carousel_item=true), wait
 // until each is FINISHED, create the carousel container with the children
 // in order, wait until it is FINISHED, then media_publish. The checkpoint
-// is saved after each container and after the publish, so a retry resumes
-// where the last attempt stopped. Before publishing a container an earlier
-// attempt created, its status is read: PUBLISHED means the earlier publish
-// went through and its answer was lost, so it is not published again. A
-// media_publish that never left (Graph unreachable: the error says
-// "request never sent") and one whose outcome is unknown (sent, then a
-// timeout or reset) are both retried; the status read settles the second.
+// is saved after each container, so a retry resumes where the last attempt
+// stopped. media_publish is a jobs.Effect (name "media_publish", key the
+// container id): its intent is recorded before the container's last
+// status poll and the call, and the media id after it; a step recorded
+// done is not repeated (no Graph call at all). A retry whose earlier attempt published and lost the outcome
+// (the process died, the answer was lost, the id write failed) checks
+// first: the container's status_code PUBLISHED, then the account's recent
+// media (GET /{ig-user}/media?fields=id,caption,timestamp) matched by
+// caption and a timestamp no earlier than the intent (less a skew of
+// graphEffectSkew) for the media id; it adopts that id instead of
+// publishing again (result "publish": "adopted"). A container FINISHED or
+// IN_PROGRESS was not published, and is published. A container PUBLISHED
+// whose media is not found yet is retried, never published again.
 //
 // Errors: transient Graph errors (codes 1, 2, 4, 17, 32, 341, 613,
 // 80001–80014, is_transient, Instagram's retryable subcodes), 429, 5xx,
@@ -165,11 +306,12 @@ func (h *SocialPublishInstagram) Handle(ctx context.Context, job *models.Job) (j
 }
 
 func (h *SocialPublishInstagram) run(ctx context.Context, c *graphClient, p *SocialPublishInstagramPayload, cp *instagramCheckpoint) (*SocialPublishInstagramResult, error) {
+	publish := PublishPublished
 	result := func() *SocialPublishInstagramResult {
-		return &SocialPublishInstagramResult{MediaID: cp.MediaID, Permalink: cp.Permalink, ContainerID: cp.Container, Children: cp.Children}
+		return &SocialPublishInstagramResult{Publish: publish, MediaID: cp.MediaID, Permalink: cp.Permalink, ContainerID: cp.Container, Children: cp.Children}
 	}
 	if cp.MediaID != "" {
-		return result(), nil // published by an earlier attempt
+		return result(), nil // published by an earlier attempt (a checkpoint from before Effect)
 	}
 	save := func() error {
 		if err := h.cfg.SaveCheckpoint(ctx, cp); err != nil {
@@ -225,31 +367,37 @@ func (h *SocialPublishInstagram) run(ctx context.Context, c *graphClient, p *Soc
 		}
 	}
 
-	status, err := h.waitFinished(ctx, c, cp.Container, "container", cp)
+	container := cp.Container
+	out, err := h.effect(ctx, "media_publish", container, func(ctx context.Context) (string, error) {
+		status, err := h.waitFinished(ctx, c, container, "container", cp)
+		if err != nil {
+			return "", err
+		}
+		if status == "PUBLISHED" {
+			// Published, with no publish of this job recorded: the next
+			// attempt's check finds the media and adopts it.
+			return "", fmt.Errorf("graph: container %s is already PUBLISHED: %w", container, jobs.ErrEffectUnknown)
+		}
+		if err := checkPublishingLimit(ctx, c, p.IGUserID); err != nil {
+			return "", err // the 24-hour quota is used up: pause the account
+		}
+		var pub struct {
+			ID string `json:"id"`
+		}
+		if err := c.post(ctx, "media_publish", p.IGUserID+"/media_publish", url.Values{"creation_id": {container}}, &pub); err != nil {
+			return "", err
+		}
+		if pub.ID == "" {
+			return "", fmt.Errorf("graph: media_publish: %w: no id", errGraphResponse)
+		}
+		return pub.ID, nil
+	}, func(ctx context.Context, in jobs.EffectIntent) (string, bool, error) {
+		return h.findPublished(ctx, c, p, container, in)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if status == "PUBLISHED" {
-		// An earlier attempt published it and lost the answer.
-		return result(), nil
-	}
-
-	if err := checkPublishingLimit(ctx, c, p.IGUserID); err != nil {
-		return nil, err // the 24-hour quota is used up: pause the account
-	}
-	var pub struct {
-		ID string `json:"id"`
-	}
-	if err := c.post(ctx, "media_publish", p.IGUserID+"/media_publish", url.Values{"creation_id": {cp.Container}}, &pub); err != nil {
-		return nil, err
-	}
-	if pub.ID == "" {
-		return nil, fmt.Errorf("graph: media_publish: %w: no id", errGraphResponse)
-	}
-	cp.MediaID = pub.ID
-	if err := save(); err != nil {
-		return nil, err
-	}
+	cp.MediaID, publish = out.ProviderID, publishState(out)
 
 	// The permalink is a convenience: a failure to read it does not fail
 	// the published job.
@@ -260,6 +408,41 @@ func (h *SocialPublishInstagram) run(ctx context.Context, c *graphClient, p *Soc
 		cp.Permalink = media.Permalink
 	}
 	return result(), nil
+}
+
+// findPublished is the check of media_publish: whether the container was
+// published after all, and its media id. The container's status_code
+// decides whether it was (PUBLISHED) or not (FINISHED, IN_PROGRESS); when
+// it cannot tell (ERROR, EXPIRED, or Graph refuses to read it) the recent
+// media decide alone. The media id comes from the account's recent media,
+// matched by caption and time.
+func (h *SocialPublishInstagram) findPublished(ctx context.Context, c *graphClient, p *SocialPublishInstagramPayload, container string, in jobs.EffectIntent) (string, bool, error) {
+	var st struct {
+		StatusCode string `json:"status_code"`
+	}
+	published := false
+	err := c.get(ctx, "status of container", container, url.Values{"fields": {"status_code"}}, &st)
+	var ge *GraphError
+	switch {
+	case err == nil && st.StatusCode == "PUBLISHED":
+		published = true
+	case err == nil && (st.StatusCode == "FINISHED" || st.StatusCode == "IN_PROGRESS"):
+		return "", false, nil
+	case err != nil && !(errors.As(err, &ge) && !ge.Retryable()):
+		return "", false, err // cannot tell now: retry
+	}
+	entries, err := graphRecentSince(ctx, c, "recent media", p.IGUserID+"/media", "caption", "timestamp", in.At)
+	if err != nil {
+		return "", false, err
+	}
+	if id, ok := matchRecent(entries, p.Caption, in); ok {
+		return id, true, nil
+	}
+	if published {
+		return "", false, fmt.Errorf("graph: container %s is PUBLISHED but none of the account's recent media matches its caption since %s; not publishing again",
+			container, in.At.UTC().Format(time.RFC3339))
+	}
+	return "", false, nil
 }
 
 func (h *SocialPublishInstagram) createContainer(ctx context.Context, c *graphClient, igUser string, form url.Values, what string) (string, error) {

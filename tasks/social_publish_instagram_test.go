@@ -25,7 +25,7 @@ func newGraphIG(t *testing.T) (*graph.Server, *graphCheckpoints, *tasks.SocialPu
 	t.Helper()
 	f := newGraphFake(t)
 	cps := &graphCheckpoints{}
-	return f, cps, tasks.NewSocialPublishInstagram(graphTestConfig(f, cps))
+	return f, cps, tasks.NewSocialPublishInstagram(graphTestConfig(f, cps)).WithEffect(newMemEffects().run)
 }
 
 func decodeIGResult(t *testing.T, raw json.RawMessage) tasks.SocialPublishInstagramResult {
@@ -101,9 +101,9 @@ func TestInstagramCarouselSuccess(t *testing.T) {
 	if p := f.Publishes(); len(p) != 1 || p[cs[3].ID] != 1 {
 		t.Errorf("publishes %v", p)
 	}
-	// A checkpoint after each container and after the publish.
-	if n := len(cps.all()); n != 5 {
-		t.Errorf("%d checkpoints, want 5", n)
+	// A checkpoint after each container; the publish is an effect.
+	if n := len(cps.all()); n != 4 {
+		t.Errorf("%d checkpoints, want 4", n)
 	}
 }
 
@@ -281,33 +281,53 @@ func TestInstagramRetryReusesContainers(t *testing.T) {
 		if decodeIGResult(t, raw).MediaID == "" {
 			t.Errorf("result %s", raw)
 		}
-		// A third run with the final checkpoint makes no call at all.
+		// A third run with the final checkpoint and the publish recorded
+		// makes no call but the permalink's read.
 		before := len(f.Requests())
 		raw2, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload(urls...), cps.last())
-		if err != nil || len(f.Requests()) != before || decodeIGResult(t, raw2).MediaID != decodeIGResult(t, raw).MediaID {
+		if err != nil || len(f.Requests()) != before+1 || f.Requests()[before].Kind != graph.CallMedia || decodeIGResult(t, raw2).MediaID != decodeIGResult(t, raw).MediaID {
 			t.Errorf("n=%d: rerun after publish: %s, %v, %d new calls", n, raw2, err, len(f.Requests())-before)
 		}
 	}
 }
 
-// The publish went through but its answer was lost: the retry reads the
-// container as PUBLISHED and does not publish again.
+// The publish went through but the write of its id was lost: the retry
+// reads the container as PUBLISHED, finds the media among the account's
+// recent media, adopts its id and does not publish again.
 func TestInstagramLostPublishAnswer(t *testing.T) {
-	f, cps, h := newGraphIG(t)
-	if _, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), nil); err != nil {
-		t.Fatal(err)
-	}
-	saves := cps.all()
-	beforePublish := saves[len(saves)-2] // container saved, no mediaId
-	raw, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), beforePublish)
+	f := newGraphFake(t)
+	cps := &graphCheckpoints{}
+	effects := newMemEffects()
+	h := tasks.NewSocialPublishInstagram(graphTestConfig(f, cps)).WithEffect(effects.run)
+	first, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Calls(graph.CallPublish) != 1 || f.DuplicatePublishes() != 0 {
+	effects.loseIDs()
+	raw, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), cps.last())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Calls(graph.CallPublish) != 1 || f.DuplicatePublishes() != 0 || f.PublishedCount(igUser) != 1 {
 		t.Errorf("publishes %d, duplicates %d", f.Calls(graph.CallPublish), f.DuplicatePublishes())
 	}
-	if decodeIGResult(t, raw).ContainerID == "" {
-		t.Errorf("result %s", raw)
+	res := decodeIGResult(t, raw)
+	if res.Publish != tasks.PublishAdopted || res.MediaID != decodeIGResult(t, first).MediaID || f.Calls(graph.CallListMedia) != 1 {
+		t.Errorf("result %s, first %s, %d lookups", raw, first, f.Calls(graph.CallListMedia))
+	}
+}
+
+// Outside a worker, without WithEffect, the publish step refuses to run:
+// jobs.Effect needs the job's row.
+func TestInstagramDefaultEffectNeedsWorker(t *testing.T) {
+	f := newGraphFake(t)
+	h := tasks.NewSocialPublishInstagram(graphTestConfig(f, &graphCheckpoints{}))
+	_, err := runGraphJob(t, context.Background(), h, tasks.TypeSocialPublishInstagram, graphIGPayload("https://cdn.example.com/a.jpg"), nil)
+	if !errors.Is(err, jobs.ErrNoJob) {
+		t.Fatalf("error %v, want ErrNoJob", err)
+	}
+	if f.Calls(graph.CallPublish) != 0 {
+		t.Error("published without an effect record")
 	}
 }
 

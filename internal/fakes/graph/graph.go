@@ -103,7 +103,8 @@ type Server struct {
 	nextID      int
 	done        chan struct{}
 	closeOnce   sync.Once
-	usage       usageState // rate limits (usage.go)
+	usage       usageState  // rate limits (usage.go)
+	lookup      lookupState // lookup.go
 }
 
 // New starts a fake Graph API server. Close it when done (t.Cleanup).
@@ -404,6 +405,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status, body := s.answer(req, parts)
+	s.afterAnswer(req.Kind, status, body)
 	s.mu.Lock()
 	drop := s.dropKinds[req.Kind] > 0
 	if drop {
@@ -442,6 +444,9 @@ func (s *Server) record(req Request) {
 }
 
 func kindOf(method string, parts []string) string {
+	if k := lookupKind(method, parts); k != "" {
+		return k
+	}
 	switch {
 	case method == http.MethodPost && len(parts) == 2 && parts[1] == "media":
 		return CallCreateContainer
@@ -543,6 +548,7 @@ func (s *Server) answer(req Request, parts []string) (int, string) {
 		c.Published = true
 		c.MediaID = s.newID("1780000")
 		s.publishes[id]++
+		s.published(CallPublish, parts[0], c.MediaID, c.Params.Get("caption"))
 		return http.StatusOK, fmt.Sprintf(`{"id":%q}`, c.MediaID)
 
 	case CallPublishingLimit:
@@ -569,6 +575,7 @@ func (s *Server) answer(req Request, parts []string) (int, string) {
 		}
 		id := parts[0] + "_" + s.newID("50000")
 		s.posts[id] = f
+		s.published(CallFeed, parts[0], id, f.Get("message"))
 		return http.StatusOK, fmt.Sprintf(`{"id":%q}`, id)
 
 	case CallPhotos:
@@ -582,7 +589,11 @@ func (s *Server) answer(req Request, parts []string) (int, string) {
 		}
 		postID := parts[0] + "_" + id
 		s.posts[postID] = f
+		s.published(CallPhotos, parts[0], postID, f.Get("caption")+f.Get("message"))
 		return http.StatusOK, fmt.Sprintf(`{"id":%q,"post_id":%q}`, id, postID)
+	}
+	if status, body, ok := s.answerLookup(req, parts); ok {
+		return status, body
 	}
 	return http.StatusBadRequest, GraphError("Unknown path components: "+req.Path, "OAuthException", 2500, 0, false)
 }

@@ -1,6 +1,6 @@
-// Package store owns every statement the engine runs on the jobs and
-// job_attempts tables: creating, reading, claiming, running and finishing
-// jobs. A change of
+// Package store owns every statement the engine runs on the jobs,
+// job_attempts and job_effects tables: creating, reading, claiming,
+// running and finishing jobs, and recording their irreversible steps. A change of
 // a running job's state is a Transition value, built by one of the
 // constructors (Completed, Retry, Failed, Deferred, Snoozed, Released,
 // Lost, Cancelled), and applied by Apply, which takes many at once: on Postgres
