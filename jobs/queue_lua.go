@@ -466,12 +466,15 @@ return 1
 
 // unstickScript lets parked jobs run whose key has free slots: a guard
 // for a slot given back without waking the job parked behind it. It looks
-// at the keys claims met most recently. ARGV: prefix, nowMs, then the
+// at the keys claims met most recently, and trims their recency set to
+// the 10,000 newest. ARGV: prefix, nowMs, then the
 // limits as claimScript takes them. Returns how many jobs it woke.
 var unstickScript = script(limitsLib + `
 local now = tonumber(ARGV[2])
 local limitOf = limitsFrom(3)
 local woke = 0
+-- The recency set keeps the 10,000 keys seen last.
+redis.call('ZREMRANGEBYRANK', P .. 'flowkeys', 0, -10001)
 for _, k in ipairs(redis.call('ZREVRANGE', P .. 'flowkeys', 0, 9999)) do
   local parked = redis.call('ZCARD', P .. 'parked:' .. k)
   if parked > 0 then
