@@ -249,3 +249,33 @@ func TestQueueUnstickWakesJobsParkedBehindAFreeSlot(t *testing.T) {
 		require.Equal(t, []int64{2}, got)
 	})
 }
+
+func TestQueueOperatorHoldParksAKeyUntilResumed(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		clock := NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		q := newRedisQueue(b.Redis, b.Prefix, clock)
+		require.NoError(t, q.HoldFlow(ctx, "ig:1", "account under review"))
+		// A provider's pause does not end an operator's hold.
+		require.NoError(t, q.PauseFlow(ctx, "ig:1", clock.Now().Add(time.Minute), "usage 100%", 0))
+		require.NoError(t, q.Enqueue(ctx, userItem(1, 5, "a", "ig:1"), userItem(2, 5, "a", "ig:2"), userItem(3, 5, "b", "ig:1")))
+
+		waits, err := q.Waiting(ctx, []*models.Job{{ID: 1, FlowKeys: models.FlowKeys{"ig:1"}}})
+		require.NoError(t, err)
+		require.Equal(t, &models.WaitingFor{Key: "ig:1", Reason: "paused by an operator: account under review"}, waits[1])
+		clock.Advance(time.Hour)
+		got := claimAll(t, q, 10)
+		require.Equal(t, []int64{2}, got, "an hour later the held key's jobs still wait")
+		st, err := q.FlowStatus(ctx, "ig:1")
+		require.NoError(t, err)
+		require.True(t, st[0].Paused)
+		require.Nil(t, st[0].PausedUntil)
+		require.EqualValues(t, 2, st[0].Parked)
+
+		n, err := q.ResumeFlow(ctx, "ig:1")
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		got = claimAll(t, q, 10)
+		require.ElementsMatch(t, []int64{1, 3}, got)
+	})
+}

@@ -23,8 +23,10 @@ type FlowKeyStatus struct {
 	Running int64 `json:"running"`
 	// Parked is how many wait for a slot of the key's concurrency limit.
 	Parked int64 `json:"parked"`
-	// PausedUntil and PauseReason say that a provider asked the key to
-	// wait, until when and why.
+	// Paused says the key's jobs wait: a provider asked it to wait until
+	// PausedUntil, or an operator holds it (no PausedUntil) until resumed.
+	// PauseReason says why.
+	Paused      bool       `json:"paused"`
 	PausedUntil *time.Time `json:"pausedUntil,omitempty"`
 	PauseReason string     `json:"pauseReason,omitempty"`
 	// LastSeen is when a claim last met one of the key's jobs (or a pause
@@ -112,8 +114,8 @@ func (q *redisQueue) FlowStatus(ctx context.Context, keys ...string) ([]FlowKeyS
 			st.Limit = v
 		}
 		if s, err := cs[i].pause.Result(); err == nil {
-			if w := parsePause(k, s); w != nil && w.Until.After(now) {
-				st.PausedUntil, st.PauseReason = w.Until, w.Reason
+			if w := parsePause(k, s); active(w, now) {
+				st.Paused, st.PausedUntil, st.PauseReason = true, w.Until, w.Reason
 			}
 		}
 		if ms, err := cs[i].seen.Result(); err == nil {
@@ -160,4 +162,44 @@ func (s *Service) FlowKey(ctx context.Context, userID, key string) (FlowKeyStatu
 		return FlowKeyStatus{}, fmt.Errorf("flow key %s: %w: %w", key, ErrUnavailable, err)
 	}
 	return st[0], nil
+}
+
+// HoldFlowKey holds a flow key for the Operator until ResumeFlowKey: the
+// key's jobs stay pending and wait, saying "paused by an operator:
+// reason"; jobs already running finish. Only the Operator may.
+func (s *Service) HoldFlowKey(ctx context.Context, userID, key, reason string) (FlowKeyStatus, error) {
+	if userID != Operator {
+		return FlowKeyStatus{}, ErrOperatorOnly
+	}
+	if err := checkFlowKey(key); err != nil {
+		return FlowKeyStatus{}, invalid("invalid_flow_key", "key", "%s", err.Error())
+	}
+	if reason == "" {
+		reason = "no reason given"
+	}
+	if err := s.cfg.Queue.HoldFlow(ctx, key, truncate(reason)); err != nil {
+		return FlowKeyStatus{}, fmt.Errorf("hold flow key %s: %w: %w", key, ErrUnavailable, err)
+	}
+	s.log.Info("flow key held by an operator", "key", key, "reason", reason)
+	return s.FlowKey(ctx, userID, key)
+}
+
+// ResumeFlowKey ends an operator's hold, or a provider's pause, of a flow
+// key: its parked jobs run again. Only the Operator may.
+func (s *Service) ResumeFlowKey(ctx context.Context, userID, key string) (FlowKeyStatus, error) {
+	if userID != Operator {
+		return FlowKeyStatus{}, ErrOperatorOnly
+	}
+	if err := checkFlowKey(key); err != nil {
+		return FlowKeyStatus{}, invalid("invalid_flow_key", "key", "%s", err.Error())
+	}
+	n, err := s.cfg.Queue.ResumeFlow(ctx, key)
+	if err != nil {
+		return FlowKeyStatus{}, fmt.Errorf("resume flow key %s: %w: %w", key, ErrUnavailable, err)
+	}
+	s.log.Info("flow key resumed", "key", key, "jobs_let_run", n)
+	if n > 0 && s.cfg.Notify != nil {
+		s.cfg.Notify(ctx)
+	}
+	return s.FlowKey(ctx, userID, key)
 }

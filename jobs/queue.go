@@ -314,6 +314,25 @@ func (q *redisQueue) Unstick(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// HoldFlow holds flow key for an operator, for reason, until ResumeFlow:
+// its jobs stay pending, parked on the key, and the API says why.
+func (q *redisQueue) HoldFlow(ctx context.Context, key, reason string) error {
+	if err := holdScript.Run(ctx, q.rdb, nil, q.prefix, key, reason, q.clock.Now().UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("queue: hold flow key %s: %w", key, err)
+	}
+	return nil
+}
+
+// ResumeFlow ends the hold or pause of flow key and returns how many
+// parked jobs it let run.
+func (q *redisQueue) ResumeFlow(ctx context.Context, key string) (int, error) {
+	n, err := resumeScript.Run(ctx, q.rdb, nil, q.prefix, key).Int()
+	if err != nil {
+		return 0, fmt.Errorf("queue: resume flow key %s: %w", key, err)
+	}
+	return n, nil
+}
+
 // PauseFlow pauses flow key until until, for reason, unless it is paused
 // longer already; jobID, when not zero, is the job that reported it, whose
 // wait the API shows.
@@ -489,7 +508,7 @@ func (q *redisQueue) Waiting(ctx context.Context, jobs []*models.Job) (map[int64
 	pauses := map[string]*models.WaitingFor{}
 	for i, v := range paused.Val() {
 		if s, ok := v.(string); ok {
-			if w := parsePause(keys[i], s); w != nil && w.Until.After(now) {
+			if w := parsePause(keys[i], s); active(w, now) {
 				pauses[keys[i]] = w
 			}
 		}
@@ -534,15 +553,24 @@ func parseWaiting(s string) *models.WaitingFor {
 	return w
 }
 
-// parsePause reads a pause entry of key: until (ms), a space, the reason.
+// parsePause reads a pause entry of key: until (ms, -1 for an operator's
+// hold, which has no end), a space, the reason.
 func parsePause(key, s string) *models.WaitingFor {
 	ms, reason, _ := strings.Cut(s, " ")
 	n, err := strconv.ParseInt(ms, 10, 64)
 	if err != nil {
 		return nil
 	}
+	if n < 0 {
+		return &models.WaitingFor{Key: key, Reason: "paused by an operator: " + reason}
+	}
 	t := time.UnixMilli(n).UTC()
 	return &models.WaitingFor{Key: key, Until: &t, Reason: reason}
+}
+
+// active reports whether a pause read by parsePause still holds at now.
+func active(w *models.WaitingFor, now time.Time) bool {
+	return w != nil && (w.Until == nil || w.Until.After(now))
 }
 
 func int64sToStrings(ids []any) []string {

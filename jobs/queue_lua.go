@@ -21,6 +21,9 @@ import (
 //   - free(id, keys): gives back the key slots a claimed job held, each
 //     letting one job parked on that key run again.
 //   - detach(id): takes a job out of whatever set holds it.
+//
+// A key's pause in the pauses hash is "untilMs reason"; until -1 is an
+// operator's hold, which parks the key's jobs until it is resumed.
 var luaLib = `
 local P = ARGV[1]
 local SPAN = ` + strconv.Itoa(seqSpan) + `
@@ -277,6 +280,10 @@ local function look(id, score)
     if p then
       local sp = string.find(p, ' ', 1, true) or (#p + 1)
       local u = tonumber(string.sub(p, 1, sp - 1)) or 0
+      if u < 0 then
+        verdict, vkey, reason = 'park', k, 'paused by an operator: ' .. string.sub(p, sp + 1)
+        break
+      end
       if u > now then
         verdict, vkey, untilMs, reason = 'later', k, u, string.sub(p, sp + 1)
         break
@@ -449,12 +456,14 @@ return dropped
 `)
 
 // pauseScript pauses a flow key until a time, unless it is paused until
-// later already, and notes the reason on the job that reported it.
+// later already or held by an operator, and notes the reason on the job
+// that reported it.
 // ARGV: prefix, key, untilMs, reason, job id (empty for none), nowMs.
 var pauseScript = script(`
 local cur = redis.call('HGET', P .. 'pauses', ARGV[2])
 local curUntil = cur and tonumber(string.sub(cur, 1, (string.find(cur, ' ', 1, true) or (#cur + 1)) - 1)) or 0
-if tonumber(ARGV[3]) > (curUntil or 0) then
+-- An operator's hold (until -1) is ended only by a resume.
+if (curUntil or 0) >= 0 and tonumber(ARGV[3]) > (curUntil or 0) then
   redis.call('HSET', P .. 'pauses', ARGV[2], ARGV[3] .. ' ' .. ARGV[4])
 end
 redis.call('ZADD', P .. 'flowkeys', ARGV[6], ARGV[2])
@@ -491,4 +500,24 @@ for _, k in ipairs(redis.call('ZREVRANGE', P .. 'flowkeys', 0, 9999)) do
   end
 end
 return woke
+`)
+
+// holdScript holds a flow key for an operator until it is resumed (a
+// pause until -1): its jobs park on it at their next claim. ARGV: prefix,
+// key, reason, nowMs.
+var holdScript = script(`
+redis.call('HSET', P .. 'pauses', ARGV[2], '-1 ' .. ARGV[3])
+redis.call('ZADD', P .. 'flowkeys', ARGV[4], ARGV[2])
+return 1
+`)
+
+// resumeScript ends an operator's hold (or a provider's pause) of a flow
+// key and lets the jobs parked on it run again (those over the key's
+// concurrency limit park again at their claim). ARGV: prefix, key.
+// Returns how many jobs it let run.
+var resumeScript = script(`
+redis.call('HDEL', P .. 'pauses', ARGV[2])
+local n = redis.call('ZCARD', P .. 'parked:' .. ARGV[2])
+unpark(ARGV[2], n)
+return n
 `)
