@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -38,6 +40,43 @@ func (s *server) listFlowKeys(c echo.Context) error {
 // operator.
 func (s *server) getFlowKey(c echo.Context) error {
 	st, err := s.cfg.Service.FlowKey(c.Request().Context(), userID(c), c.Param("key"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+// holdFlowKey serves POST /api/flow-keys/:key/pause with an optional body
+// {"reason":"…"}: an operator holds the key until it is resumed.
+func (s *server) holdFlowKey(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return badRequest(CodeInvalidJSON, "", `the body must be empty or a JSON object such as {"reason":"account under review"}`)
+		}
+	}
+	if !printable(req.Reason) {
+		return badRequest(CodeInvalidJSON, "reason", "reason must be printable text")
+	}
+	st, err := s.cfg.Service.HoldFlowKey(c.Request().Context(), userID(c), c.Param("key"), req.Reason)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+// resumeFlowKey serves POST /api/flow-keys/:key/resume: the key's hold or
+// pause ends and its parked jobs run again.
+func (s *server) resumeFlowKey(c echo.Context) error {
+	st, err := s.cfg.Service.ResumeFlowKey(c.Request().Context(), userID(c), c.Param("key"))
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +81,36 @@ func TestFlowKeysShowAPauseToOperatorsAndOnTheJob(t *testing.T) {
 		requireError(t, bb.asUser(t, "alice", http.MethodGet, "/api/flow-keys/ig:9", ""), http.StatusForbidden, handlers.CodeOperatorOnly)
 		requireError(t, bb.do(t, request{method: http.MethodGet, path: "/api/flow-keys/ig:%20x", auth: "Bearer " + admin}), http.StatusBadRequest, handlers.CodeInvalidFlowKey)
 		requireError(t, bb.do(t, request{method: http.MethodGet, path: "/api/flow-keys?limit=0", auth: "Bearer " + admin}), http.StatusBadRequest, handlers.CodeInvalidLimit)
+	})
+}
+
+func TestOperatorHoldsAndResumesAFlowKey(t *testing.T) {
+	const admin = "an-operator-token-of-at-least-32-bytes"
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		bb := setup(t, b, func(c *handlers.Config) { c.AdminToken = admin })
+		op := func(method, path, body string) *httptest.ResponseRecorder {
+			r := request{method: method, path: path, auth: "Bearer " + admin}
+			if body != "" {
+				r.body = strings.NewReader(body)
+			}
+			return bb.do(t, r)
+		}
+		rec := op(http.MethodPost, "/api/flow-keys/ig:7/pause", `{"reason":"account under review"}`)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		var st jobs.FlowKeyStatus
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
+		require.True(t, st.Paused)
+		require.Nil(t, st.PausedUntil, "a hold has no end")
+		require.Equal(t, "paused by an operator: account under review", st.PauseReason)
+
+		rec = op(http.MethodPost, "/api/flow-keys/ig:7/resume", "")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		st = jobs.FlowKeyStatus{}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
+		require.False(t, st.Paused)
+
+		requireError(t, op(http.MethodPost, "/api/flow-keys/ig:7/pause", `{"why":"x"}`), http.StatusBadRequest, handlers.CodeInvalidJSON)
+		requireError(t, bb.asUser(t, "alice", http.MethodPost, "/api/flow-keys/ig:7/pause", `{}`), http.StatusForbidden, handlers.CodeOperatorOnly)
+		requireError(t, bb.asUser(t, "alice", http.MethodPost, "/api/flow-keys/ig:7/resume", ""), http.StatusForbidden, handlers.CodeOperatorOnly)
 	})
 }

@@ -20,6 +20,8 @@
 //	GET  /api/flow-keys        the flow keys seen most recently (ADMIN_TOKEN only):
 //	                           ?prefix=&limit= → {"keys":[{"key":"ig:…","running":1,"parked":4,…}]}
 //	GET  /api/flow-keys/:key   one flow key's limit, slots, parked jobs and pause (ADMIN_TOKEN only)
+//	POST /api/flow-keys/:key/pause   hold the key until resumed: {"reason":"…"} → its status (ADMIN_TOKEN only)
+//	POST /api/flow-keys/:key/resume  end the key's hold or pause → its status (ADMIN_TOKEN only)
 //	POST /api/workers          run one drain (worker auth) → the drain summary; a body
 //	                           {"jobId":N} (a QStash delayed delivery) first starts that
 //	                           scheduled job when it is due
@@ -310,6 +312,8 @@ func New(cfg Config) *echo.Echo {
 	e.HEAD("/api/flow-keys", s.listFlowKeys, s.requireUser, s.timeout)
 	e.GET("/api/flow-keys/:key", s.getFlowKey, s.requireUser, s.timeout)
 	e.HEAD("/api/flow-keys/:key", s.getFlowKey, s.requireUser, s.timeout)
+	e.POST("/api/flow-keys/:key/pause", s.holdFlowKey, s.requireUser, s.timeout)
+	e.POST("/api/flow-keys/:key/resume", s.resumeFlowKey, s.requireUser, s.timeout)
 
 	e.POST("/api/workers", s.runWorker)
 	e.GET("/api/workers/jobs/:id", s.getWorkerJob, s.timeout)
