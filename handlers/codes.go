@@ -95,7 +95,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeInvalidWorkerAuth, http.StatusUnauthorized, "/api/workers with a wrong credential; nothing is dequeued"},
 	{CodeInvalidSignature, http.StatusUnauthorized, "/api/workers with an Upstash-Signature that does not verify (key, issuer, URL, expiry or body)"},
 	{CodeOperatorCannotCreate, http.StatusForbidden, "POST /api/jobs with the ADMIN_TOKEN: a job belongs to a user"},
-	{CodeOperatorOnly, http.StatusForbidden, "/api/flow-keys… with a user's token: only the ADMIN_TOKEN sees, pauses and resumes flow keys"},
+	{CodeOperatorOnly, http.StatusForbidden, "/api/flow-keys… or /api/job-types… with a user's token: only the ADMIN_TOKEN sees, pauses and resumes flow keys and job types"},
 	{CodeNotFound, http.StatusNotFound, "no such route, or no such image"},
 	{CodeJobNotFound, http.StatusNotFound, "no such job, or another user's"},
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed, "the route exists for other methods (see the Allow header); OPTIONS included"},

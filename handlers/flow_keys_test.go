@@ -114,3 +114,47 @@ func TestOperatorHoldsAndResumesAFlowKey(t *testing.T) {
 		requireError(t, bb.asUser(t, "alice", http.MethodPost, "/api/flow-keys/ig:7/resume", ""), http.StatusForbidden, handlers.CodeOperatorOnly)
 	})
 }
+
+func TestOperatorPausesAJobTypeAndItsJobsWait(t *testing.T) {
+	const admin = "an-operator-token-of-at-least-32-bytes"
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		var cfg *handlers.Config
+		bb := setup(t, b, func(c *handlers.Config) { c.AdminToken = admin; cfg = c })
+		op := func(method, path, body string) *httptest.ResponseRecorder {
+			r := request{method: method, path: path, auth: "Bearer " + admin}
+			if body != "" {
+				r.body = strings.NewReader(body)
+			}
+			return bb.do(t, r)
+		}
+		rec := op(http.MethodPost, "/api/job-types/noop/pause", `{"reason":"deploying"}`)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		created := bb.createJob(t, "alice", `{"type":"noop"}`, http.StatusCreated)
+		w := realWorker(t, b, cfg)
+		_, err := w.Drain(context.Background(), 30*time.Second)
+		require.NoError(t, err)
+
+		rec = bb.asUser(t, "alice", http.MethodGet, "/api/jobs/"+strconv.FormatInt(created.JobID, 10), "")
+		var job struct {
+			Status     string             `json:"status"`
+			WaitingFor *models.WaitingFor `json:"waitingFor"`
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &job))
+		require.Equal(t, "pending", job.Status, "a paused type's job waits")
+		require.Equal(t, &models.WaitingFor{Key: "type:noop", Reason: "job type paused by an operator: deploying"}, job.WaitingFor)
+
+		rec = op(http.MethodGet, "/api/job-types", "")
+		require.Equal(t, http.StatusOK, rec.Code)
+		require.Contains(t, rec.Body.String(), `{"type":"noop","paused":true,"reason":"deploying"}`)
+
+		require.Equal(t, http.StatusOK, op(http.MethodPost, "/api/job-types/noop/resume", "").Code)
+		_, err = w.Drain(context.Background(), 30*time.Second)
+		require.NoError(t, err)
+		rec = bb.asUser(t, "alice", http.MethodGet, "/api/jobs/"+strconv.FormatInt(created.JobID, 10), "")
+		require.Contains(t, rec.Body.String(), `"status":"completed"`)
+
+		requireError(t, op(http.MethodPost, "/api/job-types/nope/pause", ""), http.StatusBadRequest, handlers.CodeUnknownJobType)
+		requireError(t, bb.asUser(t, "alice", http.MethodPost, "/api/job-types/noop/pause", ""), http.StatusForbidden, handlers.CodeOperatorOnly)
+		requireError(t, bb.asUser(t, "alice", http.MethodGet, "/api/job-types", ""), http.StatusForbidden, handlers.CodeOperatorOnly)
+	})
+}

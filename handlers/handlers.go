@@ -22,6 +22,9 @@
 //	GET  /api/flow-keys/:key   one flow key's limit, slots, parked jobs and pause (ADMIN_TOKEN only)
 //	POST /api/flow-keys/:key/pause   hold the key until resumed: {"reason":"…"} → its status (ADMIN_TOKEN only)
 //	POST /api/flow-keys/:key/resume  end the key's hold or pause → its status (ADMIN_TOKEN only)
+//	GET  /api/job-types        every job type and whether it is paused (ADMIN_TOKEN only)
+//	POST /api/job-types/:type/pause  hold a type until resumed: {"reason":"…"} (ADMIN_TOKEN only)
+//	POST /api/job-types/:type/resume end a type's hold (ADMIN_TOKEN only)
 //	POST /api/workers          run one drain (worker auth) → the drain summary; a body
 //	                           {"jobId":N} (a QStash delayed delivery) first starts that
 //	                           scheduled job when it is due
@@ -314,6 +317,10 @@ func New(cfg Config) *echo.Echo {
 	e.HEAD("/api/flow-keys/:key", s.getFlowKey, s.requireUser, s.timeout)
 	e.POST("/api/flow-keys/:key/pause", s.holdFlowKey, s.requireUser, s.timeout)
 	e.POST("/api/flow-keys/:key/resume", s.resumeFlowKey, s.requireUser, s.timeout)
+	e.GET("/api/job-types", s.listJobTypes, s.requireUser, s.timeout)
+	e.HEAD("/api/job-types", s.listJobTypes, s.requireUser, s.timeout)
+	e.POST("/api/job-types/:type/pause", s.holdJobType, s.requireUser, s.timeout)
+	e.POST("/api/job-types/:type/resume", s.resumeJobType, s.requireUser, s.timeout)
 
 	e.POST("/api/workers", s.runWorker)
 	e.GET("/api/workers/jobs/:id", s.getWorkerJob, s.timeout)

@@ -53,7 +53,7 @@ func BenchmarkClaimScript(b *testing.B) {
 						if c.keys {
 							keys = []string{"ig:" + strconv.Itoa(i%100)}
 						}
-						items[i].Meta = encodeMeta("user-"+strconv.Itoa(i%c.users), keys)
+						items[i].Meta = encodeMeta("user-"+strconv.Itoa(i%c.users), "noop", keys)
 					}
 				}
 				if c.users == 0 {

@@ -14,7 +14,7 @@ import (
 
 // userItem is a queue item of user with flow keys.
 func userItem(id int64, priority int, user string, keys ...string) queueItem {
-	return queueItem{ID: id, Priority: priority, Meta: encodeMeta(user, keys)}
+	return queueItem{ID: id, Priority: priority, Meta: encodeMeta(user, "", keys)}
 }
 
 // claimAll claims batches of n until the queue answers none, and returns
@@ -277,5 +277,31 @@ func TestQueueOperatorHoldParksAKeyUntilResumed(t *testing.T) {
 		require.Equal(t, 2, n)
 		got = claimAll(t, q, 10)
 		require.ElementsMatch(t, []int64{1, 3}, got)
+	})
+}
+
+func TestQueueHeldTypeParksItsJobsUntilResumed(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		q := newRedisQueue(b.Redis, b.Prefix, nil)
+		require.NoError(t, q.HoldType(ctx, "social_publish_instagram", "Meta outage"))
+		ig := func(id int64) queueItem {
+			return queueItem{ID: id, Priority: 5, Meta: encodeMeta("a", "social_publish_instagram", []string{"ig:1"})}
+		}
+		require.NoError(t, q.Enqueue(ctx, ig(1), queueItem{ID: 2, Priority: 5, Meta: encodeMeta("a", "web_scraping", nil)}, ig(3)))
+		// Before any claim the API already says why.
+		waits, err := q.Waiting(ctx, []*models.Job{{ID: 3, Type: "social_publish_instagram"}, {ID: 2, Type: "web_scraping"}})
+		require.NoError(t, err)
+		require.Equal(t, &models.WaitingFor{Key: "type:social_publish_instagram", Reason: "job type paused by an operator: Meta outage"}, waits[3])
+		require.Nil(t, waits[2])
+		require.Equal(t, []int64{2}, claimAll(t, q, 10), "only the other type runs")
+		held, err := q.HeldTypes(ctx)
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"social_publish_instagram": "Meta outage"}, held)
+
+		n, err := q.ResumeType(ctx, "social_publish_instagram")
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		require.ElementsMatch(t, []int64{1, 3}, claimAll(t, q, 10))
 	})
 }

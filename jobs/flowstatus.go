@@ -203,3 +203,76 @@ func (s *Service) ResumeFlowKey(ctx context.Context, userID, key string) (FlowKe
 	}
 	return s.FlowKey(ctx, userID, key)
 }
+
+// TypeStatus is whether an operator holds a job type, and why.
+type TypeStatus struct {
+	Type   string `json:"type"`
+	Paused bool   `json:"paused"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// HoldType holds a job type for the Operator until ResumeType: its jobs
+// (scheduled ones once due) stay pending and wait, saying "job type paused
+// by an operator: reason"; jobs already running finish. Only the Operator
+// may; the type must be registered.
+func (s *Service) HoldType(ctx context.Context, userID, typ, reason string) (TypeStatus, error) {
+	if err := s.checkTypeRequest(userID, typ); err != nil {
+		return TypeStatus{}, err
+	}
+	if reason == "" {
+		reason = "no reason given"
+	}
+	reason = truncate(reason)
+	if err := s.cfg.Queue.HoldType(ctx, typ, reason); err != nil {
+		return TypeStatus{}, fmt.Errorf("hold job type %s: %w: %w", typ, ErrUnavailable, err)
+	}
+	s.log.Info("job type held by an operator", "type", typ, "reason", reason)
+	return TypeStatus{Type: typ, Paused: true, Reason: reason}, nil
+}
+
+// ResumeType ends an operator's hold of a job type: its parked jobs run
+// again. Only the Operator may.
+func (s *Service) ResumeType(ctx context.Context, userID, typ string) (TypeStatus, error) {
+	if err := s.checkTypeRequest(userID, typ); err != nil {
+		return TypeStatus{}, err
+	}
+	n, err := s.cfg.Queue.ResumeType(ctx, typ)
+	if err != nil {
+		return TypeStatus{}, fmt.Errorf("resume job type %s: %w: %w", typ, ErrUnavailable, err)
+	}
+	s.log.Info("job type resumed", "type", typ, "jobs_let_run", n)
+	if n > 0 && s.cfg.Notify != nil {
+		s.cfg.Notify(ctx)
+	}
+	return TypeStatus{Type: typ}, nil
+}
+
+// checkTypeRequest admits the Operator and a registered type.
+func (s *Service) checkTypeRequest(userID, typ string) error {
+	if userID != Operator {
+		return ErrOperatorOnly
+	}
+	if _, ok := s.cfg.Registry.Lookup(typ); !ok {
+		return invalid("unknown_job_type", "type", "unknown job type %q", typ)
+	}
+	return nil
+}
+
+// Types lists every registered job type with whether an operator holds
+// it. Only the Operator may ask.
+func (s *Service) Types(ctx context.Context, userID string) ([]TypeStatus, error) {
+	if userID != Operator {
+		return nil, ErrOperatorOnly
+	}
+	held, err := s.cfg.Queue.HeldTypes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("job types: %w: %w", ErrUnavailable, err)
+	}
+	types := s.cfg.Registry.Types()
+	out := make([]TypeStatus, len(types))
+	for i, t := range types {
+		reason, paused := held[t]
+		out[i] = TypeStatus{Type: t, Paused: paused, Reason: reason}
+	}
+	return out, nil
+}

@@ -37,13 +37,13 @@ type queueItem struct {
 
 // itemOf is job's queue item, with its user and flow keys.
 func itemOf(job *models.Job) queueItem {
-	return queueItem{ID: job.ID, Priority: job.Priority, Meta: encodeMeta(job.UserID, job.FlowKeys)}
+	return queueItem{ID: job.ID, Priority: job.Priority, Meta: encodeMeta(job.UserID, job.Type, job.FlowKeys)}
 }
 
-// encodeMeta encodes a job's user and flow keys as the queue keeps them:
-// the keys space-separated, a newline, the user.
-func encodeMeta(user string, keys []string) string {
-	return strings.Join(keys, " ") + "\n" + user
+// encodeMeta encodes a job's user, type and flow keys as the queue keeps
+// them: the keys space-separated, the type and the user, a line each.
+func encodeMeta(user, typ string, keys []string) string {
+	return strings.Join(keys, " ") + "\n" + typ + "\n" + user
 }
 
 // FlowLimit is the limit of the flow keys that start with Prefix: at most
@@ -333,6 +333,35 @@ func (q *redisQueue) ResumeFlow(ctx context.Context, key string) (int, error) {
 	return n, nil
 }
 
+// HoldType holds a job type for an operator, for reason, until
+// ResumeType: its jobs stay pending, parked on the pseudo-key
+// type:<type>, and the API says why.
+func (q *redisQueue) HoldType(ctx context.Context, typ, reason string) error {
+	if err := holdTypeScript.Run(ctx, q.rdb, nil, q.prefix, typ, reason).Err(); err != nil {
+		return fmt.Errorf("queue: hold job type %s: %w", typ, err)
+	}
+	return nil
+}
+
+// ResumeType ends the hold of a job type and returns how many parked jobs
+// it let run.
+func (q *redisQueue) ResumeType(ctx context.Context, typ string) (int, error) {
+	n, err := resumeTypeScript.Run(ctx, q.rdb, nil, q.prefix, typ).Int()
+	if err != nil {
+		return 0, fmt.Errorf("queue: resume job type %s: %w", typ, err)
+	}
+	return n, nil
+}
+
+// HeldTypes returns the job types an operator holds, with the reasons.
+func (q *redisQueue) HeldTypes(ctx context.Context) (map[string]string, error) {
+	m, err := q.rdb.HGetAll(ctx, q.Key("typeholds")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: held job types: %w", err)
+	}
+	return m, nil
+}
+
 // PauseFlow pauses flow key until until, for reason, unless it is paused
 // longer already; jobID, when not zero, is the job that reported it, whose
 // wait the API shows.
@@ -479,26 +508,30 @@ func int64sToAny(ids []int64) []any {
 	return out
 }
 
-// Waiting says, for each pending job given with its flow keys, what holds
-// it back, if anything: the wait the queue noted when it set the job
-// aside (a paused key, a rate window, a full concurrency limit), or else a
-// pause of one of its keys that the job has not met yet. One round trip.
+// Waiting says, for each pending job given, what holds it back, if
+// anything: the wait the queue noted when it set the job aside (a paused
+// key, a rate window, a full concurrency limit, a held type), or else an
+// operator's hold of its type or a pause of one of its keys that the job
+// has not met yet. One round trip.
 func (q *redisQueue) Waiting(ctx context.Context, jobs []*models.Job) (map[int64]*models.WaitingFor, error) {
-	var ids []any
-	var keys []string
-	for _, j := range jobs {
-		if len(j.FlowKeys) > 0 {
-			ids = append(ids, j.ID)
-			keys = append(keys, j.FlowKeys...)
-		}
-	}
-	if len(ids) == 0 {
+	if len(jobs) == 0 {
 		return nil, nil
 	}
-	var noted, paused *redis.SliceCmd
+	ids := make([]string, len(jobs))
+	var keys, types []string
+	for i, j := range jobs {
+		ids[i] = strconv.FormatInt(j.ID, 10)
+		keys = append(keys, j.FlowKeys...)
+		types = append(types, j.Type)
+	}
+	var noted, held *redis.SliceCmd
+	var paused *redis.SliceCmd
 	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		noted = p.HMGet(ctx, q.Key("waiting"), int64sToStrings(ids)...)
-		paused = p.HMGet(ctx, q.Key("pauses"), keys...)
+		noted = p.HMGet(ctx, q.Key("waiting"), ids...)
+		held = p.HMGet(ctx, q.Key("typeholds"), types...)
+		if len(keys) > 0 {
+			paused = p.HMGet(ctx, q.Key("pauses"), keys...)
+		}
 		return nil
 	})
 	if err != nil {
@@ -506,26 +539,25 @@ func (q *redisQueue) Waiting(ctx context.Context, jobs []*models.Job) (map[int64
 	}
 	now := q.clock.Now()
 	pauses := map[string]*models.WaitingFor{}
-	for i, v := range paused.Val() {
-		if s, ok := v.(string); ok {
-			if w := parsePause(keys[i], s); active(w, now) {
-				pauses[keys[i]] = w
+	if paused != nil {
+		for i, v := range paused.Val() {
+			if s, ok := v.(string); ok {
+				if w := parsePause(keys[i], s); active(w, now) {
+					pauses[keys[i]] = w
+				}
 			}
 		}
 	}
 	out := map[int64]*models.WaitingFor{}
-	n := 0
-	for _, j := range jobs {
-		if len(j.FlowKeys) == 0 {
-			continue
-		}
-		if s, ok := noted.Val()[n].(string); ok {
+	for i, j := range jobs {
+		if s, ok := noted.Val()[i].(string); ok {
 			if w := parseWaiting(s); w != nil && (w.Until == nil || w.Until.After(now)) {
 				out[j.ID] = w
+				continue
 			}
 		}
-		n++
-		if out[j.ID] != nil {
+		if reason, ok := held.Val()[i].(string); ok {
+			out[j.ID] = &models.WaitingFor{Key: "type:" + j.Type, Reason: "job type paused by an operator: " + reason}
 			continue
 		}
 		for _, k := range j.FlowKeys {
@@ -571,12 +603,4 @@ func parsePause(key, s string) *models.WaitingFor {
 // active reports whether a pause read by parsePause still holds at now.
 func active(w *models.WaitingFor, now time.Time) bool {
 	return w != nil && (w.Until == nil || w.Until.After(now))
-}
-
-func int64sToStrings(ids []any) []string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = fmt.Sprint(id)
-	}
-	return out
 }

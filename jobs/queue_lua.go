@@ -15,7 +15,8 @@ import (
 //
 // luaLib is the part every script shares:
 //
-//   - meta(id): the job's user and flow keys (from the meta hash).
+//   - meta(id): the job's user, flow keys and type (from the meta hash:
+//     the keys space-separated, the type and the user, a line each).
 //   - attach(id, score, user): makes a job runnable: in pending, in its
 //     user's queue, and its user in the ring no later than its score.
 //   - free(id, keys): gives back the key slots a claimed job held, each
@@ -34,11 +35,14 @@ local function fmt(n) return string.format('%.0f', n) end
 local function uq(user) return P .. 'u:' .. user end
 local function split(m)
   local keys = {}
-  if not m then return '', keys end
+  if not m then return '', keys, '' end
   local nl = string.find(m, '\n', 1, true)
-  if not nl then return m, keys end
+  if not nl then return m, keys, '' end
   for k in string.gmatch(string.sub(m, 1, nl - 1), '%S+') do keys[#keys + 1] = k end
-  return string.sub(m, nl + 1), keys
+  local rest = string.sub(m, nl + 1)
+  local nl2 = string.find(rest, '\n', 1, true)
+  if not nl2 then return rest, keys, '' end
+  return string.sub(rest, nl2 + 1), keys, string.sub(rest, 1, nl2 - 1)
 end
 local function meta(id) return split(redis.call('HGET', META, id)) end
 local function enter(user, score)
@@ -267,10 +271,17 @@ local function turn()
   return seq % SPAN
 end
 local claimed, wakeAt, scanned, seen = {}, 0, 0, {}
+local heldTypes = {}
+local th = redis.call('HGETALL', P .. 'typeholds')
+for i = 1, #th, 2 do heldTypes[th[i]] = th[i + 1] end
 -- look decides the fate of one job taken from its user's queue.
 local function look(id, score)
-  local _, keys = meta(id)
+  local _, keys, typ = meta(id)
   local verdict, vkey, untilMs, reason = 'run', nil, 0, nil
+  if heldTypes[typ] then
+    verdict, vkey, reason = 'park', 'type:' .. typ, 'job type paused by an operator: ' .. heldTypes[typ]
+    keys = {}
+  end
   for _, k in ipairs(keys) do
     if not seen[k] then
       seen[k] = true
@@ -519,5 +530,23 @@ var resumeScript = script(`
 redis.call('HDEL', P .. 'pauses', ARGV[2])
 local n = redis.call('ZCARD', P .. 'parked:' .. ARGV[2])
 unpark(ARGV[2], n)
+return n
+`)
+
+// holdTypeScript holds a job type for an operator until it is resumed:
+// its jobs park on the pseudo-key type:<type> at their next claim. ARGV:
+// prefix, type, reason.
+var holdTypeScript = script(`
+redis.call('HSET', P .. 'typeholds', ARGV[2], ARGV[3])
+return 1
+`)
+
+// resumeTypeScript ends an operator's hold of a job type and lets its
+// parked jobs run again. ARGV: prefix, type. Returns how many it let run.
+var resumeTypeScript = script(`
+redis.call('HDEL', P .. 'typeholds', ARGV[2])
+local key = 'type:' .. ARGV[2]
+local n = redis.call('ZCARD', P .. 'parked:' .. key)
+unpark(key, n)
 return n
 `)

@@ -386,12 +386,13 @@ func (s *Service) Get(ctx context.Context, userID string, id int64) (*models.Job
 	return s.redact(job), nil
 }
 
-// noteWaits fills WaitingFor on the pending jobs held back by a flow key.
+// noteWaits fills WaitingFor on the pending jobs held back by a flow key
+// or an operator's hold of their type.
 // The queue not answering leaves it empty: the rows are still the truth.
 func (s *Service) noteWaits(ctx context.Context, jobs ...*models.Job) {
 	var pending []*models.Job
 	for _, j := range jobs {
-		if j.Status == models.StatusPending && len(j.FlowKeys) > 0 {
+		if j.Status == models.StatusPending {
 			pending = append(pending, j)
 		}
 	}

@@ -40,7 +40,7 @@ func (s *Service) Retry(ctx context.Context, userID string, id int64) (*models.J
 	// was lost.
 	items := make([]queueItem, len(retried))
 	for i, r := range retried {
-		items[i] = queueItem{ID: r.ID, Priority: r.Priority, Meta: encodeMeta(r.UserID, r.FlowKeys)}
+		items[i] = queueItem{ID: r.ID, Priority: r.Priority, Meta: encodeMeta(r.UserID, r.Type, r.FlowKeys)}
 		if err == nil {
 			err = s.cfg.Queue.Remove(ctx, r.ID)
 		}

@@ -27,8 +27,8 @@ func Truncate(s string) string {
 }
 
 // queueColumns are the columns the queue needs of a job it enqueues: its
-// id, priority, user and flow keys.
-var queueColumns = []clause.Column{{Name: "id"}, {Name: "priority"}, {Name: "user_id"}, {Name: "flow_keys"}}
+// id, priority, user, type and flow keys.
+var queueColumns = []clause.Column{{Name: "id"}, {Name: "priority"}, {Name: "user_id"}, {Name: "type"}, {Name: "flow_keys"}}
 
 // claimColumns are the columns a claim reads back: everything a handler
 // and the engine use, without the previous attempt's error and result and
@@ -87,7 +87,7 @@ func (s *Store) Claim(ctx context.Context, ids []int64, now time.Time, lease tim
 // keys of the rows among ids.
 func (s *Store) Lookup(ctx context.Context, ids []int64) ([]models.Job, error) {
 	var rows []models.Job
-	if err := s.db.WithContext(ctx).Select("id", "status", "priority", "next_run_at", "user_id", "flow_keys").
+	if err := s.db.WithContext(ctx).Select("id", "status", "priority", "next_run_at", "user_id", "type", "flow_keys").
 		Where("id IN ?", ids).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("look up jobs: %w", err)
 	}
@@ -217,7 +217,7 @@ func (s *Store) WakeIfChildrenDone(ctx context.Context, parentID int64, now time
 		return nil, fmt.Errorf("wake job %d: %w", parentID, err)
 	}
 	var parent models.Job
-	if err := db.Select("id", "priority", "status", "next_run_at", "user_id", "flow_keys").Take(&parent, parentID).Error; err != nil {
+	if err := db.Select("id", "priority", "status", "next_run_at", "user_id", "type", "flow_keys").Take(&parent, parentID).Error; err != nil {
 		return nil, fmt.Errorf("look up job %d: %w", parentID, err)
 	}
 	if parent.Status != models.StatusPending || parent.NextRunAt.After(now) {

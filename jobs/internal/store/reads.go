@@ -79,7 +79,7 @@ func (s *Store) Attempts(ctx context.Context, owner *string, jobID int64) ([]mod
 // with ids above after, by id: the reconciler's pages.
 func (s *Store) PendingPage(ctx context.Context, after int64, limit int) ([]models.Job, error) {
 	var rows []models.Job
-	err := s.db.WithContext(ctx).Select("id", "priority", "next_run_at", "user_id", "flow_keys").
+	err := s.db.WithContext(ctx).Select("id", "priority", "next_run_at", "user_id", "type", "flow_keys").
 		Where("status = ? AND id > ?", models.StatusPending, after).
 		Order("id").Limit(limit).Find(&rows).Error
 	if err != nil {

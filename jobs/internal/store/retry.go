@@ -19,6 +19,7 @@ type RetriedJob struct {
 	ID       int64
 	Priority int
 	UserID   string
+	Type     string
 	FlowKeys models.FlowKeys
 }
 
@@ -48,7 +49,7 @@ func (s *Store) RetryTree(ctx context.Context, owner *string, id int64, now time
 
 func (s *Store) retryTree(tx *gorm.DB, owner *string, id int64, now time.Time) ([]RetriedJob, error) {
 	read := func(q *gorm.DB) ([]models.Job, error) {
-		q = owned(q.Model(&models.Job{}).Select("id", "status", "priority", "created_at", "scheduled_for", "expires_at", "user_id", "flow_keys"), owner).Order("id")
+		q = owned(q.Model(&models.Job{}).Select("id", "status", "priority", "created_at", "scheduled_for", "expires_at", "user_id", "type", "flow_keys"), owner).Order("id")
 		if s.postgres {
 			q = q.Clauses(clause.Locking{Strength: "UPDATE"})
 		}
@@ -109,7 +110,7 @@ func (s *Store) retryTree(tx *gorm.DB, owner *string, id int64, now time.Time) (
 			return nil, fmt.Errorf("job %d: %w", r.ID, res.Error)
 		}
 		if res.RowsAffected == 1 {
-			out = append(out, RetriedJob{ID: r.ID, Priority: r.Priority, UserID: r.UserID, FlowKeys: r.FlowKeys})
+			out = append(out, RetriedJob{ID: r.ID, Priority: r.Priority, UserID: r.UserID, Type: r.Type, FlowKeys: r.FlowKeys})
 		}
 	}
 	return out, nil
