@@ -9,6 +9,7 @@
 //	GET  /                     small HTML page: "jobhook is running"
 //	GET  /healthz              200 {"status":"ok"} while the process is up
 //	GET  /readyz               200 {"status":"ready","checks":{...}} or 503 not_ready
+//	GET  /openapi.json         the OpenAPI 3.1 description of these routes (openapi.json, embedded)
 //	POST /api/jobs             create a job: 201 {"jobId":1,"status":"pending"}, 200 on an Idempotency-Key replay
 //	POST /api/jobs/batch       create up to 1000 jobs, all or nothing: {"jobs":[…]} → 201
 //	                           {"jobs":[{"created":true,"job":{"jobId":1,"status":"pending"}},…]}
@@ -300,6 +301,8 @@ func New(cfg Config) *echo.Echo {
 	e.HEAD("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.HEAD("/readyz", s.readyz)
+	e.GET("/openapi.json", s.openAPI)
+	e.HEAD("/openapi.json", s.openAPI)
 
 	e.POST("/api/jobs", s.createJob, s.requireUser, s.timeout)
 	e.POST(batchRoute, s.createJobs, s.requireUser, s.timeout)
