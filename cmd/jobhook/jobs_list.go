@@ -72,7 +72,11 @@ could not be reached; 2 a usage error (an unknown status, a bad number).`,
 				err = writeJobTable(cmd.OutOrStdout(), found)
 			}
 			if err == nil && more {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s: the first %d jobs shown; more match (--all shows every one)\n", cmd.CommandPath(), len(found))
+				verb := "match"
+				if f.clientSide() {
+					verb = "may match" // the pages left were not read
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: the first %d jobs shown; more %s (--all shows every one)\n", cmd.CommandPath(), len(found), verb)
 			}
 			return err
 		},

@@ -84,12 +84,21 @@ func writeJob(w io.Writer, j *client.Job) error {
 	for _, a := range j.History {
 		took := ""
 		if a.StartedAt != nil {
-			took = a.FinishedAt.Sub(*a.StartedAt).Round(time.Millisecond).String()
+			took = duration(a.FinishedAt.Sub(*a.StartedAt))
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Attempt, cell(a.Outcome), when(a.StartedAt),
 			a.FinishedAt.UTC().Format(tableTime), took, shorten(a.Error, errorWidth))
 	}
 	return tw.Flush()
+}
+
+// duration rounds d for a table: to the millisecond, or the microsecond
+// below one.
+func duration(d time.Duration) string {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 // when formats an optional time; "" when nil.
