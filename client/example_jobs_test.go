@@ -11,21 +11,19 @@ import (
 )
 
 // ExampleJobsClient lists the failed jobs as the operator and retries
-// each. The stand-in server here answers like jobhook; a real one is
-// addressed by its URL, with its ADMIN_TOKEN.
+// each. The stand-in server here answers like jobhook (without checking
+// the token); a real one is addressed by its URL, with its ADMIN_TOKEN.
 func ExampleJobsClient() {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch {
-		case r.Header.Get("Authorization") != "Bearer my-admin-token":
-			w.WriteHeader(http.StatusUnauthorized)
-			fmt.Fprint(w, `{"error":{"code":"invalid_token","message":"the token is not valid"}}`)
-		case r.Method == http.MethodGet: // GET /api/jobs?status=failed
-			fmt.Fprint(w, `{"jobs":[{"id":7,"type":"web_scraping","userId":"alice","status":"failed","error":"connection refused"}]}`)
-		default: // POST /api/jobs/7/retry
-			fmt.Fprint(w, `{"id":7,"type":"web_scraping","userId":"alice","status":"pending"}`)
+	answer := func(body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, body)
 		}
-	}))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/jobs", answer(`{"jobs":[{"id":7,"type":"web_scraping","userId":"alice","status":"failed","error":"connection refused"}]}`))
+	mux.Handle("POST /api/jobs/7/retry", answer(`{"id":7,"type":"web_scraping","userId":"alice","status":"pending"}`))
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
 	ctx := context.Background()
