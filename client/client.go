@@ -15,6 +15,13 @@
 // While it waits it calls the worker at most once per PollInterval, and
 // never before the job's next run time: a job waiting out a retry backoff
 // is left alone until the backoff ends.
+//
+// JobsClient calls the jobs API (list, get, retry, cancel) with a bearer
+// token; with the server's ADMIN_TOKEN it acts as the operator on every
+// user's jobs, as `jobhook jobs` does:
+//
+//	jc, err := client.NewJobsClient("https://jobs.example.com", os.Getenv("ADMIN_TOKEN"), nil)
+//	page, err := jc.List(ctx, client.ListOptions{Status: models.StatusFailed})
 package client
 
 import (

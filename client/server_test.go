@@ -27,6 +27,9 @@ import (
 
 const jwtSecret = "client-test-jwt-secret"
 
+// adminToken is the test server's ADMIN_TOKEN: its caller is the operator.
+const adminToken = "client-test-admin-token-of-32-bytes-or-more"
+
 // server is a real jobhook HTTP layer and engine on one backend, counting
 // the worker calls it gets.
 type server struct {
@@ -48,7 +51,7 @@ func startServer(t *testing.T, b testenv.Backend) *server {
 		return nil, errors.New("dial tcp 127.0.0.1:1: connection refused")
 	}))
 	eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: log})
-	app := handlers.New(handlers.Config{Service: eng.Service(), Worker: eng.Worker(), Verifier: auth.NewHS256Verifier([]byte(jwtSecret)), WorkerSecret: secret, Logger: log})
+	app := handlers.New(handlers.Config{Service: eng.Service(), Worker: eng.Worker(), Verifier: auth.NewHS256Verifier([]byte(jwtSecret)), WorkerSecret: secret, AdminToken: adminToken, Logger: log})
 	s := &server{}
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/api/workers" {

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jobhook/jobhook/models"
@@ -151,12 +149,10 @@ type trigger struct {
 }
 
 func newTrigger(o Options) (*trigger, error) {
-	u, err := url.Parse(strings.TrimRight(o.URL, "/"))
+	base, err := baseURLOf(o.URL)
 	switch {
-	case o.URL == "":
-		return nil, errors.New("the server's URL is required")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return nil, fmt.Errorf("the server's URL %q is not an absolute http(s) URL", o.URL)
+	case err != nil:
+		return nil, err
 	case o.WorkerSecret == "":
 		return nil, errors.New("the worker secret is required")
 	case o.WaitForJobID < 0:
@@ -175,7 +171,6 @@ func newTrigger(o Options) (*trigger, error) {
 	if o.HTTPClient == nil {
 		o.HTTPClient = http.DefaultClient
 	}
-	base := u.String()
 	return &trigger{
 		o:         o,
 		workerURL: base + "/api/workers",
@@ -287,9 +282,14 @@ func (t *trigger) getJob(ctx context.Context) (*Job, error) {
 // history.
 const maxAnswer = 16 << 20
 
-// do sends one authenticated request and returns the body of a 200, or an
-// *APIError for any other status.
+// do sends one request with the worker secret.
 func (t *trigger) do(ctx context.Context, method, u string, body []byte) ([]byte, error) {
+	return send(ctx, t.o.HTTPClient, t.o.WorkerSecret, method, u, body)
+}
+
+// send sends one request with a bearer token and returns the body of a
+// 200, or an *APIError for any other status.
+func send(ctx context.Context, hc *http.Client, token, method, u string, body []byte) ([]byte, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -302,8 +302,8 @@ func (t *trigger) do(ctx context.Context, method, u string, body []byte) ([]byte
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+t.o.WorkerSecret)
-	resp, err := t.o.HTTPClient.Do(req)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, u, err)
 	}

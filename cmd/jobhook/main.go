@@ -8,6 +8,7 @@
 //	jobhook qstash-dev [--addr A]      run the in-process QStash on its own
 //	jobhook keygen                     print a new JOBS_ENCRYPTION_KEY entry
 //	jobhook load [--jobs N]            create jobs on a local server and measure
+//	jobhook jobs list|get|retry|cancel operate on jobs through the API (ADMIN_TOKEN)
 //	jobhook version                    print the version and VCS revision
 //
 // Settings come from the environment and an optional .env file; each
@@ -15,7 +16,8 @@
 // table lists them all.
 //
 // Exit status: 0 success, 1 failure (for trigger --wait: the job failed,
-// was cancelled or did not finish in time), 2 a usage error.
+// was cancelled or did not finish in time; for jobs: the API refused a
+// call, or a job of a bulk retry could not be retried), 2 a usage error.
 package main
 
 import (
@@ -135,6 +137,7 @@ Build the binary with: go build -o jobhook ./cmd/jobhook (or go install ./cmd/jo
 		qstashDevCmd(),
 		keygenCmd(),
 		loadCmd(),
+		jobsCmd(),
 		versionCmd(),
 	)
 	return root
@@ -177,11 +180,21 @@ func settingsOf(cmd *cobra.Command) []config.Setting {
 	for _, name := range strings.Split(v, ",") {
 		s, ok := config.Lookup(name)
 		if !ok {
+			s, ok = cliSettings[name]
+		}
+		if !ok {
 			panic("jobhook: " + cmd.Name() + " reads unknown setting " + name)
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// cliSettings are the settings only the command line reads, to reach a
+// server: the server has none of them, so they are not config's (README
+// lists them under Commands).
+var cliSettings = map[string]config.Setting{
+	"JOBHOOK_URL": {Name: "JOBHOOK_URL", Default: defaultJobhookURL, Summary: "the base URL of the server the jobs commands call"},
 }
 
 // settingsHelp is the help's list of the settings the command reads.
