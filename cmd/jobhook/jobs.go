@@ -22,7 +22,7 @@ var jobsSettings = []string{"ADMIN_TOKEN", "JOBHOOK_URL"}
 func jobsCmd() *cobra.Command {
 	return group(&cobra.Command{
 		Use:   "jobs <command>",
-		Short: "list, show, retry and cancel jobs through the HTTP API, as the operator",
+		Short: "list, show, retry, cancel and pause jobs through the HTTP API, as the operator",
 		Long: `Operate on every user's jobs through the server's HTTP API (/api/jobs),
 as the operator: each call carries "Authorization: Bearer $ADMIN_TOKEN"
 (the server's own ADMIN_TOKEN; it is never printed, and is not a flag so
@@ -31,14 +31,13 @@ JOBHOOK_URL, else ` + defaultJobhookURL + `. No database is read locally.
 
 Not available yet: stats (the API has no counts, and paging through every
 job to count them is not cheap: use 'jobs list --all --json | jq' for a
-one-off count) and pause/resume of a type or flow key (the API has no
-pause yet).
+one-off count).
 
 Exit status: 0 success; 1 the API refused a call (its status, code and
 message are printed, such as "404 job_not_found: ..."), the server could
 not be reached, or a job of a bulk retry could not be retried; 2 a usage
 error (an unknown flag or filter, a bad job id or value).`,
-	}, jobsListCmd(), jobsGetCmd(), jobsRetryCmd(), jobsCancelCmd())
+	}, jobsListCmd(), jobsGetCmd(), jobsRetryCmd(), jobsCancelCmd(), jobsPauseCmd(), jobsResumeCmd())
 }
 
 // apiFlags are the flags every jobs command has to reach the server.

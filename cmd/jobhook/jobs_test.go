@@ -297,7 +297,10 @@ func TestJobsUsageErrors(t *testing.T) {
 		{[]string{"retry", "--filter", "status=completed"}, "only failed or cancelled jobs can be retried, not completed ones"},
 		{[]string{"retry", "--filter", "status=lost"}, `unknown status "lost"`},
 		{[]string{"stats"}, `unknown command "stats"`},
-		{[]string{}, "a command is needed: cancel, get, list, retry"},
+		{[]string{}, "a command is needed: cancel, get, list, pause, resume, retry"},
+		{[]string{"pause"}, "jobhook jobs pause needs exactly one of --type and --key"},
+		{[]string{"pause", "--type", "a", "--key", "ig:1"}, "jobhook jobs pause needs exactly one of --type and --key"},
+		{[]string{"resume", "ok"}, `unexpected argument "ok": name the type with --type or the key with --key`},
 	} {
 		code, out, errOut := runCmd(t, append([]string{"jobs"}, tc.args...)...)
 		require.Equal(t, 2, code, "%v: %s", tc.args, errOut)
@@ -313,4 +316,38 @@ func TestJobsUsageErrors(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "GET http://127.0.0.1:1/api/jobs/1: ")
 	require.NotContains(t, errOut, testAdminToken)
+}
+
+// TestJobsPauseAndResume holds a type and a flow key through the CLI: the
+// held type's job waits, saying why, and runs once resumed.
+func TestJobsPauseAndResume(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		s := startJobsServer(t, b)
+		code, out, errOut := runCmd(t, "jobs", "pause", "--type", "ok", "--reason", "deploying")
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, "paused type ok: deploying\n", out)
+		id := s.create(t, "alice", "ok", 1)[0]
+		_, err := s.eng.Worker().Drain(context.Background(), drainBudget)
+		require.NoError(t, err)
+		code, out, errOut = runCmd(t, "jobs", "get", fmt.Sprint(id), "--json")
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, `"status": "pending"`)
+		require.Contains(t, out, "job type paused by an operator: deploying")
+
+		code, out, errOut = runCmd(t, "jobs", "resume", "--type", "ok")
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, "resumed type ok\n", out)
+		s.drainUntil(t, models.StatusCompleted, 1)
+
+		code, out, errOut = runCmd(t, "jobs", "pause", "--key", "ig:1", "--reason", "review")
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, "paused key ig:1: paused by an operator: review (0 parked)\n", out)
+		code, out, errOut = runCmd(t, "jobs", "resume", "--key", "ig:1")
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, "resumed key ig:1\n", out)
+
+		code, _, errOut = runCmd(t, "jobs", "pause", "--type", "nope")
+		require.Equal(t, 1, code)
+		require.Contains(t, errOut, "unknown_job_type")
+	})
 }
