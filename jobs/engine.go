@@ -133,8 +133,9 @@ type Config struct {
 
 	// Metrics, when set, receives the engine's measurements: jobs created,
 	// claimed and finished by type and outcome, attempt durations and queue
-	// waits, drains, completer batches, flow-key pauses and Publisher calls
-	// (see internal/metrics for the Prometheus one). Defaults to none.
+	// waits, drains, completer batches and flow-key pauses (see
+	// internal/metrics for the Prometheus one); wrap Publisher in
+	// CountPublishes to count its calls too. Defaults to none.
 	Metrics Metrics
 }
 
@@ -236,9 +237,6 @@ func New(cfg Config) (*Engine, error) {
 	}
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
-	if cfg.Metrics != nil && cfg.Publisher != nil {
-		cfg.Publisher = countedPublisher{p: cfg.Publisher, m: cfg.Metrics}
-	}
 	e := &Engine{cfg: cfg}
 	e.queue = newRedisQueue(cfg.Redis, cfg.RedisPrefix, cfg.Clock, cfg.FlowLimits...)
 	// A reaped child that makes its parent due, a create, and a drain that

@@ -130,6 +130,14 @@ func flowPrefix(key string) string {
 	return p
 }
 
+// CountPublishes returns p counting each of its calls and their results
+// in m (Metrics.Published). Wrap the Publisher that does the publishing,
+// beneath any that queues its calls, so that the results are the real
+// ones.
+func CountPublishes(p Publisher, m Metrics) Publisher {
+	return countedPublisher{p: p, m: metricsOr(m)}
+}
+
 // countedPublisher counts the calls of a Publisher.
 type countedPublisher struct {
 	p Publisher

@@ -80,3 +80,11 @@ func TestReapedAttemptsAreCounted(t *testing.T) {
 		require.Equal(t, map[string]int{"noop": 2}, m.expired)
 	})
 }
+
+// TestFlowPrefix: a pause is labelled by its key's part before the first
+// ':', never by the whole key.
+func TestFlowPrefix(t *testing.T) {
+	for key, want := range map[string]string{"ig:user:42": "ig", "openai": "openai", ":x": "", "meta:page:1:2": "meta"} {
+		require.Equal(t, want, flowPrefix(key), key)
+	}
+}

@@ -196,11 +196,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	default:
 		log.Info("qstash: off; POST /api/workers runs only when called", "why", "QSTASH_TOKEN not set and EMBEDDED_QSTASH=false")
 	}
+	a.Metrics = metrics.New()
 	if a.QStashClient != nil {
-		a.triggers = newAsyncTrigger(a.QStashClient, log)
+		a.triggers = newAsyncTrigger(jobs.CountPublishes(a.QStashClient, a.Metrics), log)
 		publisher = a.triggers
 	}
-	a.Metrics = metrics.New()
 	a.Engine, err = jobs.New(jobs.Config{
 		DB: a.DB.Gorm, Redis: a.Redis.Client, RedisPrefix: cfg.RedisPrefix, Registry: a.Registry, Logger: log,
 		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration,

@@ -270,7 +270,8 @@ func TestJWKSUsers(t *testing.T) {
 }
 
 // TestEmbeddedServesMetrics: the embedded default (development, no
-// METRICS_TOKEN) serves /metrics, and a job created and run shows in it.
+// METRICS_TOKEN) serves /metrics, and a job created shows in it, with its
+// request and the trigger published to the in-process QStash.
 func TestEmbeddedServesMetrics(t *testing.T) {
 	a, base := start(t)
 	defer stop(t, a)
@@ -288,7 +289,8 @@ func TestEmbeddedServesMetrics(t *testing.T) {
 		body := string(raw)
 		if strings.Contains(body, `jobhook_jobs_created_total{type="web_scraping"} 1`) &&
 			strings.Contains(body, `jobhook_http_requests_total{code="201",method="POST",route="/api/jobs"} 1`) &&
-			strings.Contains(body, `jobhook_queue_depth_up 1`) {
+			strings.Contains(body, `jobhook_queue_depth_up 1`) &&
+			strings.Contains(body, `jobhook_qstash_publishes_total{kind="trigger",result="ok"}`) {
 			return
 		}
 		require.True(t, time.Now().Before(deadline), "metrics never showed the job:\n%s", body)
