@@ -31,6 +31,8 @@
 //	                           scheduled job when it is due
 //	GET  /api/workers/jobs/:id any job, as an operator sees it (worker auth), for `jobhook trigger --wait`
 //	GET  /files/images/:name   a generated image, when Config.Images is set
+//	GET  /metrics              the Prometheus metrics, when Config.Metrics is set
+//	                           (bearer METRICS_TOKEN when Config.MetricsToken is set)
 //
 // Every GET route answers HEAD too; OPTIONS, and any other method a route
 // lacks, is 405 method_not_allowed with an Allow header.
@@ -182,6 +184,15 @@ type Config struct {
 	// Defaults to DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
+	// Metrics, when set, is served at GET /metrics (the Prometheus
+	// exposition, promhttp). Without it /metrics is 404: internal/app
+	// leaves it unset in production when no METRICS_TOKEN is set.
+	Metrics http.Handler
+	// MetricsToken, when set, is the bearer token GET /metrics requires.
+	MetricsToken string
+	// ObserveRequest, when set, is told of every request once answered.
+	ObserveRequest RequestObserver
+
 	// Logger gets one line per request and every 5xx with its cause.
 	// Defaults to slog.Default().
 	Logger *slog.Logger
@@ -250,6 +261,10 @@ type server struct {
 	log        *slog.Logger
 	workerAuth []WorkerAuthFunc
 	adminToken []byte // sha256 of Config.AdminToken, nil when unset
+	// metricsToken is the sha256 of Config.MetricsToken, nil when unset.
+	metricsToken []byte
+	// routes are the route patterns, the route labels ObserveRequest gets.
+	routes map[string]bool
 }
 
 // New returns the Echo app with every route and middleware. It panics when
@@ -265,6 +280,9 @@ func New(cfg Config) *echo.Echo {
 	s.workerAuth = append(s.workerAuth, cfg.WorkerAuth...)
 	if cfg.AdminToken != "" {
 		s.adminToken = hashToken(cfg.AdminToken)
+	}
+	if cfg.MetricsToken != "" {
+		s.metricsToken = hashToken(cfg.MetricsToken)
 	}
 	if cfg.WorkerSecret != "" {
 		s.workerAuth = append(s.workerAuth, BearerWorkerAuth(cfg.WorkerSecret))
@@ -330,6 +348,14 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Images != nil {
 		e.GET("/files/images/:name", s.serveImage)
 		e.HEAD("/files/images/:name", s.serveImage)
+	}
+	if cfg.Metrics != nil {
+		e.GET("/metrics", s.serveMetrics)
+		e.HEAD("/metrics", s.serveMetrics)
+	}
+	s.routes = make(map[string]bool)
+	for _, r := range e.Routes() {
+		s.routes[r.Path] = true
 	}
 	return e
 }
@@ -462,6 +488,7 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.Int64("bytes", res.Size),
 			slog.String("remote_ip", c.RealIP()),
 		)
+		s.observe(c, time.Since(start))
 		return nil
 	}
 }

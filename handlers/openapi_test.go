@@ -45,6 +45,15 @@ func withImages(dir string) setupOption {
 // withAdmin sets the operator's token.
 func withAdmin(cfg *handlers.Config) { cfg.AdminToken = testAdminToken }
 
+// withStandInMetrics serves a stand-in for the Prometheus handler at
+// /metrics.
+func withStandInMetrics(cfg *handlers.Config) {
+	cfg.Metrics = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = w.Write([]byte("jobhook_up 1\n"))
+	})
+}
+
 // loadSpec fetches GET /openapi.json from the app, requires it to be the
 // committed handlers/openapi.json byte for byte, and loads and validates
 // it with kin-openapi.
@@ -126,7 +135,7 @@ func appRoutes(e *echo.Echo) []string {
 // every path documents OPTIONS as the 405 it is; a HEAD operation answers
 // the statuses of its GET.
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
-	bb := setup(t, testenv.Embedded(t), withImages(t.TempDir()), withAdmin)
+	bb := setup(t, testenv.Embedded(t), withImages(t.TempDir()), withAdmin, withStandInMetrics)
 	doc := loadSpec(t, bb)
 	require.Equal(t, appRoutes(bb.app), specOperations(doc), "the routes of handlers.New (-) and the operations of openapi.json (+) differ")
 

@@ -8,17 +8,23 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobhook/jobhook/internal/metrics"
 	"github.com/jobhook/jobhook/internal/testenv"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
 )
 
 func benchEngine(b *testing.B, be testenv.Backend) (*jobs.Service, *jobs.Worker) {
+	return benchEngineWith(b, be, nil)
+}
+
+// benchEngineWith is benchEngine with m as its metrics (nil: none).
+func benchEngineWith(b *testing.B, be testenv.Backend, m jobs.Metrics) (*jobs.Service, *jobs.Worker) {
 	reg := jobs.NewRegistry()
 	reg.MustRegister("noop", jobs.HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
 		return json.RawMessage(`{}`), nil
 	}))
-	eng, err := jobs.New(jobs.Config{DB: be.DB.Gorm, Redis: be.Redis, RedisPrefix: be.Prefix, Registry: reg, Logger: quiet(), Concurrency: 16})
+	eng, err := jobs.New(jobs.Config{DB: be.DB.Gorm, Redis: be.Redis, RedisPrefix: be.Prefix, Registry: reg, Logger: quiet(), Concurrency: 16, Metrics: m})
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, eng.Shutdown(context.Background())) })
 	return eng.Service(), eng.Worker()
@@ -67,26 +73,38 @@ func BenchmarkCreateMany(b *testing.B) {
 }
 
 // BenchmarkDrain measures a drain of b.N no-op jobs: claim (Lua), the
-// processing UPDATE, the handler, the completed UPDATE and the ack.
-// Reports jobs/s.
+// processing UPDATE, the handler, the completed UPDATE and the ack; without
+// metrics, and with the Prometheus metrics (internal/metrics), side by
+// side. Reports jobs/s.
+//
+// Each variant gets backends of its own, so neither drains a table the
+// other filled.
 func BenchmarkDrain(b *testing.B) {
-	testenv.RunB(b, func(b *testing.B, be testenv.Backend) {
-		svc, w := benchEngine(b, be)
-		ctx := context.Background()
-		for i := 0; i < b.N; i++ {
-			if _, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u", Type: "noop", Priority: i % 100}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ResetTimer()
-		start := time.Now()
-		sum, err := w.Drain(ctx, time.Hour)
-		if err != nil {
+	b.Run("metrics=off", func(b *testing.B) {
+		testenv.RunB(b, func(b *testing.B, be testenv.Backend) { benchDrain(b, be, nil) })
+	})
+	b.Run("metrics=on", func(b *testing.B) {
+		testenv.RunB(b, func(b *testing.B, be testenv.Backend) { benchDrain(b, be, metrics.New()) })
+	})
+}
+
+// benchDrain drains b.N no-op jobs through an engine with m.
+func benchDrain(b *testing.B, be testenv.Backend, m jobs.Metrics) {
+	svc, w := benchEngineWith(b, be, m)
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u", Type: "noop", Priority: i % 100}); err != nil {
 			b.Fatal(err)
 		}
-		if sum.Completed != b.N {
-			b.Fatalf("completed %d of %d", sum.Completed, b.N)
-		}
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
-	})
+	}
+	b.ResetTimer()
+	start := time.Now()
+	sum, err := w.Drain(ctx, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if sum.Completed != b.N {
+		b.Fatalf("completed %d of %d", sum.Completed, b.N)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
 }

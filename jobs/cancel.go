@@ -51,7 +51,7 @@ func (f *finisher) cancel(ctx context.Context, owner *string, id int64) ([]store
 	items := make([]finishing, len(done))
 	applied := make([]store.Applied, len(done))
 	for i, c := range done {
-		items[i] = finishing{update: store.Update{Fence: store.Fence{ID: c.ID}, Transition: store.Cancelled(owner)}}
+		items[i] = finishing{update: store.Update{Fence: store.Fence{ID: c.ID}, Transition: store.Cancelled(owner)}, typ: c.Type}
 		a := store.Applied{Applied: true, Status: models.StatusCancelled, Priority: c.Priority, ParentID: c.ParentID}
 		if c.ParentID != nil && ids[*c.ParentID] {
 			a.ParentID = nil // its parent is cancelled too: nothing to wake

@@ -155,6 +155,7 @@ func (c *completer) write(ctx context.Context, batch []completion) {
 	}, func(try int, wait time.Duration, err error) {
 		c.log.Warn("recording job outcomes failed; retrying", "count", len(batch), "try", try, "in", wait, "err", err)
 	})
+	c.fin.metrics.CompleterBatch(len(batch), tries)
 	if err != nil {
 		c.log.Error("job outcomes not recorded; their leases' expiry brings the jobs back", "count", len(batch), "tries", tries, "err", err)
 		for _, cp := range batch {

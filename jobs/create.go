@@ -245,6 +245,7 @@ func (s *Service) insertJobs(ctx context.Context, reqs []CreateRequest, batch bo
 	for n, ok := range inserted {
 		if ok {
 			out[freshIdx[n]] = Created{Job: fresh[n], Created: true}
+			s.fin.metrics.JobsCreated(fresh[n].Type, 1)
 			continue
 		}
 		k, hasKey := store.KeyOf(fresh[n])

@@ -55,7 +55,9 @@ func (w *Worker) drainLingering(ctx context.Context, budget, linger time.Duratio
 		reconcile = w.cfg.reconciler.RunIfDue
 	}
 	err := w.drain(ctx, start, budget, linger, reconcile, &sum)
-	sum.DurationMs = time.Since(start).Milliseconds()
+	took := time.Since(start)
+	sum.DurationMs = took.Milliseconds()
+	w.fin.metrics.DrainDone(took)
 	return sum, err
 }
 
@@ -265,6 +267,7 @@ func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time
 				submit(w.transition(log, job, w.cfg.Clock.Now().UTC(), store.Unstarted(), false), func() { w.running.done(id) })
 				continue
 			}
+			w.fin.metrics.JobClaimed(job.Type, queueWait(job, leased))
 			inflight++
 			wg.Add(1)
 			handling.Add(1)

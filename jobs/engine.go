@@ -130,6 +130,13 @@ type Config struct {
 	// scheduled time (or its creation) plus this, unless its handler is a
 	// WaitLimiter. Defaults to DefaultMaxWait.
 	DefaultMaxWait time.Duration
+
+	// Metrics, when set, receives the engine's measurements: jobs created,
+	// claimed and finished by type and outcome, attempt durations and queue
+	// waits, drains, completer batches and flow-key pauses (see
+	// internal/metrics for the Prometheus one); wrap Publisher in
+	// CountPublishes to count its calls too. Defaults to none.
+	Metrics Metrics
 }
 
 // validate names every problem of cfg at once.
@@ -271,6 +278,10 @@ func New(cfg Config) (*Engine, error) {
 		MaxPayloadBytes: cfg.MaxPayloadBytes, MaxWait: cfg.DefaultMaxWait, Notify: ask, Publisher: cfg.Publisher, Secrets: cfg.Secrets,
 		Interrupt: func(running []store.Fence) { e.worker.beat.interrupt(running, ErrCancelled) },
 	})
+	m := metricsOr(cfg.Metrics)
+	for _, f := range []*finisher{e.worker.fin, e.reconciler.fin, e.service.fin} {
+		f.metrics = m
+	}
 	// Jobs put back with a due time (retries, snoozes) wake a drain then,
 	// whichever part put them back.
 	var wakePublisher Publisher

@@ -13,6 +13,8 @@ import (
 // to do after the write.
 type finishing struct {
 	update store.Update
+	// typ is the job's type, for the metrics.
+	typ string
 	// wakeSelf marks a snooze that waits for the job's children: once it
 	// is recorded the job is woken at once if they all finished meanwhile.
 	wakeSelf bool
@@ -36,6 +38,9 @@ type finisher struct {
 	// wake, when set, arranges a drain at each time jobs were put back to
 	// run at (see wakeups.At); it does not block on I/O.
 	wake func(ctx context.Context, times ...time.Time)
+	// metrics counts the applied transitions; never nil once the engine
+	// is built (see metricsOr).
+	metrics Metrics
 }
 
 // apply applies items and reports, in order, what became of each. Redis
@@ -66,6 +71,7 @@ func (f *finisher) apply(ctx context.Context, items []finishing) ([]store.Applie
 // unlucky job waits its turn, and the bound on lost attempts in a row
 // (MaxLostAttempts) catches a job that kills its worker every time.
 func (f *finisher) after(ctx context.Context, items []finishing, applied []store.Applied) {
+	recordFinished(f.metrics, items, applied)
 	var (
 		ack     []int64
 		release []queueItem

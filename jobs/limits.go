@@ -99,6 +99,7 @@ func (w *Worker) pauseFlow(ctx context.Context, key string, d time.Duration, rea
 		w.log.Warn("flow key not paused; its jobs keep running and may be refused", "key", key, "err", err)
 		return fmt.Errorf("pause flow key %s: %w: %w", key, ErrUnavailable, err)
 	}
+	w.fin.metrics.FlowPaused(flowPrefix(key))
 	w.log.Info("flow key paused", "key", key, "until", until.UTC(), "reason", reason)
 	return nil
 }

@@ -72,7 +72,7 @@ func newReconciler(cfg reconcilerConfig) *reconciler {
 		cfg.MaxLost = DefaultMaxLostAttempts
 	}
 	r := &reconciler{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval, maxLost: cfg.MaxLost}
-	r.fin = &finisher{store: r.store, queue: cfg.Queue, clock: cfg.Clock, log: r.log, notify: cfg.Notify}
+	r.fin = &finisher{store: r.store, queue: cfg.Queue, clock: cfg.Clock, log: r.log, notify: cfg.Notify, metrics: noMetrics{}}
 	return r
 }
 
@@ -230,7 +230,7 @@ func (r *reconciler) Reap(ctx context.Context) (int, error) {
 		if rows[i].StartedAt != nil {
 			started = *rows[i].StartedAt
 		}
-		items[i] = finishing{update: store.Update{Fence: fenceOf(&rows[i]), Transition: store.Lost(reason, r.maxLost), StartedAt: started, Now: now}}
+		items[i] = finishing{update: store.Update{Fence: fenceOf(&rows[i]), Transition: store.Lost(reason, r.maxLost), StartedAt: started, Now: now}, typ: rows[i].Type}
 	}
 	applied, err := r.fin.apply(ctx, items)
 	if err != nil {

@@ -99,7 +99,7 @@ func newService(cfg serviceConfig) *Service {
 		cfg.MaxWait = DefaultMaxWait
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "service"), store: store.New(cfg.DB)}
-	s.fin = &finisher{store: s.store, queue: cfg.Queue, clock: cfg.Clock, log: s.log, notify: cfg.Notify}
+	s.fin = &finisher{store: s.store, queue: cfg.Queue, clock: cfg.Clock, log: s.log, notify: cfg.Notify, metrics: noMetrics{}}
 	return s
 }
 

@@ -138,7 +138,7 @@ func newWorker(cfg workerConfig) *Worker {
 	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker"), stop: make(chan struct{}), gaveUp: make(chan struct{}), kicked: make(chan struct{}, 1), abortCtx: abortCtx, abort: abort, running: newRunningSet()}
 	w.store = store.New(cfg.DB)
 	w.beat = newHeartbeat(cfg.LeaseDuration, cfg.Clock, w.store, cfg.Queue, w.log)
-	w.fin = &finisher{store: w.store, queue: cfg.Queue, clock: cfg.Clock, log: w.log, notify: cfg.Notify}
+	w.fin = &finisher{store: w.store, queue: cfg.Queue, clock: cfg.Clock, log: w.log, notify: cfg.Notify, metrics: noMetrics{}}
 	return w
 }
 
@@ -415,7 +415,7 @@ type ran struct {
 // transition is a running job's transition, to be recorded by the
 // completer.
 func (w *Worker) transition(log *slog.Logger, job *models.Job, started time.Time, t store.Transition, wakeSelf bool) ran {
-	it := finishing{update: store.Update{Fence: fenceOf(job), Transition: t, StartedAt: started, Now: w.cfg.Clock.Now()}, wakeSelf: wakeSelf}
+	it := finishing{update: store.Update{Fence: fenceOf(job), Transition: t, StartedAt: started, Now: w.cfg.Clock.Now()}, typ: job.Type, wakeSelf: wakeSelf}
 	return ran{write: true, log: log, item: it}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/database"
+	"github.com/jobhook/jobhook/internal/metrics"
 	"github.com/jobhook/jobhook/internal/qstashclient"
 	"github.com/jobhook/jobhook/internal/qstashdev"
 	"github.com/jobhook/jobhook/internal/ratelimit"
@@ -46,6 +47,9 @@ type App struct {
 	QStash *qstashdev.Server
 	// QStashClient publishes to QStash (remote or embedded), else nil.
 	QStashClient *qstashclient.Client
+	// Metrics are the Prometheus metrics of the engine and the HTTP
+	// layer, served at /metrics (see metricsHandler).
+	Metrics *metrics.Metrics
 
 	log       *slog.Logger
 	jwks      *auth.JWKSVerifier
@@ -192,8 +196,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	default:
 		log.Info("qstash: off; POST /api/workers runs only when called", "why", "QSTASH_TOKEN not set and EMBEDDED_QSTASH=false")
 	}
+	a.Metrics = metrics.New()
 	if a.QStashClient != nil {
-		a.triggers = newAsyncTrigger(a.QStashClient, log)
+		a.triggers = newAsyncTrigger(jobs.CountPublishes(a.QStashClient, a.Metrics), log)
 		publisher = a.triggers
 	}
 	a.Engine, err = jobs.New(jobs.Config{
@@ -205,9 +210,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Publisher: publisher, TriggerWindow: cfg.TriggerWindow,
 		InProcess: cfg.InProcessWorker, InProcessInterval: cfg.InProcessInterval, DrainBudget: cfg.DrainBudget,
 		FlowLimits: jobs.MergeFlowLimits(tasks.DefaultFlowLimits(), cfg.FlowLimitList()),
+		Metrics:    a.Metrics,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := a.Metrics.WatchDepth(a.Engine.Depth); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	a.Service, a.Worker = a.Engine.Service(), a.Engine.Worker()
 	if cfg.InProcessWorker {
@@ -232,6 +241,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		DrainBudget:     cfg.DrainBudget,
 		BodyLimit:       cfg.BodyLimitBytes,
 		BatchBodyLimit:  cfg.BatchBodyLimitBytes,
+		Metrics:         a.metricsHandler(),
+		MetricsToken:    cfg.MetricsToken,
+		ObserveRequest:  a.Metrics.ObserveRequest,
 		Logger:          log,
 	}
 	if signingCurrent != "" || signingNext != "" {
@@ -446,4 +458,21 @@ func (a *App) closeBackends() {
 	if a.DB != nil {
 		_ = a.DB.Close()
 	}
+}
+
+// metricsHandler is what GET /metrics serves: the metrics behind
+// METRICS_TOKEN when it is set; without one, the metrics open in
+// development and nothing (404) in production, where the operational
+// data (job types, volumes, routes) is not for the public.
+func (a *App) metricsHandler() http.Handler {
+	switch {
+	case a.Config.MetricsToken != "":
+		a.log.Info("metrics: GET /metrics with the bearer METRICS_TOKEN", "why", "METRICS_TOKEN set")
+	case a.Config.Production():
+		a.log.Info("metrics: off (GET /metrics is 404)", "why", "APP_ENV=production and METRICS_TOKEN not set")
+		return nil
+	default:
+		a.log.Info("metrics: GET /metrics open to anyone", "why", "development and METRICS_TOKEN not set")
+	}
+	return a.Metrics.Handler()
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -266,4 +267,33 @@ func TestJWKSUsers(t *testing.T) {
 	dev, err := auth.MintHS256([]byte(auth.DevJWTSecret), "mallory", time.Hour, time.Now())
 	require.NoError(t, err)
 	require.Equal(t, http.StatusUnauthorized, get(dev), "the public development secret is off once a JWKS is configured")
+}
+
+// TestEmbeddedServesMetrics: the embedded default (development, no
+// METRICS_TOKEN) serves /metrics, and a job created shows in it, with its
+// request and the trigger published to the in-process QStash.
+func TestEmbeddedServesMetrics(t *testing.T) {
+	a, base := start(t)
+	defer stop(t, a)
+	tok, err := auth.MintHS256([]byte(auth.DevJWTSecret), "alice", time.Hour, time.Now())
+	require.NoError(t, err)
+	id := createJob(t, base, tok, fmt.Sprintf(`{"type":"web_scraping","payload":{"url":%q}}`, base+"/"))
+	require.NotZero(t, id)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := http.Get(base + "/metrics")
+		require.NoError(t, err)
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		body := string(raw)
+		if strings.Contains(body, `jobhook_jobs_created_total{type="web_scraping"} 1`) &&
+			strings.Contains(body, `jobhook_http_requests_total{code="201",method="POST",route="/api/jobs"} 1`) &&
+			strings.Contains(body, `jobhook_queue_depth_up 1`) &&
+			strings.Contains(body, `jobhook_qstash_publishes_total{kind="trigger",result="ok"}`) {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "metrics never showed the job:\n%s", body)
+		time.Sleep(50 * time.Millisecond)
+	}
 }

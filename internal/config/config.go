@@ -147,6 +147,10 @@ type Config struct {
 	// AdminToken, when set, is a bearer token for operators, who may see
 	// and act on every user's jobs. At least 32 bytes.
 	AdminToken string `env:"ADMIN_TOKEN" doc:"operator bearer token (at least 32 bytes)"`
+	// MetricsToken, when set, is the bearer token GET /metrics requires.
+	// Without it /metrics is open in development and off (404) in
+	// production. At least 32 bytes.
+	MetricsToken string `env:"METRICS_TOKEN" doc:"bearer token of GET /metrics (at least 32 bytes); unset: open in development, 404 in production"`
 	// JobsEncryptionKey encrypts secret payload fields at rest:
 	// comma-separated kid:base64key entries, the first encrypts.
 	JobsEncryptionKey string `env:"JOBS_ENCRYPTION_KEY" doc:"kid:base64key[,…] encrypting secret payload fields"`
@@ -452,6 +456,12 @@ var rules = []rule{
 	{reads: []string{"ADMIN_TOKEN"}, check: func(c *Config) string {
 		if c.AdminToken != "" && len(c.AdminToken) < 32 {
 			return "ADMIN_TOKEN must be at least 32 bytes"
+		}
+		return ""
+	}},
+	{reads: []string{"METRICS_TOKEN"}, check: func(c *Config) string {
+		if c.MetricsToken != "" && len(c.MetricsToken) < 32 {
+			return "METRICS_TOKEN must be at least 32 bytes"
 		}
 		return ""
 	}},

@@ -14,6 +14,8 @@ import (
 // CancelledJob is one job a cancel ended, as it was just before.
 type CancelledJob struct {
 	ID int64
+	// Type is the job's type.
+	Type string
 	// From is the status the job was cancelled from: pending, scheduled
 	// or processing.
 	From     models.Status
@@ -39,7 +41,7 @@ var cancellable = []models.Status{models.StatusPending, models.StatusScheduled, 
 const CancelledAttemptError = "cancelled while running"
 
 // cancelColumns are the columns a cancel reads before it writes.
-var cancelColumns = []string{"id", "status", "priority", "parent_id", "attempts", "started_at", "lease_id", "qstash_message_id"}
+var cancelColumns = []string{"id", "type", "status", "priority", "parent_id", "attempts", "started_at", "lease_id", "qstash_message_id"}
 
 // CancelTree cancels the unfinished job id (owner's, when owner is not
 // nil) and every unfinished descendant of it, in one transaction: each
@@ -109,7 +111,7 @@ func (s *Store) cancelTree(tx *gorm.DB, owner *string, id int64, now time.Time) 
 	created := time.Now().UTC()
 	for i, r := range rows {
 		ids[i] = r.ID
-		out[i] = CancelledJob{ID: r.ID, From: r.Status, Priority: r.Priority, ParentID: r.ParentID, MessageID: r.QStashMessageID}
+		out[i] = CancelledJob{ID: r.ID, Type: r.Type, From: r.Status, Priority: r.Priority, ParentID: r.ParentID, MessageID: r.QStashMessageID}
 		if r.Status == models.StatusProcessing {
 			out[i].Attempt, out[i].LeaseID = r.Attempts, r.LeaseID
 			var started time.Time

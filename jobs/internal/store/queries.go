@@ -169,7 +169,7 @@ func (s *Store) SaveCheckpoint(ctx context.Context, f Fence, raw []byte, now tim
 // Expired returns up to limit processing jobs whose lease ran out by now.
 func (s *Store) Expired(ctx context.Context, now time.Time, limit int) ([]models.Job, error) {
 	var rows []models.Job
-	if err := s.db.WithContext(ctx).Select("id", "priority", "attempts", "max_attempts", "started_at", "lease_id", "parent_id").
+	if err := s.db.WithContext(ctx).Select("id", "type", "priority", "attempts", "max_attempts", "started_at", "lease_id", "parent_id").
 		Where("status = ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)", models.StatusProcessing, now.UTC()).
 		Order("id").Limit(limit).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("list expired leases: %w", err)
