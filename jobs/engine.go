@@ -119,6 +119,15 @@ type Config struct {
 	// job's maxAttempts; a real outcome resets the streak. Defaults to
 	// DefaultMaxLostAttempts.
 	MaxLostAttempts int
+	// RetentionCompleted is how long completed jobs are kept after they
+	// finished, RetentionFailed how long failed and cancelled ones are:
+	// the reconcile pass (at most once a ReconcileInterval) then deletes
+	// them in small batches, each top-level job with its children,
+	// attempts and effects; a job with an unfinished child is kept. Zero
+	// is the default (DefaultRetentionCompleted, DefaultRetentionFailed);
+	// negative keeps them forever.
+	RetentionCompleted, RetentionFailed time.Duration
+
 	// FlowLimits are the limits of the flow keys (see FlowKeyer), by key
 	// prefix; the longest matching prefix applies, and a key no prefix
 	// matches has no limit (it can still be paused by its provider's
@@ -246,7 +255,8 @@ func New(cfg Config) (*Engine, error) {
 			e.notify(ctx)
 		}
 	}
-	e.reconciler = newReconciler(reconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Interval: cfg.ReconcileInterval, MaxLost: cfg.MaxLostAttempts, Notify: ask})
+	e.reconciler = newReconciler(reconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Interval: cfg.ReconcileInterval, MaxLost: cfg.MaxLostAttempts, Notify: ask,
+		RetentionCompleted: cfg.RetentionCompleted, RetentionFailed: cfg.RetentionFailed})
 	var trigger func(context.Context)
 	if cfg.Publisher != nil && !cfg.DisableTriggers {
 		trigger = newTriggerer(e.queue, cfg.Publisher, cfg.TriggerWindow, log).Notify

@@ -36,6 +36,9 @@ type reconciler struct {
 	// fails.
 	maxLost int
 	fin     *finisher
+	// keepCompleted and keepFailed are how long finished jobs are kept
+	// (completed; failed and cancelled); negative keeps them forever.
+	keepCompleted, keepFailed time.Duration
 }
 
 // reconcilerConfig builds a reconciler.
@@ -55,6 +58,8 @@ type reconcilerConfig struct {
 	// Notify, when set, is called when a reaped child's end makes its
 	// waiting parent due, to start a worker call (a debounced trigger).
 	Notify func(ctx context.Context)
+	// RetentionCompleted and RetentionFailed: see Config.
+	RetentionCompleted, RetentionFailed time.Duration
 }
 
 // newReconciler returns a reconciler.
@@ -71,7 +76,14 @@ func newReconciler(cfg reconcilerConfig) *reconciler {
 	if cfg.MaxLost <= 0 {
 		cfg.MaxLost = DefaultMaxLostAttempts
 	}
-	r := &reconciler{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval, maxLost: cfg.MaxLost}
+	if cfg.RetentionCompleted == 0 {
+		cfg.RetentionCompleted = DefaultRetentionCompleted
+	}
+	if cfg.RetentionFailed == 0 {
+		cfg.RetentionFailed = DefaultRetentionFailed
+	}
+	r := &reconciler{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval, maxLost: cfg.MaxLost,
+		keepCompleted: cfg.RetentionCompleted, keepFailed: cfg.RetentionFailed}
 	r.fin = &finisher{store: r.store, queue: cfg.Queue, clock: cfg.Clock, log: r.log, notify: cfg.Notify, metrics: noMetrics{}}
 	return r
 }
@@ -89,6 +101,9 @@ type reconcileResult struct {
 	Dropped int
 	// Unparked counts jobs parked on a flow key with a free slot, let run.
 	Unparked int
+	// Deleted counts finished top-level jobs deleted by retention (their
+	// children went with them).
+	Deleted int64
 }
 
 // RunIfDue runs a pass unless one ran, in any process, within the interval.
@@ -133,6 +148,12 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 	}
 	if res.Unparked > 0 {
 		r.log.Warn("jobs parked on a flow key with a free slot were let run", "count", res.Unparked)
+	}
+	tctx, cancel := context.WithTimeout(ctx, reconcileCallTimeout)
+	res.Deleted, err = r.retain(tctx)
+	cancel()
+	if err != nil {
+		return res, err
 	}
 	var after int64
 	now := r.clock.Now()
@@ -326,4 +347,43 @@ func (r *reconciler) dropStale(ctx context.Context) (int, error) {
 		r.log.Info("dropped redis entries of finished, cancelled or missing jobs", "count", dropped)
 	}
 	return dropped, nil
+}
+
+// Retention defaults (Config.RetentionCompleted, Config.RetentionFailed).
+const (
+	DefaultRetentionCompleted = 7 * 24 * time.Hour
+	DefaultRetentionFailed    = 30 * 24 * time.Hour
+	// retentionBatch bounds the top-level jobs one statement deletes: a
+	// pass (at most one a minute) deletes up to this many completed and
+	// as many failed or cancelled ones, so each lock is short.
+	retentionBatch = 500
+)
+
+// retain deletes one batch of completed jobs older than keepCompleted and
+// one of failed or cancelled jobs older than keepFailed (each top-level
+// job with its children, attempts and effects), and returns how many
+// top-level jobs it deleted.
+func (r *reconciler) retain(ctx context.Context) (int64, error) {
+	now := r.clock.Now()
+	var total int64
+	for _, pass := range []struct {
+		keep     time.Duration
+		statuses []models.Status
+	}{
+		{r.keepCompleted, []models.Status{models.StatusCompleted}},
+		{r.keepFailed, []models.Status{models.StatusFailed, models.StatusCancelled}},
+	} {
+		if pass.keep < 0 {
+			continue
+		}
+		n, err := r.store.DeleteFinished(ctx, pass.statuses, now.Add(-pass.keep), retentionBatch)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("reconcile: retention: %w: %w", ErrUnavailable, err)
+		}
+	}
+	if total > 0 {
+		r.log.Info("finished jobs deleted by retention", "count", total)
+	}
+	return total, nil
 }

@@ -201,6 +201,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		a.triggers = newAsyncTrigger(jobs.CountPublishes(a.QStashClient, a.Metrics), log)
 		publisher = a.triggers
 	}
+	keepCompleted, keepFailed := cfg.Retention()
 	a.Engine, err = jobs.New(jobs.Config{
 		DB: a.DB.Gorm, Redis: a.Redis.Client, RedisPrefix: cfg.RedisPrefix, Registry: a.Registry, Logger: log,
 		Concurrency: cfg.WorkerConcurrency, JobTimeout: cfg.JobTimeout, LeaseDuration: cfg.LeaseDuration,
@@ -209,8 +210,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		// create, and when a drain ends with work left), through QStash.
 		Publisher: publisher, TriggerWindow: cfg.TriggerWindow,
 		InProcess: cfg.InProcessWorker, InProcessInterval: cfg.InProcessInterval, DrainBudget: cfg.DrainBudget,
-		FlowLimits: jobs.MergeFlowLimits(tasks.DefaultFlowLimits(), cfg.FlowLimitList()),
-		Metrics:    a.Metrics,
+		FlowLimits:         jobs.MergeFlowLimits(tasks.DefaultFlowLimits(), cfg.FlowLimitList()),
+		RetentionCompleted: keepCompleted, RetentionFailed: keepFailed,
+		Metrics: a.Metrics,
 	})
 	if err != nil {
 		return nil, err

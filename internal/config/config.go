@@ -195,6 +195,12 @@ type Config struct {
 	// "prefix=concurrency [rate/interval]; …", such as "ig:=1; host:=4
 	// 60/1m; openai:=0 500/1m" (see jobs.ParseFlowLimits).
 	FlowLimits string `env:"FLOW_LIMITS" doc:"limits per flow key prefix: \"ig:=1; host:=2 60/1m\""`
+	// RetentionCompleted is how long completed jobs are kept after they
+	// finished, RetentionFailed how long failed and cancelled ones are;
+	// 0 keeps them forever. The reconcile pass deletes them in small
+	// batches, each top-level job with its children and history.
+	RetentionCompleted time.Duration `env:"RETENTION_COMPLETED" doc:"how long completed jobs are kept (0: forever)"`
+	RetentionFailed    time.Duration `env:"RETENTION_FAILED" doc:"how long failed and cancelled jobs are kept (0: forever)"`
 	// MaxPayloadBytes limits a job's payload.
 	MaxPayloadBytes int `env:"MAX_PAYLOAD_BYTES" doc:"largest job payload"`
 	// BodyLimitBytes limits a request body.
@@ -265,6 +271,8 @@ func defaults() Config {
 		WorkerConcurrency:           jobs.DefaultConcurrency,
 		JobTimeout:                  jobs.DefaultJobTimeout,
 		DrainBudget:                 handlers.DefaultDrainBudget,
+		RetentionCompleted:          jobs.DefaultRetentionCompleted,
+		RetentionFailed:             jobs.DefaultRetentionFailed,
 		LeaseDuration:               jobs.DefaultLeaseDuration,
 		MaxPayloadBytes:             jobs.DefaultMaxPayloadBytes,
 		BodyLimitBytes:              handlers.DefaultBodyLimit,
@@ -438,6 +446,12 @@ var rules = []rule{
 			if _, _, err := net.ParseCIDR(strings.TrimSpace(cidr)); err != nil {
 				return fmt.Sprintf("TRUSTED_PROXIES: %q is not a CIDR such as 10.0.0.0/8", cidr)
 			}
+		}
+		return ""
+	}},
+	{reads: []string{"RETENTION_COMPLETED", "RETENTION_FAILED"}, check: func(c *Config) string {
+		if c.RetentionCompleted < 0 || c.RetentionFailed < 0 {
+			return "RETENTION_COMPLETED and RETENTION_FAILED must not be negative (0 keeps jobs forever)"
 		}
 		return ""
 	}},
@@ -705,6 +719,18 @@ func (c *Config) QStashMode() string {
 	default:
 		return "off"
 	}
+}
+
+// Retention returns RETENTION_COMPLETED and RETENTION_FAILED as the
+// engine takes them: 0 (forever) is negative there.
+func (c *Config) Retention() (completed, failed time.Duration) {
+	forever := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	return forever(c.RetentionCompleted), forever(c.RetentionFailed)
 }
 
 // FlowLimitList parses FLOW_LIMITS (validated at load).
