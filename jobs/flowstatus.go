@@ -151,11 +151,8 @@ func (s *Service) FlowKeys(ctx context.Context, userID, prefix string, limit int
 // FlowKey returns the status of one flow key; a key never seen has
 // nothing running, parked or paused. Only the Operator may ask.
 func (s *Service) FlowKey(ctx context.Context, userID, key string) (FlowKeyStatus, error) {
-	if userID != Operator {
-		return FlowKeyStatus{}, ErrOperatorOnly
-	}
-	if err := checkFlowKey(key); err != nil {
-		return FlowKeyStatus{}, invalid("invalid_flow_key", "key", "%s", err.Error())
+	if err := checkKeyRequest(userID, key); err != nil {
+		return FlowKeyStatus{}, err
 	}
 	st, err := s.cfg.Queue.FlowStatus(ctx, key)
 	if err != nil {
@@ -168,11 +165,8 @@ func (s *Service) FlowKey(ctx context.Context, userID, key string) (FlowKeyStatu
 // key's jobs stay pending and wait, saying "paused by an operator:
 // reason"; jobs already running finish. Only the Operator may.
 func (s *Service) HoldFlowKey(ctx context.Context, userID, key, reason string) (FlowKeyStatus, error) {
-	if userID != Operator {
-		return FlowKeyStatus{}, ErrOperatorOnly
-	}
-	if err := checkFlowKey(key); err != nil {
-		return FlowKeyStatus{}, invalid("invalid_flow_key", "key", "%s", err.Error())
+	if err := checkKeyRequest(userID, key); err != nil {
+		return FlowKeyStatus{}, err
 	}
 	if reason == "" {
 		reason = "no reason given"
@@ -187,11 +181,8 @@ func (s *Service) HoldFlowKey(ctx context.Context, userID, key, reason string) (
 // ResumeFlowKey ends an operator's hold, or a provider's pause, of a flow
 // key: its parked jobs run again. Only the Operator may.
 func (s *Service) ResumeFlowKey(ctx context.Context, userID, key string) (FlowKeyStatus, error) {
-	if userID != Operator {
-		return FlowKeyStatus{}, ErrOperatorOnly
-	}
-	if err := checkFlowKey(key); err != nil {
-		return FlowKeyStatus{}, invalid("invalid_flow_key", "key", "%s", err.Error())
+	if err := checkKeyRequest(userID, key); err != nil {
+		return FlowKeyStatus{}, err
 	}
 	n, err := s.cfg.Queue.ResumeFlow(ctx, key)
 	if err != nil {
@@ -245,6 +236,17 @@ func (s *Service) ResumeType(ctx context.Context, userID, typ string) (TypeStatu
 		s.cfg.Notify(ctx)
 	}
 	return TypeStatus{Type: typ}, nil
+}
+
+// checkKeyRequest admits the Operator and a well-formed flow key.
+func checkKeyRequest(userID, key string) error {
+	if userID != Operator {
+		return ErrOperatorOnly
+	}
+	if err := checkFlowKey(key); err != nil {
+		return invalid("invalid_flow_key", "key", "%s", err.Error())
+	}
+	return nil
 }
 
 // checkTypeRequest admits the Operator and a registered type.

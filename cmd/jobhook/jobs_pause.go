@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/jobhook/jobhook/client"
 )
 
 // pauseTarget is the --type or --key of pause and resume: exactly one.
@@ -16,14 +18,16 @@ func (p *pauseTarget) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&p.key, "key", "", "a flow key, such as ig:17841400000000001")
 }
 
-func (p *pauseTarget) check(cmd *cobra.Command, args []string) error {
+// client checks the command's arguments and returns a client of the
+// server: a bad argument is a usage error before any setting is read.
+func (p *pauseTarget) client(cmd *cobra.Command, args []string, api *apiFlags) (*client.JobsClient, error) {
 	if len(args) > 0 {
-		return usagef("unexpected argument %q: name the type with --type or the key with --key", args[0])
+		return nil, usagef("unexpected argument %q: name the type with --type or the key with --key", args[0])
 	}
 	if (p.typ == "") == (p.key == "") {
-		return usagef("%s needs exactly one of --type and --key", cmd.CommandPath())
+		return nil, usagef("%s needs exactly one of --type and --key", cmd.CommandPath())
 	}
-	return nil
+	return api.client()
 }
 
 func jobsPauseCmd() *cobra.Command {
@@ -46,10 +50,7 @@ invalid_flow_key) or could not be reached; 2 a usage error.`,
   jobhook jobs pause --key ig:17841400000000001 --reason "account under review"`,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := target.check(cmd, args); err != nil {
-				return err
-			}
-			jc, err := api.client()
+			jc, err := target.client(cmd, args, &api)
 			if err != nil {
 				return err
 			}
@@ -92,10 +93,7 @@ usage error.`,
   jobhook jobs resume --key ig:17841400000000001`,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := target.check(cmd, args); err != nil {
-				return err
-			}
-			jc, err := api.client()
+			jc, err := target.client(cmd, args, &api)
 			if err != nil {
 				return err
 			}
