@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jobhook/jobhook/models"
 )
@@ -61,6 +62,15 @@ type ListOptions struct {
 	Status models.Status
 	// Type keeps jobs of this type.
 	Type string
+	// User keeps one user's jobs (an operator's filter).
+	User string
+	// Parent keeps the children of this job.
+	Parent int64
+	// CreatedFrom and CreatedTo keep the jobs created in [CreatedFrom,
+	// CreatedTo).
+	CreatedFrom, CreatedTo time.Time
+	// Error keeps the jobs whose error holds this text, in any case.
+	Error string
 	// Cursor is the NextCursor of the previous page; empty for the first.
 	Cursor string
 	// Limit is the page size, 1 to 100; zero is the server's default (20).
@@ -77,26 +87,119 @@ type ListPage struct {
 
 // List returns one page of jobs (GET /api/jobs).
 func (c *JobsClient) List(ctx context.Context, o ListOptions) (ListPage, error) {
-	q := url.Values{}
-	if o.Status != "" {
-		q.Set("status", string(o.Status))
-	}
-	if o.Type != "" {
-		q.Set("type", o.Type)
-	}
+	q := o.filters()
 	if o.Cursor != "" {
 		q.Set("cursor", o.Cursor)
 	}
 	if o.Limit != 0 {
 		q.Set("limit", strconv.Itoa(o.Limit))
 	}
-	u := c.base + "/api/jobs"
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
 	var page ListPage
-	err := c.call(ctx, http.MethodGet, u, &page)
+	err := c.call(ctx, http.MethodGet, withQuery(c.base+"/api/jobs", q), &page)
 	return page, err
+}
+
+// filters are the query parameters of o's filters (not its page).
+func (o ListOptions) filters() url.Values {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("status", string(o.Status))
+	set("type", o.Type)
+	set("user", o.User)
+	set("error", o.Error)
+	if o.Parent != 0 {
+		q.Set("parent", strconv.FormatInt(o.Parent, 10))
+	}
+	if !o.CreatedFrom.IsZero() {
+		q.Set("createdFrom", o.CreatedFrom.UTC().Format(time.RFC3339Nano))
+	}
+	if !o.CreatedTo.IsZero() {
+		q.Set("createdTo", o.CreatedTo.UTC().Format(time.RFC3339Nano))
+	}
+	return q
+}
+
+// withQuery is u with q, when q has any values.
+func withQuery(u string, q url.Values) string {
+	if len(q) == 0 {
+		return u
+	}
+	return u + "?" + q.Encode()
+}
+
+// RetryMatching retries the failed jobs o's filters match (cancelled ones
+// when o.Status is cancelled) with POST /api/jobs/retry: the newest 1,000
+// per call; BulkRetry.More says to call again. o's Cursor and Limit are
+// not sent.
+func (c *JobsClient) RetryMatching(ctx context.Context, o ListOptions) (BulkRetry, error) {
+	var out BulkRetry
+	err := c.call(ctx, http.MethodPost, withQuery(c.base+"/api/jobs/retry", o.filters()), &out)
+	return out, err
+}
+
+// BulkRetry is the answer of POST /api/jobs/retry.
+type BulkRetry struct {
+	// Retried are the jobs retried, oldest first.
+	Retried []int64 `json:"retried"`
+	// Failed are the jobs that matched and could not be retried.
+	Failed []RetryFailure `json:"failed"`
+	// More says that more jobs matched than one call retries.
+	More bool `json:"more"`
+}
+
+// RetryFailure is a job a bulk retry could not retry, with the code of
+// the reason (job_not_retryable, job_not_found).
+type RetryFailure struct {
+	ID      int64  `json:"id"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Stats are the counts GET /api/jobs/stats returns.
+type Stats struct {
+	// At is when the server read them.
+	At time.Time `json:"at"`
+	// SinceSeconds is the window of the finished counts, in seconds.
+	SinceSeconds int64 `json:"sinceSeconds"`
+	// Counts are the unfinished jobs and those finished within the window,
+	// by status and type.
+	Counts []StatusTypeCount `json:"counts"`
+	// Minutes are the jobs finished in each of the last 60 minutes,
+	// oldest first.
+	Minutes []MinuteCount `json:"minutes"`
+}
+
+// StatusTypeCount is how many jobs of one type are in one status.
+type StatusTypeCount struct {
+	Status models.Status `json:"status"`
+	Type   string        `json:"type"`
+	Count  int64         `json:"count"`
+}
+
+// MinuteCount is how many jobs reached each final status in the minute
+// that starts at Start.
+type MinuteCount struct {
+	Start     time.Time `json:"start"`
+	Completed int64     `json:"completed"`
+	Failed    int64     `json:"failed"`
+	Cancelled int64     `json:"cancelled"`
+}
+
+// Stats counts the caller's jobs (an operator's: every user's) by status
+// and type, the finished ones within since (zero: the server's default,
+// 24 h), with the jobs finished per minute over the last hour.
+func (c *JobsClient) Stats(ctx context.Context, since time.Duration) (Stats, error) {
+	q := url.Values{}
+	if since != 0 {
+		q.Set("since", since.String())
+	}
+	var st Stats
+	err := c.call(ctx, http.MethodGet, withQuery(c.base+"/api/jobs/stats", q), &st)
+	return st, err
 }
 
 // Get returns one job with its history of finished attempts

@@ -22,6 +22,10 @@ const (
 	CodeInvalidStatus               = "invalid_status"
 	CodeInvalidCursor               = "invalid_cursor"
 	CodeInvalidLimit                = "invalid_limit"
+	CodeInvalidParent               = "invalid_parent"
+	CodeInvalidTimeRange            = "invalid_time_range"
+	CodeInvalidFilter               = "invalid_filter"
+	CodeInvalidSince                = "invalid_since"
 	CodeInvalidBudget               = "invalid_budget"
 	CodeInvalidQuery                = "invalid_query"
 	CodeBadRequest                  = "bad_request"
@@ -84,6 +88,10 @@ var ErrorCodes = []ErrorCode{
 	{CodeInvalidStatus, http.StatusBadRequest, "?status= is not a job status"},
 	{CodeInvalidCursor, http.StatusBadRequest, "?cursor= is not one this server returned"},
 	{CodeInvalidLimit, http.StatusBadRequest, "?limit= not an integer from 1 to 100"},
+	{CodeInvalidParent, http.StatusBadRequest, "?parent= is not a positive job id"},
+	{CodeInvalidTimeRange, http.StatusBadRequest, "?createdFrom= or ?createdTo= is not an RFC 3339 time, or createdTo is not later than createdFrom"},
+	{CodeInvalidFilter, http.StatusBadRequest, "?user= or ?error= is not printable text, or ?error= is over 200 bytes"},
+	{CodeInvalidSince, http.StatusBadRequest, "GET /api/jobs/stats: ?since= is not a Go duration from 1m to 720h"},
 	{CodeInvalidFlowKey, http.StatusBadRequest, "/api/flow-keys/:key (get, pause, resume) with a key that is empty, over 200 bytes, or holds a space or a control character"},
 	{CodeInvalidBudget, http.StatusBadRequest, "?budget= on /api/workers is not a positive Go duration"},
 	{CodeInvalidQuery, http.StatusBadRequest, "the query string does not parse (a bad %-escape, ';' between parameters)"},
@@ -95,7 +103,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeInvalidWorkerAuth, http.StatusUnauthorized, "/api/workers with a wrong credential; nothing is dequeued"},
 	{CodeInvalidSignature, http.StatusUnauthorized, "/api/workers with an Upstash-Signature that does not verify (key, issuer, URL, expiry or body)"},
 	{CodeOperatorCannotCreate, http.StatusForbidden, "POST /api/jobs with the ADMIN_TOKEN: a job belongs to a user"},
-	{CodeOperatorOnly, http.StatusForbidden, "/api/flow-keys… or /api/job-types… with a user's token: only the ADMIN_TOKEN sees, pauses and resumes flow keys and job types"},
+	{CodeOperatorOnly, http.StatusForbidden, "/api/flow-keys… or /api/job-types… with a user's token: only the ADMIN_TOKEN sees, pauses and resumes flow keys and job types; ?user= naming another user"},
 	{CodeNotFound, http.StatusNotFound, "no such route, or no such image"},
 	{CodeJobNotFound, http.StatusNotFound, "no such job, or another user's"},
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed, "the route exists for other methods (see the Allow header); OPTIONS included"},

@@ -13,7 +13,9 @@
 //	POST /api/jobs             create a job: 201 {"jobId":1,"status":"pending"}, 200 on an Idempotency-Key replay
 //	POST /api/jobs/batch       create up to 1000 jobs, all or nothing: {"jobs":[…]} → 201
 //	                           {"jobs":[{"created":true,"job":{"jobId":1,"status":"pending"}},…]}
-//	GET  /api/jobs             list own jobs: ?status=&type=&cursor=&limit= → {"jobs":[...],"nextCursor":"..."}
+//	GET  /api/jobs             list own jobs: ?status=&type=&user=&parent=&createdFrom=&createdTo=&error=&cursor=&limit= → {"jobs":[...],"nextCursor":"..."}
+//	GET  /api/jobs/stats       own jobs counted by status and type (?since=24h), finished per minute over the last hour
+//	POST /api/jobs/retry       retry the failed jobs ?status=&type=&user=&parent=&createdFrom=&createdTo=&error= match (up to 1000)
 //	GET  /api/jobs/:id         one own job: the bare job object plus "history", its finished attempts
 //	POST /api/jobs/:id/cancel  cancel an unfinished job and its children → the job
 //	POST /api/jobs/:id/reschedule  {"scheduledFor":"RFC 3339"} → the moved job
@@ -325,6 +327,9 @@ func New(cfg Config) *echo.Echo {
 	e.POST("/api/jobs", s.createJob, s.requireUser, s.timeout)
 	e.POST(batchRoute, s.createJobs, s.requireUser, s.timeout)
 	e.GET("/api/jobs", s.listJobs, s.requireUser, s.timeout)
+	e.GET("/api/jobs/stats", s.jobStats, s.requireUser, s.timeout)
+	e.HEAD("/api/jobs/stats", s.jobStats, s.requireUser, s.timeout)
+	e.POST("/api/jobs/retry", s.retryMatching, s.requireUser, s.timeout)
 	e.HEAD("/api/jobs", s.listJobs, s.requireUser, s.timeout)
 	e.GET("/api/jobs/:id", s.getJob, s.requireUser, s.timeout)
 	e.HEAD("/api/jobs/:id", s.getJob, s.requireUser, s.timeout)

@@ -209,15 +209,11 @@ func (s *server) rescheduleJob(c echo.Context) error {
 // Empty parameters do not filter; the Service checks status, cursor and
 // the range of limit.
 func (s *server) listJobs(c echo.Context) error {
-	req := jobs.ListRequest{
-		UserID: userID(c),
-		Status: models.Status(c.QueryParam("status")),
-		Type:   c.QueryParam("type"),
-		Cursor: c.QueryParam("cursor"),
+	req, err := listRequest(c)
+	if err != nil {
+		return err
 	}
-	if !printable(req.Type) {
-		return badRequest(CodeInvalidType, "type", "type must be printable text")
-	}
+	req.Cursor = c.QueryParam("cursor")
 	if raw := c.QueryParam("limit"); raw != "" {
 		n, err := strconv.Atoi(raw)
 		if err != nil || n < 1 {
@@ -230,6 +226,90 @@ func (s *server) listJobs(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, page)
+}
+
+// retryMatching serves POST /api/jobs/retry: every failed job (or
+// cancelled, with ?status=cancelled) the filters of GET /api/jobs match is
+// retried, the newest 1000 at a time → jobs.BulkRetry.
+func (s *server) retryMatching(c echo.Context) error {
+	req, err := listRequest(c)
+	if err != nil {
+		return err
+	}
+	out, err := s.cfg.Service.RetryMatching(c.Request().Context(), userID(c), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// jobStats serves GET /api/jobs/stats?since=24h: the caller's jobs (an
+// operator's: everyone's) counted by status and type, and those finished
+// per minute over the last hour.
+func (s *server) jobStats(c echo.Context) error {
+	req := jobs.StatsRequest{UserID: userID(c)}
+	if raw := c.QueryParam("since"); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < time.Minute || d > jobs.MaxStatsSince {
+			return badRequest(CodeInvalidSince, "since", "since must be a Go duration from 1m to 720h, e.g. 1h or 24h")
+		}
+		req.Since = d
+	}
+	st, err := s.cfg.Service.Stats(c.Request().Context(), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, statsResponse{Stats: st, SinceSeconds: int64(st.Since / time.Second)})
+}
+
+// statsResponse is the body of GET /api/jobs/stats: the stats with their
+// window in seconds.
+type statsResponse struct {
+	jobs.Stats
+	SinceSeconds int64 `json:"sinceSeconds"`
+}
+
+// listRequest reads the filters GET /api/jobs and POST /api/jobs/retry
+// share: status, type, user, parent, createdFrom, createdTo and error.
+func listRequest(c echo.Context) (jobs.ListRequest, error) {
+	req := jobs.ListRequest{
+		UserID:        userID(c),
+		Status:        models.Status(c.QueryParam("status")),
+		Type:          c.QueryParam("type"),
+		User:          c.QueryParam("user"),
+		ErrorContains: c.QueryParam("error"),
+	}
+	if !printable(req.Type) {
+		return req, badRequest(CodeInvalidType, "type", "type must be printable text")
+	}
+	if !printable(req.User) {
+		return req, badRequest(CodeInvalidFilter, "user", "user must be printable text")
+	}
+	if !printable(req.ErrorContains) {
+		return req, badRequest(CodeInvalidFilter, "error", "error must be printable text")
+	}
+	if raw := c.QueryParam("parent"); raw != "" {
+		id, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || id <= 0 || strings.TrimLeft(raw, "0123456789") != "" {
+			return req, badRequest(CodeInvalidParent, "parent", "parent must be a job id: a positive integer")
+		}
+		req.ParentID = id
+	}
+	for _, p := range []struct {
+		name string
+		to   *time.Time
+	}{{"createdFrom", &req.CreatedFrom}, {"createdTo", &req.CreatedTo}} {
+		raw := c.QueryParam(p.name)
+		if raw == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, raw)
+		if err != nil {
+			return req, badRequest(CodeInvalidTimeRange, p.name, p.name+" must be an RFC 3339 time, e.g. 2026-12-01T09:00:00Z")
+		}
+		*p.to = t
+	}
+	return req, nil
 }
 
 // jobID parses the :id path parameter: decimal digits only, 1 to 2^63-1.

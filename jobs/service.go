@@ -416,6 +416,17 @@ type ListRequest struct {
 	UserID string
 	Status models.Status
 	Type   string
+	// User keeps one user's jobs: an operator's filter. A user may name
+	// only themself (any other is ErrOperatorOnly).
+	User string
+	// ParentID keeps the children of that job.
+	ParentID int64
+	// CreatedFrom and CreatedTo keep the jobs created in [CreatedFrom,
+	// CreatedTo).
+	CreatedFrom, CreatedTo time.Time
+	// ErrorContains keeps the jobs whose error holds this text, in any
+	// case (on SQLite, any case of ASCII letters only).
+	ErrorContains string
 	// Cursor is the NextCursor of the previous page.
 	Cursor string
 	// Limit is 1–100; 0 means DefaultListLimit.
@@ -429,6 +440,34 @@ type ListPage struct {
 	NextCursor string `json:"nextCursor,omitempty"`
 }
 
+// listFilter is the store's filter for req (without its cursor), or the
+// error the filter's fields call for.
+func listFilter(req ListRequest) (store.ListFilter, error) {
+	f := store.ListFilter{
+		Owner: ownerScope(req.UserID), Status: req.Status, Type: req.Type, Limit: req.Limit + 1,
+		ParentID: req.ParentID, CreatedFrom: req.CreatedFrom, CreatedTo: req.CreatedTo, ErrorContains: req.ErrorContains,
+	}
+	if req.User != "" {
+		if req.UserID != Operator && req.User != req.UserID {
+			return f, ErrOperatorOnly
+		}
+		f.Owner = &req.User
+	}
+	if req.ParentID < 0 {
+		return f, invalid("invalid_parent", "parent", "parent must be a job id: a positive integer")
+	}
+	if !req.CreatedFrom.IsZero() && !req.CreatedTo.IsZero() && !req.CreatedFrom.Before(req.CreatedTo) {
+		return f, invalid("invalid_time_range", "createdTo", "createdTo must be later than createdFrom")
+	}
+	if len(req.ErrorContains) > MaxErrorFilterLength {
+		return f, invalid("invalid_filter", "error", "error must be at most %d bytes", MaxErrorFilterLength)
+	}
+	return f, nil
+}
+
+// MaxErrorFilterLength caps ListRequest.ErrorContains.
+const MaxErrorFilterLength = 200
+
 // List returns a user's jobs, newest first, a page at a time.
 func (s *Service) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	if req.Status != "" && !req.Status.Valid() {
@@ -440,7 +479,10 @@ func (s *Service) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	if req.Limit < 1 || req.Limit > MaxListLimit {
 		return ListPage{}, invalid("invalid_limit", "limit", "limit must be an integer from 1 to %d", MaxListLimit)
 	}
-	f := store.ListFilter{Owner: ownerScope(req.UserID), Status: req.Status, Type: req.Type, Limit: req.Limit + 1}
+	f, err := listFilter(req)
+	if err != nil {
+		return ListPage{}, err
+	}
 	if req.Cursor != "" {
 		before, err := decodeCursor(req.Cursor)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jobhook/jobhook/models"
 )
@@ -55,4 +56,89 @@ func (s *Service) Retry(ctx context.Context, userID string, id int64) (*models.J
 	}
 	log.Info("job re-queued for a fresh run", "with_descendants", len(retried)-1)
 	return job, nil
+}
+
+// MaxBulkRetry caps the jobs one RetryMatching call retries.
+const MaxBulkRetry = 1000
+
+// RetryFailure is a job RetryMatching could not retry, with the stable
+// code of the reason and its message.
+type RetryFailure struct {
+	ID      int64  `json:"id"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// BulkRetry is what RetryMatching did.
+type BulkRetry struct {
+	// Retried are the jobs retried, oldest first, a child retried with its
+	// parent included.
+	Retried []int64 `json:"retried"`
+	// Failed are the jobs that matched and could not be retried.
+	Failed []RetryFailure `json:"failed"`
+	// More says that more than MaxBulkRetry jobs matched: the newest
+	// MaxBulkRetry were handled, and another call handles the next ones.
+	More bool `json:"more"`
+}
+
+// RetryMatching retries the failed jobs req matches (its cancelled ones
+// when req.Status is StatusCancelled), as Retry does each: the newest
+// MaxBulkRetry of them, oldest first. A child whose parent it retried was
+// retried with it and is counted as retried. req's Cursor and Limit are
+// ignored. A job that could not be retried is in Failed with its code;
+// the others are still retried.
+func (s *Service) RetryMatching(ctx context.Context, userID string, req ListRequest) (BulkRetry, error) {
+	out := BulkRetry{Retried: []int64{}, Failed: []RetryFailure{}}
+	switch req.Status {
+	case "":
+		req.Status = models.StatusFailed
+	case models.StatusFailed, models.StatusCancelled:
+	default:
+		return out, invalid("invalid_status", "status", "only failed or cancelled jobs can be retried, not %s ones", req.Status)
+	}
+	req.UserID = userID
+	req.Limit = MaxBulkRetry
+	f, err := listFilter(req)
+	if err != nil {
+		return out, err
+	}
+	found, err := s.store.List(ctx, f)
+	if err != nil {
+		return out, fmt.Errorf("bulk retry: list jobs: %w: %w", ErrUnavailable, err)
+	}
+	if len(found) > MaxBulkRetry {
+		found, out.More = found[:MaxBulkRetry], true
+	}
+	slices.Reverse(found) // oldest first: a parent before its children
+	retried := make(map[int64]bool, len(found))
+	for _, j := range found {
+		if j.ParentID != nil && retried[*j.ParentID] {
+			retried[j.ID] = true
+			out.Retried = append(out.Retried, j.ID)
+			continue
+		}
+		if _, err := s.Retry(ctx, userID, j.ID); err != nil {
+			if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+				return out, fmt.Errorf("bulk retry: job %d: %w", j.ID, err)
+			}
+			code, msg := retryRefusal(err)
+			out.Failed = append(out.Failed, RetryFailure{ID: j.ID, Code: code, Message: msg})
+			continue
+		}
+		retried[j.ID] = true
+		out.Retried = append(out.Retried, j.ID)
+	}
+	return out, nil
+}
+
+// retryRefusal is the stable code and message of a job Retry refused.
+func retryRefusal(err error) (code, message string) {
+	switch {
+	case errors.Is(err, ErrNotRetryable):
+		return "job_not_retryable", "the job is no longer failed or cancelled"
+	case errors.Is(err, ErrNotFound):
+		return "job_not_found", "the job no longer exists"
+	default:
+		return "retry_refused", err.Error()
+	}
 }

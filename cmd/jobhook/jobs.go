@@ -22,22 +22,18 @@ var jobsSettings = []string{"ADMIN_TOKEN", "JOBHOOK_URL"}
 func jobsCmd() *cobra.Command {
 	return group(&cobra.Command{
 		Use:   "jobs <command>",
-		Short: "list, show, retry, cancel and pause jobs through the HTTP API, as the operator",
+		Short: "list, show, count, retry, cancel and pause jobs through the HTTP API, as the operator",
 		Long: `Operate on every user's jobs through the server's HTTP API (/api/jobs),
 as the operator: each call carries "Authorization: Bearer $ADMIN_TOKEN"
 (the server's own ADMIN_TOKEN; it is never printed, and is not a flag so
 that it stays out of the process list). The server is --url, else
 JOBHOOK_URL, else ` + defaultJobhookURL + `. No database is read locally.
 
-Not available yet: stats (the API has no counts, and paging through every
-job to count them is not cheap: use 'jobs list --all --json | jq' for a
-one-off count).
-
 Exit status: 0 success; 1 the API refused a call (its status, code and
 message are printed, such as "404 job_not_found: ..."), the server could
 not be reached, or a job of a bulk retry could not be retried; 2 a usage
 error (an unknown flag or filter, a bad job id or value).`,
-	}, jobsListCmd(), jobsGetCmd(), jobsRetryCmd(), jobsCancelCmd(), jobsPauseCmd(), jobsResumeCmd())
+	}, jobsListCmd(), jobsGetCmd(), jobsStatsCmd(), jobsRetryCmd(), jobsCancelCmd(), jobsPauseCmd(), jobsResumeCmd())
 }
 
 // apiFlags are the flags every jobs command has to reach the server.

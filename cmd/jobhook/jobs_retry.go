@@ -31,8 +31,9 @@ children start again with it.
 With --filter instead of an ID, every matching job is listed first (all
 pages of GET /api/jobs), then each is retried, oldest first, one line per
 job. --filter takes comma-separated key=value pairs: status (failed, the
-default, or cancelled), type, user and error (text in the job's error, any
-case; user and error are applied here, not by the API). A job whose parent
+default, or cancelled), type, user, error (text in the job's error, any
+case), parent (a job's children), since and until (creation time: RFC
+3339, or a duration ago such as 24h), all applied by the API. A job whose parent
 was retried in the same run was retried with it and is not retried again.
 --dry-run lists what would be retried and changes nothing.
 
@@ -93,7 +94,7 @@ unknown filter key or status).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&filter, "filter", "", "retry every job matching key=value,… (keys: status, type, user, error)")
+	fl.StringVar(&filter, "filter", "", "retry every job matching key=value,… (keys: status, type, user, error, parent, since, until)")
 	fl.BoolVar(&dryRun, "dry-run", false, "with --filter: list the jobs that would be retried, retry none")
 	fl.IntVar(&pageSize, "page-size", jobs.MaxListLimit, "jobs asked for per API call while listing")
 	return api.add(cmd)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobhook/jobhook/client"
 	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/jobstest"
@@ -150,7 +151,7 @@ func TestJobsListAndRetryByFilter(t *testing.T) {
 
 		code, out, _ = runCmd(t, "jobs", "list", "--user", "bob", "--error", "PROVIDER", "--json", "--page-size", "3")
 		require.Equal(t, 0, code)
-		require.Equal(t, boom[7:], idsOf(t, out), "user and error filtered here")
+		require.Equal(t, boom[7:], idsOf(t, out), "user and error filtered by the API")
 		code, out, _ = runCmd(t, "jobs", "list", "--type", "nothing", "--json")
 		require.Equal(t, 0, code)
 		require.Equal(t, "[]\n", out)
@@ -291,13 +292,16 @@ func TestJobsUsageErrors(t *testing.T) {
 		{[]string{"retry"}, "a job id is needed"},
 		{[]string{"retry", "5", "--filter", "type=x"}, `unexpected argument "5": give a job id or --filter, not both`},
 		{[]string{"retry", "5", "--dry-run"}, "--dry-run goes with --filter"},
-		{[]string{"retry", "--filter", "colour=red"}, `--filter: unknown key "colour" (keys: status, type, user, error)`},
+		{[]string{"retry", "--filter", "colour=red"}, `--filter: unknown key "colour" (keys: status, type, user, error, parent, since, until)`},
 		{[]string{"retry", "--filter", "type"}, `--filter: "type" is not key=value`},
 		{[]string{"retry", "--filter", "type=a,type=b"}, "--filter: type given twice"},
 		{[]string{"retry", "--filter", "status=completed"}, "only failed or cancelled jobs can be retried, not completed ones"},
 		{[]string{"retry", "--filter", "status=lost"}, `unknown status "lost"`},
-		{[]string{"stats"}, `unknown command "stats"`},
-		{[]string{}, "a command is needed: cancel, get, list, pause, resume, retry"},
+		{[]string{"stats", "--since", "30s"}, "--since must be from 1m to 720h, not 30s"},
+		{[]string{"stats", "extra"}, `unexpected argument "extra"`},
+		{[]string{"list", "--parent", "0"}, `parent: "0" is not a job id`},
+		{[]string{"list", "--until", "tomorrow"}, `until: "tomorrow" is neither an RFC 3339 time`},
+		{[]string{}, "a command is needed: cancel, get, list, pause, resume, retry, stats"},
 		{[]string{"pause"}, "jobhook jobs pause needs exactly one of --type and --key"},
 		{[]string{"pause", "--type", "a", "--key", "ig:1"}, "jobhook jobs pause needs exactly one of --type and --key"},
 		{[]string{"resume", "ok"}, `unexpected argument "ok": name the type with --type or the key with --key`},
@@ -349,5 +353,76 @@ func TestJobsPauseAndResume(t *testing.T) {
 		code, _, errOut = runCmd(t, "jobs", "pause", "--type", "nope")
 		require.Equal(t, 1, code)
 		require.Contains(t, errOut, "unknown_job_type")
+	})
+}
+
+// TestJobsStatsCountsWhatTheAPICounts: `jobs stats` shows a row per type
+// with the API's counts per status, the total, and the last hour's
+// failure rate; --json is the API's answer; a bad --since is a usage error.
+func TestJobsStatsCountsWhatTheAPICounts(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		s := startJobsServer(t, b)
+		s.create(t, "alice", "boom", 3)
+		s.create(t, "bob", "ok", 2)
+		s.drainUntil(t, models.StatusCompleted, 2)
+		s.drainUntil(t, models.StatusFailed, 3)
+		s.create(t, "bob", "ok", 1)
+
+		code, out, errOut := runCmd(t, "jobs", "stats")
+		require.Equal(t, 0, code, errOut)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		require.Regexp(t, `^TYPE +SCHEDULED +PENDING +PROCESSING +COMPLETED +FAILED +CANCELLED$`, lines[0])
+		require.Regexp(t, `^boom +0 +0 +0 +0 +3 +0$`, lines[1])
+		require.Regexp(t, `^ok +0 +1 +0 +2 +0 +0$`, lines[2])
+		require.Regexp(t, `^TOTAL +0 +1 +0 +2 +3 +0$`, lines[3])
+		require.Regexp(t, `last hour: 2 completed, 3 failed, 0 cancelled, failure rate 60\.0%$`, lines[len(lines)-1])
+
+		code, out, errOut = runCmd(t, "jobs", "stats", "--json", "--since", "1h")
+		require.Equal(t, 0, code, errOut)
+		var st client.Stats
+		require.NoError(t, json.Unmarshal([]byte(out), &st))
+		require.EqualValues(t, 3600, st.SinceSeconds)
+		require.Len(t, st.Minutes, jobs.StatsMinutes)
+		require.Len(t, st.Counts, 3)
+
+		code, _, errOut = runCmd(t, "jobs", "stats", "--since", "1s")
+		require.Equal(t, 2, code)
+		require.Contains(t, errOut, "--since must be from 1m to 720h")
+	})
+}
+
+// TestJobsListByParentAndCreationTime: --parent lists a job's children and
+// --since/--until bound the creation time.
+func TestJobsListByParentAndCreationTime(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		s := startJobsServer(t, b)
+		ctx := context.Background()
+		parent := s.create(t, "alice", "ok", 1)[0]
+		var children []int64
+		for i := range 2 {
+			job, _, err := s.eng.Service().Create(ctx, jobs.CreateRequest{UserID: "alice", Type: "ok", ParentID: &parent, IdempotencyKey: fmt.Sprint("c", i)})
+			require.NoError(t, err)
+			children = append(children, job.ID)
+		}
+		code, out, errOut := runCmd(t, "jobs", "list", "--parent", fmt.Sprint(parent), "--json")
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, children, idsOf(t, out))
+
+		code, out, errOut = runCmd(t, "jobs", "list", "--since", "1h", "--json")
+		require.Equal(t, 0, code, errOut)
+		require.Len(t, idsOf(t, out), 3)
+		code, out, errOut = runCmd(t, "jobs", "list", "--until", "1h", "--json")
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, "[]\n", out, "nothing was created over an hour ago")
+		code, out, errOut = runCmd(t, "jobs", "list", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "--json")
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, "[]\n", out)
+
+		code, _, errOut = runCmd(t, "jobs", "list", "--since", "yesterday")
+		require.Equal(t, 2, code)
+		require.Contains(t, errOut, `is neither an RFC 3339 time`)
+		code, _, errOut = runCmd(t, "jobs", "list", "--parent", "x")
+		require.Equal(t, 2, code)
+		require.Contains(t, errOut, `parent: "x" is not a job id`)
 	})
 }

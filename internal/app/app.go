@@ -222,6 +222,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	a.Service, a.Worker = a.Engine.Service(), a.Engine.Worker()
+	if err := a.Metrics.WatchUnfinished(a.Service.Unfinished); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	if cfg.InProcessWorker {
 		log.Info("worker: in-process too, after each create, when a retry or snooze falls due, and every "+cfg.InProcessInterval.String(), "why", "INPROCESS_WORKER=true")
 	}

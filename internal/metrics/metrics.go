@@ -106,6 +106,15 @@ func (m *Metrics) WatchDepth(depth func(context.Context) (jobs.Depth, error)) er
 	return m.reg.Register(&depthCollector{depth: depth})
 }
 
+// WatchUnfinished adds the unfinished jobs in the database by status
+// (pending, scheduled, processing) and type, read with count on every
+// scrape within DepthTimeout: jobhook_jobs{status,type}, and
+// jobhook_jobs_up (0 when the read failed). count reads an index of the
+// unfinished rows only (see jobs.Service.Unfinished), never the table.
+func (m *Metrics) WatchUnfinished(count func(context.Context) ([]jobs.StatusTypeCount, error)) error {
+	return m.reg.Register(&unfinishedCollector{count: count})
+}
+
 // JobsCreated implements jobs.Metrics.
 func (m *Metrics) JobsCreated(typ string, n int) { m.created.WithLabelValues(typ).Add(float64(n)) }
 
@@ -180,5 +189,38 @@ func (d *depthCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(depthUpDesc, prometheus.GaugeValue, 1)
 	for status, n := range map[string]int64{"pending": dep.Pending, "processing": dep.Processing, "delayed": dep.Delayed} {
 		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(n), status)
+	}
+}
+
+// unfinishedCollector reads the unfinished jobs by status and type from
+// the database on each scrape.
+type unfinishedCollector struct {
+	count func(context.Context) ([]jobs.StatusTypeCount, error)
+}
+
+var (
+	unfinishedDesc   = prometheus.NewDesc("jobhook_jobs", "Unfinished jobs in the database by status (pending, scheduled, processing) and type, read at scrape time.", []string{"status", "type"}, nil)
+	unfinishedUpDesc = prometheus.NewDesc("jobhook_jobs_up", "1 when the last scrape read the unfinished jobs, 0 when the read failed.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (u *unfinishedCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- unfinishedDesc
+	ch <- unfinishedUpDesc
+}
+
+// Collect implements prometheus.Collector. A status and type with no
+// job has no series (sum by status, or use "or vector(0)", for zeros).
+func (u *unfinishedCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), DepthTimeout)
+	defer cancel()
+	counts, err := u.count(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(unfinishedUpDesc, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(unfinishedUpDesc, prometheus.GaugeValue, 1)
+	for _, c := range counts {
+		ch <- prometheus.MustNewConstMetric(unfinishedDesc, prometheus.GaugeValue, float64(c.Count), string(c.Status), c.Type)
 	}
 }

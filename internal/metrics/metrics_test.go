@@ -241,3 +241,56 @@ func TestMetricsMatchFinalStates(t *testing.T) {
 		}
 	})
 }
+
+// TestUnfinishedJobsByStatusAndType: jobhook_jobs counts the unfinished
+// jobs of each status and type as the database holds them, and drops a
+// status and type once its jobs finish; a failed read says so in
+// jobhook_jobs_up.
+func TestUnfinishedJobsByStatusAndType(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, be testenv.Backend) {
+		m := metrics.New()
+		reg := jobs.NewRegistry()
+		for _, typ := range []string{"alpha", "beta"} {
+			reg.MustRegister(typ, jobs.HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
+				return json.RawMessage(`{}`), nil
+			}))
+		}
+		eng := jobstest.Start(t, jobs.Config{DB: be.DB.Gorm, Redis: be.Redis, RedisPrefix: be.Prefix, Registry: reg, Logger: quiet(), Metrics: m})
+		require.NoError(t, m.WatchUnfinished(eng.Service().Unfinished))
+		svc := eng.Service()
+		later := time.Now().Add(time.Hour)
+		for i, req := range []jobs.CreateRequest{{Type: "alpha"}, {Type: "alpha"}, {Type: "beta"}, {Type: "beta", ScheduledFor: &later}} {
+			req.UserID = "u" + string(rune('a'+i))
+			_, _, err := svc.Create(context.Background(), req)
+			require.NoError(t, err)
+		}
+		const token = "a-metrics-token-of-some-length-1234"
+		srv := handlers.New(handlers.Config{
+			Service: svc, Worker: eng.Worker(), Verifier: auth.NewHS256Verifier([]byte("user-secret-0123456789abcdef012345")),
+			WorkerSecret: "w-secret-0123456789abcdef0123456789", Metrics: m.Handler(), MetricsToken: token, Logger: quiet(),
+		})
+		gauge := func(fams map[string]*dto.MetricFamily, status, typ string) *dto.Metric {
+			return sample(fams, "jobhook_jobs", "status", status, "type", typ)
+		}
+		fams := scrape(t, srv, token)
+		require.Equal(t, 1, int(sample(fams, "jobhook_jobs_up").GetGauge().GetValue()))
+		require.Equal(t, 2, int(gauge(fams, "pending", "alpha").GetGauge().GetValue()))
+		require.Equal(t, 1, int(gauge(fams, "pending", "beta").GetGauge().GetValue()))
+		require.Equal(t, 1, int(gauge(fams, "scheduled", "beta").GetGauge().GetValue()))
+		require.Len(t, fams["jobhook_jobs"].GetMetric(), 3)
+
+		_, err := eng.Worker().Drain(context.Background(), 4*jobstest.TestJobTimeout)
+		require.NoError(t, err)
+		fams = scrape(t, srv, token)
+		require.Nil(t, gauge(fams, "pending", "alpha"), "finished jobs are not counted")
+		require.Equal(t, 1, int(gauge(fams, "scheduled", "beta").GetGauge().GetValue()))
+
+		failing := metrics.New()
+		require.NoError(t, failing.WatchUnfinished(func(context.Context) ([]jobs.StatusTypeCount, error) {
+			return nil, errors.New("database down")
+		}))
+		rec := httptest.NewRecorder()
+		failing.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		require.Contains(t, rec.Body.String(), "jobhook_jobs_up 0")
+	})
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -33,6 +35,14 @@ type ListFilter struct {
 	Owner  *string
 	Status models.Status
 	Type   string
+	// ParentID, when not zero, keeps the children of that job.
+	ParentID int64
+	// CreatedFrom and CreatedTo, when not zero, keep the jobs created in
+	// [CreatedFrom, CreatedTo).
+	CreatedFrom, CreatedTo time.Time
+	// ErrorContains, when not empty, keeps the jobs whose error holds it,
+	// in any case.
+	ErrorContains string
 	// Before, when not zero, keeps the jobs whose id is lower.
 	Before int64
 	Limit  int
@@ -46,6 +56,18 @@ func (s *Store) List(ctx context.Context, f ListFilter) ([]models.Job, error) {
 	}
 	if f.Type != "" {
 		q = q.Where("type = ?", f.Type)
+	}
+	if f.ParentID != 0 {
+		q = q.Where("parent_id = ?", f.ParentID)
+	}
+	if !f.CreatedFrom.IsZero() {
+		q = q.Where("created_at >= ?", f.CreatedFrom.UTC())
+	}
+	if !f.CreatedTo.IsZero() {
+		q = q.Where("created_at < ?", f.CreatedTo.UTC())
+	}
+	if f.ErrorContains != "" {
+		q = q.Where(`LOWER(error) LIKE ? ESCAPE '\'`, "%"+escapeLike(strings.ToLower(f.ErrorContains))+"%")
 	}
 	if f.Before != 0 {
 		q = q.Where("id < ?", f.Before)
@@ -87,3 +109,10 @@ func (s *Store) PendingPage(ctx context.Context, after int64, limit int) ([]mode
 	}
 	return rows, nil
 }
+
+// likeEscaper escapes the wildcards of LIKE (and its escape character).
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// escapeLike makes s match itself literally inside a LIKE pattern whose
+// ESCAPE character is a backslash.
+func escapeLike(s string) string { return likeEscaper.Replace(s) }
