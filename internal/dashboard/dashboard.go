@@ -46,6 +46,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/schedules"
 	"github.com/jobhook/jobhook/jobs"
@@ -68,6 +69,11 @@ const (
 	flashCookie   = "jobhook_dashboard_flash"
 	basePath      = "/dashboard"
 )
+
+// codeCSRFRefused is the code a refused POST's page shows. It is the
+// dashboard's own, on an HTML page: handlers.ErrorCodes lists the JSON
+// API's codes, and no API response carries this one.
+const codeCSRFRefused = "csrf_refused"
 
 // contentSecurityPolicy allows the dashboard's own stylesheet, script and
 // forms, and nothing else (inline SVG needs no source).
@@ -272,7 +278,7 @@ func (d *dashboard) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (d *dashboard) forbidden(c echo.Context, why string) error {
 	return d.render(c, http.StatusForbidden, "error", pageData{Title: "Forbidden",
-		Flash: &flash{Kind: "error", Code: "csrf_refused", Message: "Refused: " + why + "."}})
+		Flash: &flash{Kind: "error", Code: codeCSRFRefused, Message: "Refused: " + why + "."}})
 }
 
 // loginForm shows the sign-in form, or goes on when already signed in.
@@ -298,7 +304,7 @@ func (d *dashboard) login(c echo.Context) error {
 		if blocked {
 			c.Response().Header().Set("Retry-After", retryAfter(wait))
 			return d.render(c, http.StatusTooManyRequests, "login", pageData{Title: "Sign in", Next: next,
-				Flash: &flash{Kind: "error", Code: "too_many_auth_failures", Message: "Too many failed sign-ins from your address: try again in " + retryAfter(wait) + " s."}})
+				Flash: &flash{Kind: "error", Code: handlers.CodeTooManyAuthFailures, Message: "Too many failed sign-ins from your address: try again in " + retryAfter(wait) + " s."}})
 		}
 	}
 	if !d.sessions.checkToken(c.FormValue("token")) {
@@ -309,7 +315,7 @@ func (d *dashboard) login(c echo.Context) error {
 		}
 		d.log.Warn("dashboard sign-in refused", "remote_ip", c.RealIP())
 		return d.render(c, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Next: next,
-			Flash: &flash{Kind: "error", Code: "invalid_token", Message: "That is not the ADMIN_TOKEN."}})
+			Flash: &flash{Kind: "error", Code: handlers.CodeInvalidToken, Message: "That is not the ADMIN_TOKEN."}})
 	}
 	_, value, err := d.sessions.issue(d.cfg.Now())
 	if err != nil {

@@ -443,7 +443,15 @@ func TestBulkRetryAndFilters(t *testing.T) {
 		require.Contains(t, list("?to="+future), `id="job-`+itoa(bob.ID)+`"`)
 		rec := w.do(http.MethodGet, "/dashboard/jobs?from=yesterday", nil, ck)
 		require.Equal(t, http.StatusBadRequest, rec.Code)
-		require.Contains(t, rec.Body.String(), "invalid_created_from")
+		require.Contains(t, rec.Body.String(), "invalid_time_range")
+		rec = w.do(http.MethodGet, "/dashboard/jobs?from="+future+"&to="+future, nil, ck)
+		require.Equal(t, http.StatusBadRequest, rec.Code)
+		require.Contains(t, rec.Body.String(), "invalid_time_range")
+		page = list("?parent=" + itoa(bob.ID))
+		require.Contains(t, page, "No job matches.", "the parent filter reaches the Service")
+		rec = w.do(http.MethodGet, "/dashboard/jobs?parent=x", nil, ck)
+		require.Equal(t, http.StatusBadRequest, rec.Code)
+		require.Contains(t, rec.Body.String(), "invalid_parent")
 		rec = w.do(http.MethodGet, "/dashboard/jobs?cursor=garbage", nil, ck)
 		require.Equal(t, http.StatusBadRequest, rec.Code)
 		require.Contains(t, rec.Body.String(), "invalid_cursor")
@@ -500,3 +508,25 @@ func TestTraceParentHidden(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestJobTree: a job's page shows its children and theirs, linked; a
+// child's page links its parent.
+func TestJobTree(t *testing.T) {
+	testenv.Run(t, func(t *testing.T, b testenv.Backend) {
+		w := newWorld(t, b, nil)
+		ctx := context.Background()
+		parent := w.create("u1", "flaky", `{}`)
+		child, err := w.svc.CreateChild(ctx, parent, 0, jobs.ChildSpec{Type: "flaky", MaxAttempts: 1})
+		require.NoError(t, err)
+		grandchild, err := w.svc.CreateChild(ctx, child, 0, jobs.ChildSpec{Type: "flaky", MaxAttempts: 1})
+		require.NoError(t, err)
+		ck, _ := w.signIn()
+		page := w.do(http.MethodGet, "/dashboard/jobs/"+itoa(parent.ID), nil, ck).Body.String()
+		require.Contains(t, page, `<a href="/dashboard/jobs/`+itoa(child.ID)+`">#`+itoa(child.ID)+`</a>`)
+		require.Contains(t, page, `<a href="/dashboard/jobs/`+itoa(grandchild.ID)+`">#`+itoa(grandchild.ID)+`</a>`)
+		require.Equal(t, 2, strings.Count(page, `<ul class="tree">`), "the grandchild is nested under the child")
+		page = w.do(http.MethodGet, "/dashboard/jobs/"+itoa(grandchild.ID), nil, ck).Body.String()
+		require.Contains(t, page, `<a href="/dashboard/jobs/`+itoa(child.ID)+`" id="parent">`)
+		require.Contains(t, page, "<p>None.</p>", "a leaf has no children")
+	})
+}

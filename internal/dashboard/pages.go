@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/jobhook/jobhook/handlers"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
 )
@@ -187,7 +188,7 @@ func (f filter) request() (jobs.ListRequest, error) {
 	if f.Parent != "" {
 		id, err := strconv.ParseInt(strings.TrimPrefix(f.Parent, "#"), 10, 64)
 		if err != nil || id <= 0 {
-			return req, &jobs.ValidationError{Code: "invalid_parent", Message: "parent must be a job id (a positive integer)"}
+			return req, &jobs.ValidationError{Code: handlers.CodeInvalidParent, Message: "parent must be a job id (a positive integer)"}
 		}
 		req.ParentID = id
 	}
@@ -214,7 +215,7 @@ func parseTime(field, s string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, &jobs.ValidationError{Code: "invalid_created_" + field,
+	return time.Time{}, &jobs.ValidationError{Code: handlers.CodeInvalidTimeRange,
 		Message: field + " must be a UTC time such as 2026-12-02T16:30 (or RFC 3339)"}
 }
 
