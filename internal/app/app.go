@@ -19,6 +19,7 @@ import (
 
 	"github.com/jobhook/jobhook"
 	"github.com/jobhook/jobhook/handlers"
+	"github.com/jobhook/jobhook/internal/apikeys"
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/database"
@@ -237,6 +238,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		WorkerAuthLimit: workerAuthLimit{limiter, authFailures},
 		HSTS:            cfg.Production(),
 		AdminToken:      cfg.AdminToken,
+		APIKeys:         apikeys.New(a.DB.Gorm, nil),
 		Images:          &handlers.ImageFiles{Dir: cfg.ImagesDir, Name: tasks.ImageNamePattern},
 		TrustedProxies:  cfg.TrustedProxyNets(),
 		Service:         a.Service,
