@@ -161,7 +161,15 @@ func Handler(h http.Handler, tp trace.TracerProvider) http.Handler {
 	if tp == nil {
 		return h
 	}
-	return otelhttp.NewHandler(h, "http", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(Propagator()))
+	// otelhttp names the span by the Pattern set while serving; the route
+	// attribute is set here.
+	withRoute := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.Pattern != "" {
+			trace.SpanFromContext(r.Context()).SetAttributes(semconv.HTTPRoute(r.Pattern))
+		}
+	})
+	return otelhttp.NewHandler(withRoute, "http", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(Propagator()))
 }
 
 // Transport wraps a client transport (nil: http.DefaultTransport) so that
