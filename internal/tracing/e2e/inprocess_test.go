@@ -125,7 +125,7 @@ func newSystem(t *testing.T, b testenv.Backend, traced bool) *system {
 	require.NoError(t, err)
 	s.dev, err = qstashdev.New(qstashdev.Config{
 		Token: keys.Token, CurrentSigningKey: keys.CurrentSigningKey, NextSigningKey: keys.NextSigningKey,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		HTTPClient: &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second},
 	})
 	require.NoError(t, err)
