@@ -313,6 +313,7 @@ func New(cfg Config) *echo.Echo {
 	e.StdLogger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
 
 	e.Use(
+		s.markRoute,
 		middleware.RequestID(),
 		s.securityHeaders,
 		s.logRequests,
@@ -514,6 +515,20 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		s.log.LogAttrs(req.Context(), level, "request", attrs...)
 		s.observe(c, time.Since(start))
 		return nil
+	}
+}
+
+// markRoute sets the request's Pattern to its Echo route ("/api/jobs/:id")
+// when it matched one: a tracing handler around the server (otelhttp)
+// names the request's span by it ("GET /api/jobs/:id") and sets
+// http.route. It must see the request the server handed in, so it runs
+// before any middleware that replaces the request.
+func (s *server) markRoute(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if route := c.Path(); s.routes[route] {
+			c.Request().Pattern = route
+		}
+		return next(c)
 	}
 }
 
