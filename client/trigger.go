@@ -288,7 +288,7 @@ func (t *trigger) do(ctx context.Context, method, u string, body []byte) ([]byte
 }
 
 // send sends one request with a bearer token and returns the body of a
-// 200, or an *APIError for any other status.
+// 200 or 201, or an *APIError for any other status.
 func send(ctx context.Context, hc *http.Client, token, method, u string, body []byte) ([]byte, error) {
 	var r io.Reader
 	if body != nil {
@@ -312,7 +312,7 @@ func send(ctx context.Context, hc *http.Client, token, method, u string, body []
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read the answer: %w", method, u, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
 		return nil, fmt.Errorf("%s %s: %w", method, u, apiError(resp.StatusCode, raw))
 	}
 	return raw, nil

@@ -8,14 +8,18 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/jobhook/jobhook/internal/apikeys"
 	"github.com/jobhook/jobhook/jobs"
 )
 
 // userKey is where requireUser stores the user id in the Echo context.
 const userKey = "jobhook.user_id"
 
-// requireUser checks "Authorization: Bearer <token>" with the configured
-// TokenVerifier and stores the user id (the token's sub) for the handler.
+// requireUser checks "Authorization: Bearer <token>" — the ADMIN_TOKEN,
+// a service key "jh_…" (with Config.APIKeys; see serviceKey), or else a
+// user's token, checked by the configured TokenVerifier — and stores the
+// user id (the operator, the user the key acts for, or the token's sub)
+// for the handler.
 // No header is missing_token; a header that is not a Bearer token, or a
 // token the verifier refuses, is invalid_token (token_expired when it has
 // only expired).
@@ -31,6 +35,14 @@ func (s *server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if s.adminToken != nil && subtle.ConstantTimeCompare(hashToken(token), s.adminToken) == 1 {
 			c.Set(userKey, jobs.Operator)
+			return next(c)
+		}
+		if s.cfg.APIKeys != nil && strings.HasPrefix(token, apikeys.Prefix) {
+			user, err := s.serviceKey(c, token)
+			if err != nil {
+				return err
+			}
+			c.Set(userKey, user)
 			return next(c)
 		}
 		userID, err := s.cfg.Verifier.Verify(c.Request().Context(), token)

@@ -37,6 +37,11 @@ const (
 	CodeInvalidSignature            = "invalid_signature"
 	CodeOperatorCannotCreate        = "operator_cannot_create"
 	CodeOperatorOnly                = "operator_only"
+	CodeInsufficientScope           = "insufficient_scope"
+	CodeUserRequired                = "user_required"
+	CodeInvalidUser                 = "invalid_user"
+	CodeInvalidAPIKey               = "invalid_api_key"
+	CodeAPIKeyNotFound              = "api_key_not_found"
 	CodeInvalidFlowKey              = "invalid_flow_key"
 	CodeNotFound                    = "not_found"
 	CodeJobNotFound                 = "job_not_found"
@@ -97,13 +102,18 @@ var ErrorCodes = []ErrorCode{
 	{CodeInvalidQuery, http.StatusBadRequest, "the query string does not parse (a bad %-escape, ';' between parameters)"},
 	{CodeBadRequest, http.StatusBadRequest, "the request is not valid HTTP (a bad %-escape in the path, a control character in a header, no Host, a bad Content-Length), or its body could not be read"},
 	{CodeMissingToken, http.StatusUnauthorized, "no Authorization header on /api/jobs*"},
-	{CodeInvalidToken, http.StatusUnauthorized, `not "Bearer <token>", malformed, bad signature, not yet valid, no sub`},
+	{CodeInvalidToken, http.StatusUnauthorized, `not "Bearer <token>", malformed, bad signature, not yet valid, no sub; an API key that is unknown or revoked`},
 	{CodeTokenExpired, http.StatusUnauthorized, "the token's exp has passed"},
 	{CodeMissingWorkerAuth, http.StatusUnauthorized, "/api/workers without any credential; nothing is dequeued"},
 	{CodeInvalidWorkerAuth, http.StatusUnauthorized, "/api/workers with a wrong credential; nothing is dequeued"},
 	{CodeInvalidSignature, http.StatusUnauthorized, "/api/workers with an Upstash-Signature that does not verify (key, issuer, URL, expiry or body)"},
 	{CodeOperatorCannotCreate, http.StatusForbidden, "POST /api/jobs with the ADMIN_TOKEN: a job belongs to a user"},
-	{CodeOperatorOnly, http.StatusForbidden, "/api/flow-keys… or /api/job-types… with a user's token: only the ADMIN_TOKEN sees, pauses and resumes flow keys and job types; ?user= naming another user"},
+	{CodeOperatorOnly, http.StatusForbidden, "/api/flow-keys… or /api/job-types… with a user's token: only the ADMIN_TOKEN sees, pauses and resumes flow keys and job types; ?user= naming another user; /api/keys… with anything but the ADMIN_TOKEN"},
+	{CodeUserRequired, http.StatusBadRequest, "a service key's request without X-Jobhook-User, the user it acts for"},
+	{CodeInvalidUser, http.StatusBadRequest, "X-Jobhook-User over 255 bytes, not printable, or with surrounding spaces"},
+	{CodeInvalidAPIKey, http.StatusBadRequest, "POST /api/keys: a name that is empty, over 100 bytes or not printable, no scopes or an unknown one; POST /api/keys/:id/revoke: an id that is not a positive integer"},
+	{CodeInsufficientScope, http.StatusForbidden, "a service key without the scope the method needs: jobs:read for GET and HEAD, jobs:write otherwise"},
+	{CodeAPIKeyNotFound, http.StatusNotFound, "POST /api/keys/:id/revoke: no key has that id"},
 	{CodeNotFound, http.StatusNotFound, "no such route, or no such image"},
 	{CodeJobNotFound, http.StatusNotFound, "no such job, or another user's"},
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed, "the route exists for other methods (see the Allow header); OPTIONS included"},

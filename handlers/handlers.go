@@ -28,6 +28,9 @@
 //	GET  /api/job-types        every job type and whether it is paused (ADMIN_TOKEN only)
 //	POST /api/job-types/:type/pause  hold a type until resumed: {"reason":"…"} (ADMIN_TOKEN only)
 //	POST /api/job-types/:type/resume end a type's hold (ADMIN_TOKEN only)
+//	POST /api/keys             issue a service key {"name","scopes"} → the key, shown once (ADMIN_TOKEN only)
+//	GET  /api/keys             every service key, never the keys themselves (ADMIN_TOKEN only)
+//	POST /api/keys/:id/revoke  revoke a service key at once (ADMIN_TOKEN only)
 //	POST /api/workers          run one drain (worker auth) → the drain summary; a body
 //	                           {"jobId":N} (a QStash delayed delivery) first starts that
 //	                           scheduled job when it is due
@@ -168,6 +171,10 @@ type Config struct {
 	// failing calls get 429 too_many_auth_failures instead of 401. A call
 	// with a valid credential is always let in, blocked or not.
 	WorkerAuthLimit WorkerAuthLimiter
+	// APIKeys, when set, lets service keys "jh_…" call the /api/jobs
+	// routes for the user they name (X-Jobhook-User), within their scopes,
+	// and serves /api/keys (create, list, revoke) to the operator.
+	APIKeys APIKeys
 	// AdminToken, when set, is an operator's bearer token: its requests see
 	// and act on every user's jobs (creating jobs excepted).
 	AdminToken string
@@ -306,6 +313,7 @@ func New(cfg Config) *echo.Echo {
 	e.StdLogger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
 
 	e.Use(
+		s.markRoute,
 		middleware.RequestID(),
 		s.securityHeaders,
 		s.logRequests,
@@ -348,6 +356,12 @@ func New(cfg Config) *echo.Echo {
 	e.POST("/api/job-types/:type/pause", s.holdJobType, s.requireUser, s.timeout)
 	e.POST("/api/job-types/:type/resume", s.resumeJobType, s.requireUser, s.timeout)
 
+	if s.cfg.APIKeys != nil {
+		e.POST("/api/keys", s.createAPIKey, s.requireUser, s.requireOperator, s.timeout)
+		e.GET("/api/keys", s.listAPIKeys, s.requireUser, s.requireOperator, s.timeout)
+		e.HEAD("/api/keys", s.listAPIKeys, s.requireUser, s.requireOperator, s.timeout)
+		e.POST("/api/keys/:id/revoke", s.revokeAPIKey, s.requireUser, s.requireOperator, s.timeout)
+	}
 	e.POST("/api/workers", s.runWorker)
 	e.GET("/api/workers/jobs/:id", s.getWorkerJob, s.timeout)
 	if cfg.Images != nil {
@@ -483,7 +497,7 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if res.Status >= http.StatusInternalServerError {
 			level = slog.LevelError
 		}
-		s.log.LogAttrs(req.Context(), level, "request",
+		attrs := []slog.Attr{
 			slog.String("method", req.Method),
 			slog.String("path", req.URL.Path),
 			slog.String("route", c.Path()),
@@ -492,9 +506,29 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.String("request_id", res.Header().Get(echo.HeaderXRequestID)),
 			slog.Int64("bytes", res.Size),
 			slog.String("remote_ip", c.RealIP()),
-		)
+		}
+		if k, ok := actingKey(c); ok {
+			// Which service key acted, and for whom: the record of every
+			// action a key takes.
+			attrs = append(attrs, slog.Int64("api_key_id", k.ID), slog.String("api_key_name", k.Name), slog.String("acting_user", userID(c)))
+		}
+		s.log.LogAttrs(req.Context(), level, "request", attrs...)
 		s.observe(c, time.Since(start))
 		return nil
+	}
+}
+
+// markRoute sets the request's Pattern to its Echo route ("/api/jobs/:id")
+// when it matched one: a tracing handler around the server (otelhttp)
+// names the request's span by it ("GET /api/jobs/:id") and sets
+// http.route. It must see the request the server handed in, so it runs
+// before any middleware that replaces the request.
+func (s *server) markRoute(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if route := c.Path(); s.routes[route] {
+			c.Request().Pattern = route
+		}
+		return next(c)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobhook/jobhook/handlers"
+	"github.com/jobhook/jobhook/internal/apikeys"
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/jobstest"
 	"github.com/jobhook/jobhook/internal/testenv"
@@ -145,6 +146,7 @@ func setup(t testing.TB, b testenv.Backend, opts ...setupOption) *bundle {
 		WorkerSecret: testWorkerSecret,
 		DrainBudget:  30 * time.Second,
 		Logger:       logger,
+		APIKeys:      apikeys.New(b.DB.Gorm, nil),
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -141,7 +141,7 @@ func (s *server) drainFailed(c echo.Context, resp WorkerResponse, err error) err
 		return err
 	}
 	req := c.Request()
-	s.log.Warn("drain cut short by a backend", "err", err, "claimed", resp.Claimed, "unrecorded", resp.Unrecorded,
+	s.log.WarnContext(req.Context(), "drain cut short by a backend", "err", err, "claimed", resp.Claimed, "unrecorded", resp.Unrecorded,
 		"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "path", req.URL.Path)
 	ae := &APIError{Status: http.StatusServiceUnavailable, Code: CodeBackendUnavailable,
 		Message: "the database or Redis failed or did not answer in time; the summary says what the drain did; try again later", Err: err}

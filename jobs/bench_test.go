@@ -18,13 +18,18 @@ func benchEngine(b *testing.B, be testenv.Backend) (*jobs.Service, *jobs.Worker)
 	return benchEngineWith(b, be, nil)
 }
 
-// benchEngineWith is benchEngine with m as its metrics (nil: none).
-func benchEngineWith(b *testing.B, be testenv.Backend, m jobs.Metrics) (*jobs.Service, *jobs.Worker) {
+// benchEngineWith is benchEngine with m as its metrics (nil: none), and
+// its config adjusted by each of adjust.
+func benchEngineWith(b *testing.B, be testenv.Backend, m jobs.Metrics, adjust ...func(*jobs.Config)) (*jobs.Service, *jobs.Worker) {
 	reg := jobs.NewRegistry()
 	reg.MustRegister("noop", jobs.HandlerFunc(func(context.Context, *models.Job) (json.RawMessage, error) {
 		return json.RawMessage(`{}`), nil
 	}))
-	eng, err := jobs.New(jobs.Config{DB: be.DB.Gorm, Redis: be.Redis, RedisPrefix: be.Prefix, Registry: reg, Logger: quiet(), Concurrency: 16, Metrics: m})
+	cfg := jobs.Config{DB: be.DB.Gorm, Redis: be.Redis, RedisPrefix: be.Prefix, Registry: reg, Logger: quiet(), Concurrency: 16, Metrics: m}
+	for _, f := range adjust {
+		f(&cfg)
+	}
+	eng, err := jobs.New(cfg)
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, eng.Shutdown(context.Background())) })
 	return eng.Service(), eng.Worker()
@@ -88,9 +93,10 @@ func BenchmarkDrain(b *testing.B) {
 	})
 }
 
-// benchDrain drains b.N no-op jobs through an engine with m.
-func benchDrain(b *testing.B, be testenv.Backend, m jobs.Metrics) {
-	svc, w := benchEngineWith(b, be, m)
+// benchDrain drains b.N no-op jobs through an engine with m (and its
+// config adjusted by adjust).
+func benchDrain(b *testing.B, be testenv.Backend, m jobs.Metrics, adjust ...func(*jobs.Config)) {
+	svc, w := benchEngineWith(b, be, m, adjust...)
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		if _, _, err := svc.Create(ctx, jobs.CreateRequest{UserID: "u", Type: "noop", Priority: i % 100}); err != nil {

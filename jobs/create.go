@@ -93,7 +93,9 @@ type Created struct {
 // The result has one entry per request, in the same order. If the enqueue
 // fails after the insert, the jobs are still created: the reconciler
 // enqueues them later.
-func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) ([]Created, error) {
+func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) (out []Created, err error) {
+	ctx, span := s.tracer.start(ctx, "jobs.create_batch")
+	defer func() { endBatch(span, len(reqs), err) }()
 	if len(reqs) == 0 {
 		return nil, ErrEmptyBatch
 	}
@@ -103,6 +105,12 @@ func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) ([]Creat
 	prepared, err := s.prepareMany(reqs)
 	if err != nil {
 		return nil, err
+	}
+	if s.tracer.on() {
+		tp := traceParentOf(ctx)
+		for i := range prepared {
+			prepared[i].traceParent = tp
+		}
 	}
 	return s.insertJobs(ctx, prepared, true)
 }
@@ -166,6 +174,7 @@ func newJob(job *models.Job, req CreateRequest, now time.Time, maxWait time.Dura
 		UpdatedAt:   now,
 		ParentID:    req.ParentID,
 		FlowKeys:    models.FlowKeys(req.flowKeys),
+		TraceParent: req.traceParent,
 	}
 	if req.ScheduledFor != nil {
 		at := req.ScheduledFor.UTC()
@@ -334,10 +343,15 @@ func (s *Service) announce(ctx context.Context, out []Created, batch bool) {
 	if !batch {
 		for _, c := range out {
 			if c.Created {
-				s.log.Info("job created", "job_id", c.Job.ID, "type", c.Job.Type, "status", c.Job.Status, "priority", c.Job.Priority)
+				// Each in its own create's trace.
+				lctx := ctx
+				if s.tracer.on() {
+					lctx = withTraceParent(ctx, c.Job.TraceParent)
+				}
+				s.log.InfoContext(lctx, "job created", "job_id", c.Job.ID, "type", c.Job.Type, "status", c.Job.Status, "priority", c.Job.Priority)
 			}
 		}
 		return
 	}
-	log.Info("jobs created", "batch", len(out), "created", len(items)+scheduled, "pending", len(items), "scheduled", scheduled)
+	log.InfoContext(ctx, "jobs created", "batch", len(out), "created", len(items)+scheduled, "pending", len(items), "scheduled", scheduled)
 }

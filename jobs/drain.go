@@ -31,8 +31,14 @@ import (
 // written by then are logged by job id and counted in Unrecorded (the jobs
 // stay processing and the reaper recovers them), and the error then wraps
 // ErrUnavailable. The summary is returned with every error.
+//
+// With tracing on, the drain is a span (the child of ctx's: a worker
+// call's request span), and each attempt is linked to it.
 func (w *Worker) Drain(ctx context.Context, budget time.Duration) (DrainSummary, error) {
-	return w.drainLingering(ctx, budget, 0)
+	ctx, span := w.tracer.start(ctx, "jobs.drain")
+	sum, err := w.drainLingering(ctx, budget, 0)
+	endDrain(span, sum, err)
+	return sum, err
 }
 
 // drainLingering is Drain that, once the queue is drained, waits up to
@@ -49,7 +55,7 @@ func (w *Worker) drainLingering(ctx context.Context, budget, linger time.Duratio
 		reaped, err := w.cfg.reconciler.Reap(rctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			w.log.Warn("reap failed", "err", err)
+			w.log.WarnContext(ctx, "reap failed", "err", err)
 		}
 		sum.Reaped = reaped
 		reconcile = w.cfg.reconciler.RunIfDue
@@ -166,7 +172,7 @@ func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time
 			defer cancel()
 			res, err := reconcile(rctx)
 			if err != nil && ctx.Err() == nil {
-				w.log.Warn("reconcile failed", "err", err)
+				w.log.WarnContext(ctx, "reconcile failed", "err", err)
 			}
 			mu.Lock()
 			sum.Reenqueued = res.Enqueued
@@ -485,7 +491,7 @@ func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time
 		}
 		mu.Unlock()
 		slices.Sort(ids)
-		w.log.Error("drain answers without the outcomes of some jobs (a backend failed or hung); they stay processing and the reaper recovers them when their lease ends",
+		w.log.ErrorContext(ctx, "drain answers without the outcomes of some jobs (a backend failed or hung); they stay processing and the reaper recovers them when their lease ends",
 			"count", len(ids), "job_ids", ids, "claims_in_flight", claiming)
 		if loopErr == nil {
 			loopErr = fmt.Errorf("drain: %w: %d outcomes not written %s after the budget", ErrUnavailable, len(ids), drainAnswerMargin)
@@ -515,7 +521,7 @@ func (w *Worker) drain(ctx context.Context, begun time.Time, budget, linger time
 		sum.Remaining = d.Pending
 	}
 	if neverFits != "" {
-		w.log.Warn("a job's timeout exceeds the whole drain budget: drains of this budget never start it; raise DRAIN_BUDGET (or ?budget=)",
+		w.log.WarnContext(ctx, "a job's timeout exceeds the whole drain budget: drains of this budget never start it; raise DRAIN_BUDGET (or ?budget=)",
 			"type", neverFits, "timeout", w.timeoutOfType(neverFits), "budget", budget)
 	}
 	if sum.Remaining > 0 && w.cfg.Notify != nil && !w.stopping() && ctx.Err() == nil && neverFits == "" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
 
 	"github.com/jobhook/jobhook/jobs/internal/store"
@@ -146,6 +147,12 @@ type Config struct {
 	// internal/metrics for the Prometheus one); wrap Publisher in
 	// CountPublishes to count its calls too. Defaults to none.
 	Metrics Metrics
+	// TracerProvider, when set, traces the engine: a span for each create
+	// (storing its traceparent with the job), each Drain and each attempt
+	// (the child of its job's stored traceparent, linked to its drain),
+	// with the attempt's context handed to the handler. Nil is off: no
+	// spans, no traceparents, nothing allocated.
+	TracerProvider trace.TracerProvider
 }
 
 // validate names every problem of cfg at once.
@@ -289,6 +296,8 @@ func New(cfg Config) (*Engine, error) {
 		Interrupt: func(running []store.Fence) { e.worker.beat.interrupt(running, ErrCancelled) },
 	})
 	m := metricsOr(cfg.Metrics)
+	e.worker.tracer = newTracer(cfg.TracerProvider)
+	e.service.tracer = e.worker.tracer
 	for _, f := range []*finisher{e.worker.fin, e.reconciler.fin, e.service.fin} {
 		f.metrics = m
 	}

@@ -82,6 +82,9 @@ type Service struct {
 	fin   *finisher
 	// groups gathers concurrent creates into one write.
 	groups createGroups
+	// tracer starts the create spans; off unless the engine has a
+	// TracerProvider.
+	tracer tracer
 }
 
 // newService returns a Service.
@@ -132,6 +135,9 @@ type CreateRequest struct {
 	parentExpiresAt *time.Time
 	// flowKeys are the job's flow keys, computed by prepare.
 	flowKeys []string
+	// traceParent is the W3C traceparent of the create's span, stored
+	// with the job (empty when tracing is off).
+	traceParent string
 }
 
 // Validate checks a request without touching any backend.
@@ -227,9 +233,14 @@ func (s *Service) maxWait(typ string) time.Duration {
 // It returns the job and whether it was created (false: an earlier job with
 // the same Idempotency-Key). If the enqueue fails after the insert, the job
 // is still created: the reconciler enqueues it later.
-func (s *Service) Create(ctx context.Context, req CreateRequest) (*models.Job, bool, error) {
+func (s *Service) Create(ctx context.Context, req CreateRequest) (job *models.Job, created bool, err error) {
+	ctx, span := s.tracer.start(ctx, "jobs.create")
+	defer func() { endCreate(span, job, created, err) }()
 	if err := s.prepare(&req); err != nil {
 		return nil, false, err
+	}
+	if s.tracer.on() {
+		req.traceParent = traceParentOf(ctx)
 	}
 	c, err := s.createGrouped(ctx, req)
 	if err != nil {
@@ -245,7 +256,9 @@ func (s *Service) publishScheduled(ctx context.Context, log *slog.Logger, job *m
 	if s.cfg.Publisher == nil || job.ScheduledFor == nil {
 		return
 	}
-	id, err := s.cfg.Publisher.PublishAt(ctx, job.ID, *job.ScheduledFor)
+	// The delivery carries the job's own trace (a grouped create's ctx is
+	// another create's).
+	id, err := s.cfg.Publisher.PublishAt(withTraceParent(ctx, job.TraceParent), job.ID, *job.ScheduledFor)
 	if err != nil {
 		log.Warn("delayed delivery not published; the per-minute drain will start the job", "err", err)
 		return

@@ -112,6 +112,9 @@ type Worker struct {
 	beat *heartbeat
 	// testCompleter, when set, adjusts each drain's completer (tests).
 	testCompleter func(*completer)
+	// tracer starts the drain and attempt spans; off unless the engine
+	// has a TracerProvider.
+	tracer tracer
 }
 
 // newWorker returns a Worker.
@@ -270,7 +273,14 @@ const (
 // cancelled, with ErrCancelled as its cause for a cancel, and nothing is
 // recorded. leased is when the claim began, on the real clock: the lease
 // runs from then, not from the handler's start.
-func (w *Worker) run(ctx context.Context, job *models.Job, leased time.Time) ran {
+func (w *Worker) run(ctx context.Context, job *models.Job, leased time.Time) (r ran) {
+	// The attempt's span: the handler's calls are its children, and its
+	// log lines carry its ids.
+	ctx, span := w.tracer.startAttempt(ctx, job)
+	defer func() {
+		r.ctx = ctx
+		endAttempt(span, r)
+	}()
 	log := w.log.With("job_id", job.ID, "type", job.Type, "attempt", job.Attempts)
 	started := w.cfg.Clock.Now().UTC()
 	job, err := w.decryptSecrets(job) // the handler's copy; the row keeps the ciphertext
@@ -296,9 +306,9 @@ func (w *Worker) run(ctx context.Context, job *models.Job, leased time.Time) ran
 	cancel()
 	if w.beat.remove(beat) {
 		if beat.cause == ErrCancelled {
-			log.Info("job cancelled while running; its outcome is dropped")
+			log.InfoContext(ctx, "job cancelled while running; its outcome is dropped")
 		} else {
-			log.Warn("lease lost while running; the outcome is dropped (the job runs again elsewhere)")
+			log.WarnContext(ctx, "lease lost while running; the outcome is dropped (the job runs again elsewhere)")
 		}
 		return ran{o: outcomeLost}
 	}
@@ -327,7 +337,7 @@ func (w *Worker) safeHandle(ctx context.Context, log *slog.Logger, h Handler, jo
 		if r := recover(); r != nil {
 			// The stack goes to the log only; the job keeps a short message.
 			msg := scrub(fmt.Sprint(r), w.secretValuesOf(job))
-			log.Error("handler panicked", "panic", msg, "stack", string(debug.Stack()))
+			log.ErrorContext(ctx, "handler panicked", "panic", msg, "stack", string(debug.Stack()))
 			err = fmt.Errorf("handler panicked: %s", msg)
 		}
 	}()
@@ -408,8 +418,19 @@ func pastExpiry(job *models.Job, at time.Time) (string, bool) {
 type ran struct {
 	write bool
 	log   *slog.Logger
-	item  finishing
-	o     outcome
+	// ctx is the attempt's context (its span), for the lines logged
+	// once the outcome is written; nil for a job that did not run.
+	ctx  context.Context
+	item finishing
+	o    outcome
+}
+
+// logContext is the context r's lines are logged with.
+func (r ran) logContext() context.Context {
+	if r.ctx == nil {
+		return context.Background()
+	}
+	return r.ctx
 }
 
 // transition is a running job's transition, to be recorded by the
@@ -423,41 +444,41 @@ func (w *Worker) transition(log *slog.Logger, job *models.Job, started time.Time
 func (w *Worker) recorded(r ran, a store.Applied, err error) outcome {
 	if err != nil {
 		// The row stays processing; its lease expiry brings it back.
-		r.log.Error("could not record job outcome", "err", err)
+		r.log.ErrorContext(r.logContext(), "could not record job outcome", "err", err)
 		return outcomeLost
 	}
 	if !a.Applied && w.cancelledWhileRunning(r.item.update.Fence.ID) {
-		r.log.Info("job cancelled while running; its outcome is dropped", "transition", string(r.item.update.Transition.Kind()))
+		r.log.InfoContext(r.logContext(), "job cancelled while running; its outcome is dropped", "transition", string(r.item.update.Transition.Kind()))
 		return outcomeLost
 	}
-	return w.outcomeOf(r.log, r.item.update.Transition, a)
+	return w.outcomeOf(r.logContext(), r.log, r.item.update.Transition, a)
 }
 
-// outcomeOf logs what a recorded transition did and names it for the
-// drain's summary.
-func (w *Worker) outcomeOf(log *slog.Logger, t store.Transition, a store.Applied) outcome {
+// outcomeOf logs what a recorded transition did (with ctx, the attempt's)
+// and names it for the drain's summary.
+func (w *Worker) outcomeOf(ctx context.Context, log *slog.Logger, t store.Transition, a store.Applied) outcome {
 	if !a.Applied {
-		log.Warn("job moved on while running (cancelled, or its lease was taken over); outcome dropped", "transition", string(t.Kind()))
+		log.WarnContext(ctx, "job moved on while running (cancelled, or its lease was taken over); outcome dropped", "transition", string(t.Kind()))
 		return outcomeLost
 	}
 	switch t.Kind() {
 	case store.KindCompleted:
-		log.Info("job completed")
+		log.InfoContext(ctx, "job completed")
 		return outcomeCompleted
 	case store.KindRetry:
-		log.Info("job will be retried", "retry_at", t.At(), "err", t.Err())
+		log.InfoContext(ctx, "job will be retried", "retry_at", t.At(), "err", t.Err())
 		return outcomeRetried
 	case store.KindDeferred:
-		log.Info("job deferred; the attempt does not count", "retry_at", t.At(), "err", t.Err())
+		log.InfoContext(ctx, "job deferred; the attempt does not count", "retry_at", t.At(), "err", t.Err())
 		return outcomeRetried
 	case store.KindSnoozed:
-		log.Debug("job waits", "until", t.At())
+		log.DebugContext(ctx, "job waits", "until", t.At())
 		return outcomeSnoozed
 	case store.KindReleased:
-		log.Info("job released at shutdown")
+		log.InfoContext(ctx, "job released at shutdown")
 		return outcomeReleased
 	default:
-		log.Warn("job failed", "err", t.Err())
+		log.WarnContext(ctx, "job failed", "err", t.Err())
 		return outcomeFailed
 	}
 }

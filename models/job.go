@@ -101,6 +101,10 @@ type Job struct {
 	// FlowKeys are the external accounts and resources the job's work
 	// counts against (see jobs.FlowKeyer), computed when it is created.
 	FlowKeys FlowKeys `gorm:"column:flow_keys" json:"flowKeys,omitempty"`
+	// TraceParent is the W3C traceparent of the create that made the job
+	// (its span when tracing is on; empty when it is off). Each attempt's
+	// span is its child.
+	TraceParent string `gorm:"column:trace_parent" json:"traceParent,omitempty"`
 	// WaitingFor, on a pending job held back by a flow key, says which
 	// key, until when and why. It is read from the queue, never stored.
 	WaitingFor *WaitingFor `gorm:"-" json:"waitingFor,omitempty"`

@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/jobhook/jobhook/internal/tracing"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/jobs/secretfields"
 	"github.com/jobhook/jobhook/models"
@@ -63,6 +66,9 @@ type GraphConfig struct {
 	// HTTPClient makes the requests. Defaults to a client with a 30s
 	// timeout and transport timeouts; never http.DefaultClient.
 	HTTPClient *http.Client
+	// TracerProvider, when set, makes each request a client span of the
+	// attempt's trace, sending its traceparent.
+	TracerProvider trace.TracerProvider
 	// PollInterval is the wait between status polls of an Instagram
 	// container. Defaults to GraphPollIntervalDefault (2s).
 	PollInterval time.Duration
@@ -103,6 +109,8 @@ func (c GraphConfig) withDefaults() GraphConfig {
 			},
 		}
 	}
+	c.HTTPClient = tracing.Client(c.HTTPClient, c.TracerProvider)
+	c.TracerProvider = nil // wrapped once, even if defaulted again
 	if c.PollInterval <= 0 {
 		c.PollInterval = GraphPollIntervalDefault
 	}
@@ -268,10 +276,11 @@ func (c *graphClient) scrub(err error) error {
 	return &graphScrubbedError{msg: msg, err: err}
 }
 
-// traced reports whether the client's transport is net/http's own, whose
+// traced reports whether the client's transport is net/http's own (under
+// the tracing's, if any: it keeps the request's httptrace hooks), whose
 // httptrace hooks always fire.
 func (c *graphClient) traced() bool {
-	switch c.cfg.HTTPClient.Transport.(type) {
+	switch tracing.BaseTransport(c.cfg.HTTPClient.Transport).(type) {
 	case nil, *http.Transport:
 		return true
 	}

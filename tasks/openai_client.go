@@ -17,6 +17,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/jobhook/jobhook/internal/tracing"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/jobs/secretfields"
 )
@@ -80,6 +83,9 @@ type OpenAIConfig struct {
 	// HTTPClient sends the requests. Defaults to a client with transport
 	// timeouts; the per-job deadline comes from the context.
 	HTTPClient *http.Client
+	// TracerProvider, when set, makes each request a client span of the
+	// attempt's trace, sending its traceparent.
+	TracerProvider trace.TracerProvider
 	// Images stores images the provider returns as base64 (b64_json), so
 	// that the result can carry a URL. When nil, ai_image_generation asks
 	// for URLs (dall-e models) and fails permanently if it still gets
@@ -115,6 +121,8 @@ func (c OpenAIConfig) withDefaults(timeout time.Duration) OpenAIConfig {
 	if c.HTTPClient == nil {
 		c.HTTPClient = newOpenAIHTTPClient(c.Timeout)
 	}
+	c.HTTPClient = tracing.Client(c.HTTPClient, c.TracerProvider)
+	c.TracerProvider = nil // wrapped once, even if defaulted again
 	if c.Clock == nil {
 		c.Clock = jobs.SystemClock{}
 	}

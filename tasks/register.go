@@ -3,6 +3,8 @@ package tasks
 import (
 	"fmt"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jobhook/jobhook/jobs"
 )
 
@@ -19,20 +21,26 @@ type Config struct {
 	ImagesBaseURL string
 	// Graph configures social_publish_instagram and social_publish_facebook.
 	Graph GraphConfig
+	// TracerProvider, when set, traces every provider call of every job
+	// type (OpenAI, Graph, web pages) as a client span.
+	TracerProvider trace.TracerProvider
 }
 
 // Register adds every job type's handler to reg.
 func Register(reg *jobs.Registry, cfg Config) error {
 	ai := cfg.OpenAI
+	ai.TracerProvider = cfg.TracerProvider
+	graph := cfg.Graph
+	graph.TracerProvider = cfg.TracerProvider
 	if cfg.ImagesDir != "" {
 		ai.Images = DirImageStore{Dir: cfg.ImagesDir, BaseURL: cfg.ImagesBaseURL}
 	}
 	handlers := map[string]jobs.Handler{
-		TypeWebScraping:            NewWebScraping(WebScrapingConfig{AllowPrivate: cfg.ScrapeAllowPrivate}),
+		TypeWebScraping:            NewWebScraping(WebScrapingConfig{AllowPrivate: cfg.ScrapeAllowPrivate, TracerProvider: cfg.TracerProvider}),
 		TypeAITextGeneration:       NewAITextGeneration(ai),
 		TypeAIImageGeneration:      NewAIImageGeneration(ai),
-		TypeSocialPublishInstagram: NewSocialPublishInstagram(cfg.Graph),
-		TypeSocialPublishFacebook:  NewSocialPublishFacebook(cfg.Graph),
+		TypeSocialPublishInstagram: NewSocialPublishInstagram(graph),
+		TypeSocialPublishFacebook:  NewSocialPublishFacebook(graph),
 		TypeCarouselCreation:       NewCarouselCreation(),
 		TypeScheduledPublish:       NewScheduledPublish(),
 	}

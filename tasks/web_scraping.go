@@ -21,11 +21,13 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/temoto/robotstxt"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
 	"golang.org/x/net/html/charset"
 
 	"github.com/jobhook/jobhook/internal/safehttp"
+	"github.com/jobhook/jobhook/internal/tracing"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/models"
 )
@@ -112,6 +114,11 @@ type WebScrapingConfig struct {
 	// Clock gives the time for fetchedAt, the robots.txt cache and
 	// Retry-After dates. Defaults to jobs.SystemClock.
 	Clock jobs.Clock
+
+	// TracerProvider, when set, makes each request (pages, robots.txt) a
+	// client span of the attempt's trace, sending its traceparent; the
+	// SSRF-safe dialer stays underneath.
+	TracerProvider trace.TracerProvider
 
 	// resolver replaces the system's DNS resolver (tests).
 	resolver *net.Resolver
@@ -229,6 +236,8 @@ func NewWebScraping(cfg WebScrapingConfig) *WebScraping {
 		robotsClient: safehttp.NewClient(opts),
 		robots:       &robotsCache{max: cfg.RobotsCacheSize, entries: map[string]robotsEntry{}},
 	}
+	h.client.Transport = tracing.Transport(h.client.Transport, cfg.TracerProvider)
+	h.robotsClient.Transport = tracing.Transport(h.robotsClient.Transport, cfg.TracerProvider)
 	if !cfg.IgnoreRobots {
 		guard := h.client.CheckRedirect
 		h.client.CheckRedirect = func(req *http.Request, via []*http.Request) error {

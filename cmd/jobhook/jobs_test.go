@@ -18,6 +18,7 @@ import (
 
 	"github.com/jobhook/jobhook/client"
 	"github.com/jobhook/jobhook/handlers"
+	"github.com/jobhook/jobhook/internal/apikeys"
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/jobstest"
 	"github.com/jobhook/jobhook/internal/testenv"
@@ -51,7 +52,8 @@ func startJobsServer(t *testing.T, b testenv.Backend) *jobsServer {
 	}))
 	eng := jobstest.Start(t, jobs.Config{DB: b.DB.Gorm, Redis: b.Redis, RedisPrefix: b.Prefix, Registry: reg, Logger: log})
 	app := handlers.New(handlers.Config{Service: eng.Service(), Worker: eng.Worker(),
-		Verifier: auth.NewHS256Verifier([]byte(auth.DevJWTSecret)), AdminToken: testAdminToken, WorkerSecret: "jobs-cli-test-worker-secret", Logger: log})
+		Verifier: auth.NewHS256Verifier([]byte(auth.DevJWTSecret)), AdminToken: testAdminToken, WorkerSecret: "jobs-cli-test-worker-secret", Logger: log,
+		APIKeys: apikeys.New(b.DB.Gorm, nil)})
 	srv := httptest.NewServer(app)
 	t.Cleanup(srv.Close)
 	t.Setenv("ADMIN_TOKEN", testAdminToken)

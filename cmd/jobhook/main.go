@@ -138,6 +138,7 @@ Build the binary with: go build -o jobhook ./cmd/jobhook (or go install ./cmd/jo
 		keygenCmd(),
 		loadCmd(),
 		jobsCmd(),
+		apikeysCmd(),
 		versionCmd(),
 	)
 	return root

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobhook/jobhook"
 	"github.com/jobhook/jobhook/handlers"
+	"github.com/jobhook/jobhook/internal/apikeys"
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/config"
 	"github.com/jobhook/jobhook/internal/dashboard"
@@ -29,6 +31,7 @@ import (
 	"github.com/jobhook/jobhook/internal/ratelimit"
 	"github.com/jobhook/jobhook/internal/redisconn"
 	"github.com/jobhook/jobhook/internal/schedules"
+	"github.com/jobhook/jobhook/internal/tracing"
 	"github.com/jobhook/jobhook/jobs"
 	"github.com/jobhook/jobhook/tasks"
 )
@@ -51,8 +54,14 @@ type App struct {
 	// Metrics are the Prometheus metrics of the engine and the HTTP
 	// layer, served at /metrics (see metricsHandler).
 	Metrics *metrics.Metrics
+	// TracerProvider traces the HTTP requests, the engine and the
+	// outbound calls; nil when tracing is off.
+	TracerProvider trace.TracerProvider
 
-	log       *slog.Logger
+	log *slog.Logger
+	// tracing is the tracer provider built from the OTEL_* variables,
+	// flushed at Shutdown; nil when off or given by WithTracerProvider.
+	tracing   *tracing.Tracing
 	jwks      *auth.JWKSVerifier
 	schedules *schedules.File
 	// triggers publishes the engine's triggers in the background.
@@ -60,6 +69,13 @@ type App struct {
 	server   *http.Server
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+}
+
+// WithTracerProvider traces the App with tp instead of the provider the
+// OTEL_* variables ask for (tests: many Apps in one process, each with its
+// own recorder). The App does not shut tp down.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
 }
 
 // New opens the backends, migrates (unless MIGRATE_ON_START is false),
@@ -76,15 +92,36 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if cfg.ChaosTasks && !chaosBuild {
 		return nil, errNoChaosBuild
 	}
-	a := &App{Config: cfg, log: log}
+	a := &App{Config: cfg}
+	var err error
+	if a.TracerProvider = o.tracerProvider; a.TracerProvider == nil {
+		// Off unless OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set.
+		if a.tracing, err = tracing.New(ctx, nil); err != nil {
+			return nil, err
+		}
+		a.TracerProvider = a.tracing.TracerProvider()
+	}
+	if a.TracerProvider != nil {
+		// Lines logged inside a span carry its trace_id and span_id.
+		log = slog.New(tracing.LogHandler(log.Handler()))
+	}
+	a.log = log
 	ok := false
 	defer func() {
 		if !ok {
 			a.closeBackends()
 		}
 	}()
+	switch {
+	case a.tracing != nil:
+		log.Info("traces: exported over OTLP/HTTP (service "+tracing.ServiceName()+")", "why", a.tracing.Why)
+	case a.TracerProvider != nil:
+		log.Info("traces: to the tracer provider given", "why", "WithTracerProvider")
+	default:
+		why, _ := tracing.Read(nil)
+		log.Info("traces: off", "why", why.Why)
+	}
 
-	var err error
 	for _, w := range cfg.Warnings {
 		log.Warn("not ready for production: " + w)
 	}
@@ -122,9 +159,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey,
 			TextModel: cfg.OpenAITextModel, ImageModel: cfg.OpenAIImageModel,
 		},
-		ImagesDir:     cfg.ImagesDir,
-		ImagesBaseURL: cfg.ImagesBaseURL,
-		Graph:         tasks.GraphConfig{BaseURL: cfg.GraphAPIBaseURL, Version: cfg.GraphAPIVersion},
+		ImagesDir:      cfg.ImagesDir,
+		ImagesBaseURL:  cfg.ImagesBaseURL,
+		Graph:          tasks.GraphConfig{BaseURL: cfg.GraphAPIBaseURL, Version: cfg.GraphAPIVersion},
+		TracerProvider: a.TracerProvider,
 	}); err != nil {
 		return nil, err
 	}
@@ -161,7 +199,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	signingCurrent, signingNext := cfg.QStashCurrentSigningKey, cfg.QStashNextSigningKey
 	switch cfg.QStashMode() {
 	case "remote":
-		a.QStashClient, err = qstashclient.New(qstashclient.Config{BaseURL: cfg.QStashURL, Token: cfg.QStashToken, WorkerURL: cfg.WorkerURL})
+		a.QStashClient, err = qstashclient.New(qstashclient.Config{BaseURL: cfg.QStashURL, Token: cfg.QStashToken, WorkerURL: cfg.WorkerURL,
+			TracerProvider: a.TracerProvider})
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +218,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		signingCurrent, signingNext = a.QStash.SigningKeys()
 		a.QStashClient, err = qstashclient.New(qstashclient.Config{
 			BaseURL: "http://qstash.embedded", Token: a.QStash.Token(), WorkerURL: cfg.WorkerURL,
-			HTTPClient: &http.Client{Transport: a.QStash.Transport(), Timeout: qstashclient.DefaultTimeout},
+			HTTPClient:     &http.Client{Transport: a.QStash.Transport(), Timeout: qstashclient.DefaultTimeout},
+			TracerProvider: a.TracerProvider,
 		})
 		if err != nil {
 			return nil, err
@@ -213,7 +253,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		InProcess: cfg.InProcessWorker, InProcessInterval: cfg.InProcessInterval, DrainBudget: cfg.DrainBudget,
 		FlowLimits:         jobs.MergeFlowLimits(tasks.DefaultFlowLimits(), cfg.FlowLimitList()),
 		RetentionCompleted: keepCompleted, RetentionFailed: keepFailed,
-		Metrics: a.Metrics,
+		Metrics: a.Metrics, TracerProvider: a.TracerProvider,
 	})
 	if err != nil {
 		return nil, err
@@ -238,6 +278,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		WorkerAuthLimit: workerAuthLimit{limiter, authFailures},
 		HSTS:            cfg.Production(),
 		AdminToken:      cfg.AdminToken,
+		APIKeys:         apikeys.New(a.DB.Gorm, nil),
 		Images:          &handlers.ImageFiles{Dir: cfg.ImagesDir, Name: tasks.ImageNamePattern},
 		TrustedProxies:  cfg.TrustedProxyNets(),
 		Service:         a.Service,
@@ -293,7 +334,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Limiter: limiter, Logger: log,
 	})
 	a.server = &http.Server{
-		Handler:           a.Echo,
+		// Each request a server span, named by its route.
+		Handler:           tracing.Handler(a.Echo, a.TracerProvider),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      hcfg.WriteTimeout(),
@@ -360,6 +402,10 @@ const ShutdownMargin = 4 * time.Second
 
 // closeTimeout bounds the closing of the backends at the end of Shutdown.
 const closeTimeout = 500 * time.Millisecond
+
+// traceFlushTimeout bounds the export of the last spans, beside the
+// closing of the backends (within closeTimeout).
+const traceFlushTimeout = 400 * time.Millisecond
 
 // Shutdown stops the embedded QStash and the HTTP listener, stops every
 // drain from claiming, lets running jobs finish until ctx's deadline (the
@@ -476,6 +522,16 @@ func (a *App) dashboardSchedules() *schedules.File {
 }
 
 func (a *App) closeBackends() {
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		ctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
+		defer cancel()
+		if err := a.tracing.Shutdown(ctx); err != nil && a.log != nil {
+			a.log.Warn("last spans not exported", "err", err)
+		}
+	}()
+	defer func() { <-flushed }()
 	if a.jwks != nil {
 		a.jwks.Close()
 	}

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 
+	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
 
 	"github.com/jobhook/jobhook/jobs"
@@ -13,6 +14,8 @@ type Option func(*options)
 
 type options struct {
 	jobTypes []func(*jobs.Registry, *gorm.DB) error
+	// tracerProvider replaces the one from the OTEL_* variables.
+	tracerProvider trace.TracerProvider
 }
 
 // WithJobTypes registers more job types, after the built-in ones, with

@@ -67,4 +67,6 @@ func TestCountTable(t *testing.T) {
 
 func TestTraceParent(t *testing.T) {
 	require.Empty(t, traceParent(&models.Job{}))
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	require.Equal(t, tp, traceParent(&models.Job{TraceParent: tp}))
 }

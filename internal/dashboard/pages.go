@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -377,19 +376,4 @@ func prettyJSON(doc models.JSON) string {
 }
 
 // traceParent is the W3C traceparent the job was created under, or "".
-//
-// TODO(TraceParent): models.Job gains a field TraceParent (string); once it
-// exists, return job.TraceParent directly. Until then the field is looked
-// up by name, so this shows it as soon as it is added.
-func traceParent(job *models.Job) string {
-	f := reflect.ValueOf(job).Elem().FieldByName("TraceParent")
-	switch {
-	case !f.IsValid():
-		return ""
-	case f.Kind() == reflect.String:
-		return f.String()
-	case f.Kind() == reflect.Pointer && !f.IsNil() && f.Elem().Kind() == reflect.String:
-		return f.Elem().String()
-	}
-	return ""
-}
+func traceParent(job *models.Job) string { return job.TraceParent }

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/upstash/qstash-go"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/jobhook/jobhook/internal/tracing"
 	"github.com/jobhook/jobhook/jobs"
 )
 
@@ -38,6 +40,13 @@ type Config struct {
 	DeliveryRetries int
 	// HTTPClient defaults to a client with DefaultTimeout.
 	HTTPClient *http.Client
+	// TracerProvider, when set, makes each publish (PublishAt, Trigger,
+	// TriggerAt) a client span in its context's trace, and forwards that
+	// span's traceparent and tracestate to the worker endpoint
+	// (Upstash-Forward-Traceparent, Upstash-Forward-Tracestate: QStash
+	// delivers them as traceparent and tracestate), so the drain the
+	// message starts is in the same trace. Nil: no spans, no headers.
+	TracerProvider trace.TracerProvider
 }
 
 // Client publishes to QStash and manages schedules.
@@ -48,6 +57,9 @@ type Client struct {
 	token     string
 	workerURL string
 	retries   int
+	// traced, set when Config.TracerProvider is, is the client of the
+	// publishes (see publisher); schedules never forward a trace.
+	traced *http.Client
 }
 
 var _ jobs.Publisher = (*Client)(nil)
@@ -82,7 +94,62 @@ func New(cfg Config) (*Client, error) {
 	pinned := *hc
 	pinned.Transport = pinBase{base: base, next: inner}
 	qs := qstash.NewClientWith(qstash.Options{Url: base.String(), Token: cfg.Token, Client: &pinned})
-	return &Client{qs: qs, http: &pinned, base: base, token: cfg.Token, workerURL: cfg.WorkerURL, retries: cfg.DeliveryRetries}, nil
+	c := &Client{qs: qs, http: &pinned, base: base, token: cfg.Token, workerURL: cfg.WorkerURL, retries: cfg.DeliveryRetries}
+	if cfg.TracerProvider != nil {
+		// withSpan gives the request its caller's span, the traced
+		// transport makes the client span and sends its traceparent,
+		// forwardTrace copies that into the Upstash-Forward- headers.
+		c.traced = &http.Client{
+			Transport:     tracing.Transport(forwardTrace{next: pinned.Transport}, cfg.TracerProvider),
+			CheckRedirect: pinned.CheckRedirect, Jar: pinned.Jar, Timeout: pinned.Timeout,
+		}
+	}
+	return c, nil
+}
+
+// publisher is the qstash-go client for one publish made with ctx: when
+// tracing, one whose requests carry ctx's span (qstash-go takes no
+// context), so that the publish is a client span of ctx's trace.
+func (c *Client) publisher(ctx context.Context) *qstash.Client {
+	if c.traced == nil {
+		return c.qs
+	}
+	hc := *c.traced
+	hc.Transport = withSpan{sc: trace.SpanContextFromContext(ctx), next: c.traced.Transport}
+	return qstash.NewClientWith(qstash.Options{Url: c.base.String(), Token: c.token, Client: &hc})
+}
+
+// withSpan sends each request with a span context as its parent (the
+// request keeps its own context, with the client's deadline).
+type withSpan struct {
+	sc   trace.SpanContext
+	next http.RoundTripper
+}
+
+func (w withSpan) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !w.sc.IsValid() {
+		return w.next.RoundTrip(r)
+	}
+	return w.next.RoundTrip(r.WithContext(trace.ContextWithSpanContext(r.Context(), w.sc)))
+}
+
+// forwardTrace copies the trace headers the traced transport set on a
+// publish into the headers QStash forwards to the worker endpoint.
+type forwardTrace struct {
+	next http.RoundTripper
+}
+
+func (f forwardTrace) RoundTrip(r *http.Request) (*http.Response, error) {
+	tp := r.Header.Get("Traceparent")
+	if tp == "" {
+		return f.next.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Upstash-Forward-Traceparent", tp)
+	if ts := r.Header.Get("Tracestate"); ts != "" {
+		r.Header.Set("Upstash-Forward-Tracestate", ts)
+	}
+	return f.next.RoundTrip(r)
 }
 
 func (c *Client) pinnedHTTP() *http.Client { return c.http }
@@ -113,7 +180,7 @@ func (c *Client) PublishAt(ctx context.Context, jobID int64, at time.Time) (stri
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	res, err := c.qs.PublishJSON(qstash.PublishJSONOptions{
+	res, err := c.publisher(ctx).PublishJSON(qstash.PublishJSONOptions{
 		Url:             c.workerURL,
 		Body:            map[string]any{"jobId": jobID},
 		NotBefore:       strconv.FormatInt(at.Unix(), 10),
@@ -173,7 +240,7 @@ func (c *Client) publishTrigger(ctx context.Context, opts qstash.PublishJSONOpti
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := c.qs.PublishJSON(opts); err != nil {
+	if _, err := c.publisher(ctx).PublishJSON(opts); err != nil {
 		return fmt.Errorf("qstash: publish trigger: %w", err)
 	}
 	return nil

@@ -17,9 +17,9 @@ import (
 // defaults. The id comes first: Postgres batches carry ids allocated in
 // advance, a single row takes the next one.
 var insertColumns = []string{"id", "user_id", "type", "status", "priority", "payload", "max_attempts",
-	"scheduled_for", "next_run_at", "created_at", "updated_at", "idempotency_key", "parent_id", "expires_at", "flow_keys"}
+	"scheduled_for", "next_run_at", "created_at", "updated_at", "idempotency_key", "parent_id", "expires_at", "flow_keys", "trace_parent"}
 
-// insertChunk bounds the rows of one INSERT (15 parameters each, below
+// insertChunk bounds the rows of one INSERT (16 parameters each, below
 // Postgres's 65,535).
 const insertChunk = 1000
 
@@ -29,7 +29,7 @@ func insertArgs(args []any, r *models.Job, withID bool) []any {
 		args = append(args, r.ID)
 	}
 	return append(args, r.UserID, r.Type, r.Status, r.Priority, r.Payload, r.MaxAttempts,
-		r.ScheduledFor, r.NextRunAt, r.CreatedAt, r.UpdatedAt, r.IdempotencyKey, r.ParentID, r.ExpiresAt, r.FlowKeys)
+		r.ScheduledFor, r.NextRunAt, r.CreatedAt, r.UpdatedAt, r.IdempotencyKey, r.ParentID, r.ExpiresAt, r.FlowKeys, r.TraceParent)
 }
 
 // insertSQL is an INSERT of n rows that skips a row whose idempotency key

@@ -68,7 +68,7 @@ const allocateIDsSQL = "SELECT array_agg(nextval(q.seq)) FROM (SELECT pg_get_ser
 // so pgx prepares it once per connection.
 var insertKeyedSQL = func() string {
 	types := []string{"bigint", "text", "text", "text", "integer", "jsonb", "integer",
-		"timestamptz", "timestamptz", "timestamptz", "timestamptz", "text", "bigint", "timestamptz", "text"}
+		"timestamptz", "timestamptz", "timestamptz", "timestamptz", "text", "bigint", "timestamptz", "text", "text"}
 	params := make([]string, len(types))
 	for i, t := range types {
 		params[i] = "$" + strconv.Itoa(i+1) + "::" + t + "[]"
@@ -84,7 +84,7 @@ func copyRow(r *models.Job) []any {
 		payload = r.Payload
 	}
 	return []any{r.ID, r.UserID, r.Type, string(r.Status), r.Priority, payload, r.MaxAttempts,
-		r.ScheduledFor, r.NextRunAt, r.CreatedAt, r.UpdatedAt, r.IdempotencyKey, r.ParentID, r.ExpiresAt, strings.Join(r.FlowKeys, " ")}
+		r.ScheduledFor, r.NextRunAt, r.CreatedAt, r.UpdatedAt, r.IdempotencyKey, r.ParentID, r.ExpiresAt, strings.Join(r.FlowKeys, " "), r.TraceParent}
 }
 
 // keyedArgs are the rows' values as one array per column, for
@@ -101,6 +101,7 @@ func keyedArgs(rows []*models.Job) []any {
 		parents                      = make([]*int64, n)
 		expires                      = make([]*time.Time, n)
 		flowKeys                     = make([]string, n)
+		traceParents                 = make([]string, n)
 	)
 	for i, r := range rows {
 		ids[i], users[i], types[i], statuses[i] = r.ID, r.UserID, r.Type, string(r.Status)
@@ -111,9 +112,10 @@ func keyedArgs(rows []*models.Job) []any {
 		scheduled[i], next[i], created[i], updated[i] = r.ScheduledFor, r.NextRunAt, r.CreatedAt, r.UpdatedAt
 		keys[i], parents[i], expires[i] = r.IdempotencyKey, r.ParentID, r.ExpiresAt
 		flowKeys[i] = strings.Join(r.FlowKeys, " ")
+		traceParents[i] = r.TraceParent
 	}
 	return []any{ids, users, types, statuses, priorities, payloads, maxAttempts,
-		scheduled, next, created, updated, keys, parents, expires, flowKeys}
+		scheduled, next, created, updated, keys, parents, expires, flowKeys, traceParents}
 }
 
 // insertCopy writes a batch on Postgres through pgx. The ids come from

@@ -37,7 +37,7 @@ var claimColumns = []clause.Column{
 	{Name: "id"}, {Name: "user_id"}, {Name: "type"}, {Name: "status"}, {Name: "priority"}, {Name: "payload"},
 	{Name: "attempts"}, {Name: "max_attempts"}, {Name: "scheduled_for"}, {Name: "next_run_at"}, {Name: "started_at"},
 	{Name: "created_at"}, {Name: "idempotency_key"}, {Name: "parent_id"}, {Name: "lease_expires_at"}, {Name: "lease_id"},
-	{Name: "checkpoint"}, {Name: "lost_attempts"}, {Name: "expires_at"}, {Name: "flow_keys"},
+	{Name: "checkpoint"}, {Name: "lost_attempts"}, {Name: "expires_at"}, {Name: "flow_keys"}, {Name: "trace_parent"},
 }
 
 // asyncCommit, a condition that always holds, makes the transaction of the
