@@ -23,6 +23,7 @@ import (
 	"github.com/jobhook/jobhook/internal/apikeys"
 	"github.com/jobhook/jobhook/internal/auth"
 	"github.com/jobhook/jobhook/internal/config"
+	"github.com/jobhook/jobhook/internal/dashboard"
 	"github.com/jobhook/jobhook/internal/database"
 	"github.com/jobhook/jobhook/internal/metrics"
 	"github.com/jobhook/jobhook/internal/qstashclient"
@@ -326,6 +327,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	a.Echo = handlers.New(hcfg)
+	dashboard.Mount(a.Echo, dashboard.Config{
+		Service: a.Service, Depth: a.Engine.Depth, AdminToken: cfg.AdminToken, Secure: cfg.Production(),
+		Schedules: a.dashboardSchedules(), PublicURL: cfg.PublicURL,
+		RetentionCompleted: cfg.RetentionCompleted, RetentionFailed: cfg.RetentionFailed,
+		Limiter: limiter, Logger: log,
+	})
 	a.server = &http.Server{
 		// Each request a server span, named by its route.
 		Handler:           tracing.Handler(a.Echo, a.TracerProvider),
@@ -497,6 +504,21 @@ func loadSchedules(path string) (*schedules.File, error) {
 		return schedules.Parse(jobhook.DefaultSchedules)
 	}
 	return f, err
+}
+
+// dashboardSchedules is the schedules file the dashboard shows: the one
+// the embedded QStash runs, else the one `jobhook qstash sync` would send
+// (nil, logged, when it does not load).
+func (a *App) dashboardSchedules() *schedules.File {
+	if a.schedules != nil {
+		return a.schedules
+	}
+	f, err := loadSchedules(a.Config.SchedulesFile)
+	if err != nil {
+		a.log.Warn("dashboard: schedules file not shown", "file", a.Config.SchedulesFile, "err", err)
+		return nil
+	}
+	return f
 }
 
 func (a *App) closeBackends() {
