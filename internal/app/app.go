@@ -216,7 +216,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Publisher: publisher, TriggerWindow: cfg.TriggerWindow,
 		InProcess: cfg.InProcessWorker, InProcessInterval: cfg.InProcessInterval, DrainBudget: cfg.DrainBudget,
 		FlowLimits:         jobs.MergeFlowLimits(tasks.DefaultFlowLimits(), cfg.FlowLimitList()),
-		RetentionCompleted: keepCompleted, RetentionFailed: keepFailed,
+		RetentionCompleted: keepCompleted, RetentionFailed: keepFailed, Artifacts: imageArtifacts(cfg),
 		Metrics: a.Metrics,
 	})
 	if err != nil {
