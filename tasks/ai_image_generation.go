@@ -346,7 +346,11 @@ func (h *AIImageGeneration) store(ctx context.Context, i int, b64 string) (strin
 	// Recorded before it is written: a file the retention pass does not
 	// know of would never be deleted. Called outside a worker (no job),
 	// nothing is recorded.
-	if err := h.hold(ctx, name); err != nil && !errors.Is(err, jobs.ErrNoJob) {
+	hold := h.hold
+	if hold == nil {
+		hold = jobs.HoldArtifact
+	}
+	if err := hold(ctx, name); err != nil && !errors.Is(err, jobs.ErrNoJob) {
 		return "", fmt.Errorf("%s: record: %w", what, err)
 	}
 	u, err := h.cfg.Images.Put(ctx, name, data, contentType)
