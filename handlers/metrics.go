@@ -2,10 +2,12 @@ package handlers
 
 import (
 	"crypto/subtle"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 )
 
 // RequestObserver is told of every request once it is answered: its
@@ -56,4 +58,52 @@ func (s *server) serveMetrics(c echo.Context) error {
 	}
 	s.cfg.Metrics.ServeHTTP(c.Response(), c.Request())
 	return nil
+}
+
+// MetricsServerConfig configures NewMetricsServer.
+type MetricsServerConfig struct {
+	// Metrics is served at GET /metrics. Required.
+	Metrics http.Handler
+	// Token, when set, is the bearer token GET /metrics requires, checked
+	// as on the public API.
+	Token string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// NewMetricsServer returns the app of the separate metrics listener
+// (METRICS_ADDR): GET and HEAD /metrics serve Metrics, behind Token when it
+// is set; every other path or method is 404 not_found in the API's error
+// shape. The caller owns the http.Server.
+func NewMetricsServer(cfg MetricsServerConfig) *echo.Echo {
+	if cfg.Metrics == nil {
+		panic("handlers: NewMetricsServer needs Metrics")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &server{cfg: Config{Metrics: cfg.Metrics, Logger: cfg.Logger}, log: cfg.Logger.With("component", "metrics-http")}
+	if cfg.Token != "" {
+		s.metricsToken = hashToken(cfg.Token)
+	}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	e.StdLogger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
+	e.Use(s.securityHeaders, middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: s.logPanic}))
+	e.Any("/metrics", func(c echo.Context) error {
+		if m := c.Request().Method; m != http.MethodGet && m != http.MethodHead {
+			return metricsNotFound(c)
+		}
+		return s.serveMetrics(c)
+	})
+	e.RouteNotFound("/*", metricsNotFound)
+	return e
+}
+
+// metricsNotFound is the metrics listener's answer to every other path and
+// method.
+func metricsNotFound(echo.Context) error {
+	return apiError(http.StatusNotFound, CodeNotFound, "not found")
 }

@@ -128,6 +128,10 @@ type Config struct {
 	// is the default (DefaultRetentionCompleted, DefaultRetentionFailed);
 	// negative keeps them forever.
 	RetentionCompleted, RetentionFailed time.Duration
+	// Artifacts, when set, lets the reconcile pass delete the files jobs
+	// recorded with HoldArtifact once no remaining job names them (see
+	// Artifacts). Unset: the records stay and no file is deleted.
+	Artifacts Artifacts
 
 	// FlowLimits are the limits of the flow keys (see FlowKeyer), by key
 	// prefix; the longest matching prefix applies, and a key no prefix
@@ -263,7 +267,7 @@ func New(cfg Config) (*Engine, error) {
 		}
 	}
 	e.reconciler = newReconciler(reconcilerConfig{DB: cfg.DB, Queue: e.queue, Clock: cfg.Clock, Logger: log, Interval: cfg.ReconcileInterval, MaxLost: cfg.MaxLostAttempts, Notify: ask,
-		RetentionCompleted: cfg.RetentionCompleted, RetentionFailed: cfg.RetentionFailed})
+		RetentionCompleted: cfg.RetentionCompleted, RetentionFailed: cfg.RetentionFailed, Artifacts: cfg.Artifacts})
 	var trigger func(context.Context)
 	if cfg.Publisher != nil && !cfg.DisableTriggers {
 		trigger = newTriggerer(e.queue, cfg.Publisher, cfg.TriggerWindow, log).Notify

@@ -39,6 +39,10 @@ type reconciler struct {
 	// keepCompleted and keepFailed are how long finished jobs are kept
 	// (completed; failed and cancelled); negative keeps them forever.
 	keepCompleted, keepFailed time.Duration
+	// artifacts deletes the files no remaining job names (nil: none);
+	// the other fields bound one sweep (see sweepArtifacts).
+	artifacts                         Artifacts
+	artifactScanJobs, artifactRemoves int
 }
 
 // reconcilerConfig builds a reconciler.
@@ -60,6 +64,8 @@ type reconcilerConfig struct {
 	Notify func(ctx context.Context)
 	// RetentionCompleted and RetentionFailed: see Config.
 	RetentionCompleted, RetentionFailed time.Duration
+	// Artifacts: see Config.
+	Artifacts Artifacts
 }
 
 // newReconciler returns a reconciler.
@@ -83,7 +89,8 @@ func newReconciler(cfg reconcilerConfig) *reconciler {
 		cfg.RetentionFailed = DefaultRetentionFailed
 	}
 	r := &reconciler{store: store.New(cfg.DB), queue: cfg.Queue, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"), interval: cfg.Interval, maxLost: cfg.MaxLost,
-		keepCompleted: cfg.RetentionCompleted, keepFailed: cfg.RetentionFailed}
+		keepCompleted: cfg.RetentionCompleted, keepFailed: cfg.RetentionFailed,
+		artifacts: cfg.Artifacts, artifactScanJobs: artifactScanJobs, artifactRemoves: artifactRemoves}
 	r.fin = &finisher{store: r.store, queue: cfg.Queue, clock: cfg.Clock, log: r.log, notify: cfg.Notify, metrics: noMetrics{}}
 	return r
 }
@@ -104,6 +111,8 @@ type reconcileResult struct {
 	// Deleted counts finished top-level jobs deleted by retention (their
 	// children went with them).
 	Deleted int64
+	// Artifacts is what the artifact sweep did.
+	Artifacts artifactSweep
 }
 
 // RunIfDue runs a pass unless one ran, in any process, within the interval.
@@ -154,6 +163,13 @@ func (r *reconciler) Run(ctx context.Context) (reconcileResult, error) {
 	cancel()
 	if err != nil {
 		return res, err
+	}
+	actx, cancel := context.WithTimeout(ctx, reconcileCallTimeout)
+	res.Artifacts, err = r.sweepArtifacts(actx)
+	cancel()
+	if err != nil {
+		// The files wait for the next pass; the queue's repair does not.
+		r.log.Warn("artifact sweep failed; the next pass retries", "err", err)
 	}
 	var after int64
 	now := r.clock.Now()

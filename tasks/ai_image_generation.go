@@ -88,8 +88,10 @@ type ImageStore interface {
 // the public URL of that route ("https://jobs.example.com/files/images",
 // from IMAGES_BASE_URL) so Instagram and Facebook can fetch it. Names are
 // random (128 bits), so URLs are unguessable but not secret; the route
-// needs no auth. Nothing deletes old files: prune Dir with a cron job if
-// needed.
+// needs no auth. The handler records each image (jobs.HoldArtifact) before
+// writing it; the retention pass deletes it through ImageArtifacts once no
+// remaining job names it. Files written before that record existed are
+// never deleted.
 type DirImageStore struct {
 	// Dir is the directory the files go to; it is created if missing.
 	Dir string
@@ -185,6 +187,8 @@ func newImageName(data []byte) (name, contentType string, err error) {
 type AIImageGeneration struct {
 	cfg    OpenAIConfig
 	client *openAIClient
+	// hold records an image before it is stored (jobs.HoldArtifact).
+	hold func(ctx context.Context, name string) error
 }
 
 var (
@@ -199,7 +203,7 @@ var (
 // missing API key is reported when a job runs, not here.
 func NewAIImageGeneration(cfg OpenAIConfig) *AIImageGeneration {
 	cfg = cfg.withDefaults(AIImageTimeoutDefault)
-	return &AIImageGeneration{cfg: cfg, client: newOpenAIClient(cfg)}
+	return &AIImageGeneration{cfg: cfg, client: newOpenAIClient(cfg), hold: jobs.HoldArtifact}
 }
 
 // Timeout returns the job timeout: the configured Timeout plus a margin,
@@ -265,7 +269,8 @@ type imagesResponse struct {
 // answer without an ImageStore, undecodable base64, a non-image, and an
 // image the store refuses are permanent, and fewer images than asked or an
 // item with neither url nor b64_json is a malformed (retryable) response.
-// A retry generates new images; files stored by a failed attempt stay.
+// A retry generates new images; files stored by a failed attempt stay
+// until the job is deleted (each is recorded with jobs.HoldArtifact).
 func (h *AIImageGeneration) Handle(ctx context.Context, job *models.Job) (json.RawMessage, error) {
 	if job == nil {
 		return nil, jobs.Permanent(errors.New(TypeAIImageGeneration + ": nil job"))
@@ -337,6 +342,16 @@ func (h *AIImageGeneration) store(ctx context.Context, i int, b64 string) (strin
 	name, contentType, err := newImageName(data)
 	if err != nil {
 		return "", jobs.Permanent(fmt.Errorf("%s: %w", what, err))
+	}
+	// Recorded before it is written: a file the retention pass does not
+	// know of would never be deleted. Called outside a worker (no job),
+	// nothing is recorded.
+	hold := h.hold
+	if hold == nil {
+		hold = jobs.HoldArtifact
+	}
+	if err := hold(ctx, name); err != nil && !errors.Is(err, jobs.ErrNoJob) {
+		return "", fmt.Errorf("%s: record: %w", what, err)
 	}
 	u, err := h.cfg.Images.Put(ctx, name, data, contentType)
 	if err != nil {

@@ -69,6 +69,11 @@ type App struct {
 	server   *http.Server
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	// metricsServer serves /metrics on METRICS_ADDR (nil when unset);
+	// metricsAddr is the address it listens on once started.
+	metricsServer *http.Server
+	metricsAddr   string
 }
 
 // WithTracerProvider traces the App with tp instead of the provider the
@@ -252,7 +257,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Publisher: publisher, TriggerWindow: cfg.TriggerWindow,
 		InProcess: cfg.InProcessWorker, InProcessInterval: cfg.InProcessInterval, DrainBudget: cfg.DrainBudget,
 		FlowLimits:         jobs.MergeFlowLimits(tasks.DefaultFlowLimits(), cfg.FlowLimitList()),
-		RetentionCompleted: keepCompleted, RetentionFailed: keepFailed,
+		RetentionCompleted: keepCompleted, RetentionFailed: keepFailed, Artifacts: imageArtifacts(cfg),
 		Metrics: a.Metrics, TracerProvider: a.TracerProvider,
 	})
 	if err != nil {
@@ -342,6 +347,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.MetricsAddr != "" {
+		a.metricsServer = newMetricsServer(a.Metrics.Handler(), cfg.MetricsToken, log)
+	}
 	if cfg.AuthJWTSecret == auth.DevJWTSecret {
 		log.Warn("auth: development JWT secret in use; mint tokens with `jobhook token --user ID`", "why", "AUTH_JWT_SECRET not set")
 	}
@@ -357,13 +365,21 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 // ln, and starts the embedded QStash. It fails, serving nothing, when the
 // queue cannot be restored.
 func (a *App) Start(ln net.Listener) error {
+	metricsLn, err := a.listenMetrics()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	// The in-process Redis starts empty, and a real one may have lost
 	// entries: the database is the truth.
 	if err := a.Engine.Start(ctx); err != nil {
 		cancel()
+		if metricsLn != nil {
+			_ = metricsLn.Close()
+		}
 		return err
 	}
+	a.serveMetrics(metricsLn)
 	a.cancel = cancel
 	a.wg.Add(1)
 	go func() {
@@ -427,6 +443,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	defer cancel()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- a.server.Shutdown(httpCtx) }()
+	metricsDone := a.shutdownMetrics(httpCtx)
 	engineErr := a.Engine.Shutdown(ctx)
 	if a.triggers != nil {
 		a.triggers.wait(httpCtx)
@@ -434,7 +451,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
 	}
-	err := errors.Join(<-httpDone, engineErr)
+	err := errors.Join(<-httpDone, <-metricsDone, engineErr)
 	done := make(chan struct{})
 	go func() { a.wg.Wait(); close(done) }()
 	select {
@@ -543,12 +560,20 @@ func (a *App) closeBackends() {
 	}
 }
 
-// metricsHandler is what GET /metrics serves: the metrics behind
-// METRICS_TOKEN when it is set; without one, the metrics open in
-// development and nothing (404) in production, where the operational
-// data (job types, volumes, routes) is not for the public.
+// metricsHandler is what GET /metrics serves on the public API: nothing
+// (404) when METRICS_ADDR moves the metrics to a listener of their own;
+// else the metrics behind METRICS_TOKEN when it is set; without one, the
+// metrics open in development and nothing (404) in production, where the
+// operational data (job types, volumes, routes) is not for the public.
 func (a *App) metricsHandler() http.Handler {
 	switch {
+	case a.Config.MetricsAddr != "":
+		how := "open (no METRICS_TOKEN)"
+		if a.Config.MetricsToken != "" {
+			how = "with the bearer METRICS_TOKEN"
+		}
+		a.log.Info("metrics: GET /metrics on "+a.Config.MetricsAddr+" only, "+how+"; 404 on the public API", "why", "METRICS_ADDR set")
+		return nil
 	case a.Config.MetricsToken != "":
 		a.log.Info("metrics: GET /metrics with the bearer METRICS_TOKEN", "why", "METRICS_TOKEN set")
 	case a.Config.Production():

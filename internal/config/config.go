@@ -25,6 +25,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -151,6 +152,11 @@ type Config struct {
 	// Without it /metrics is open in development and off (404) in
 	// production. At least 32 bytes.
 	MetricsToken string `env:"METRICS_TOKEN" doc:"bearer token of GET /metrics (at least 32 bytes); unset: open in development, 404 in production"`
+	// MetricsAddr, when set, is a host:port (such as 127.0.0.1:9090 or
+	// :9090) where serve runs a second HTTP server for GET /metrics alone
+	// (behind METRICS_TOKEN when set, open otherwise); the public API then
+	// answers /metrics 404.
+	MetricsAddr string `env:"METRICS_ADDR" doc:"host:port of a separate listener for GET /metrics (such as 127.0.0.1:9090); the public API then has no /metrics"`
 	// JobsEncryptionKey encrypts secret payload fields at rest:
 	// comma-separated kid:base64key entries, the first encrypts.
 	JobsEncryptionKey string `env:"JOBS_ENCRYPTION_KEY" doc:"kid:base64key[,…] encrypting secret payload fields"`
@@ -479,6 +485,9 @@ var rules = []rule{
 		}
 		return ""
 	}},
+	{reads: []string{"METRICS_ADDR", "PORT"}, check: func(c *Config) string {
+		return checkMetricsAddr(c.MetricsAddr, c.Port)
+	}},
 	{reads: []string{"WORKER_CONCURRENCY"}, check: func(c *Config) string {
 		if c.WorkerConcurrency < 1 || c.WorkerConcurrency > 1000 {
 			return fmt.Sprintf("WORKER_CONCURRENCY must be 1–1000, not %d", c.WorkerConcurrency)
@@ -669,6 +678,24 @@ func checkHTTPURL(name, value string, set bool) string {
 		return ""
 	}
 	return fmt.Sprintf("%s must be an absolute http(s) URL such as https://jobs.example.com, not %q", name, value)
+}
+
+// checkMetricsAddr returns the problem with METRICS_ADDR, or "": it must
+// be host:port with a port of 1–65535, and not the API's PORT on every
+// interface.
+func checkMetricsAddr(addr string, port int) string {
+	if addr == "" {
+		return ""
+	}
+	host, p, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(p)
+	switch {
+	case err != nil || perr != nil || n < 1 || n > 65535 || strings.ContainsAny(host, " /"):
+		return fmt.Sprintf("METRICS_ADDR must be host:port with a port of 1–65535, such as 127.0.0.1:9090 or :9090, not %q", addr)
+	case n == port && (host == "" || host == "0.0.0.0" || host == "::"):
+		return fmt.Sprintf("METRICS_ADDR %q uses PORT (%d), where the API listens: choose another port", addr, port)
+	}
+	return ""
 }
 
 // parseProblems names the variable behind each value that did not parse,

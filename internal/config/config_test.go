@@ -40,6 +40,11 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{map[string]string{"QSTASH_TOKEN": "t"}, "QSTASH_TOKEN is set but QSTASH_CURRENT_SIGNING_KEY"},
 		{map[string]string{"TRIGGER_WINDOW": "10ms"}, "TRIGGER_WINDOW must be at least 1s"},
 		{map[string]string{"DRAIN_BUDGET": "1m", "JOB_TIMEOUT": "2m"}, "DRAIN_BUDGET (1m) must be longer than JOB_TIMEOUT (2m)"},
+		{map[string]string{"METRICS_ADDR": "9090"}, "METRICS_ADDR must be host:port"},
+		{map[string]string{"METRICS_ADDR": "127.0.0.1:"}, "METRICS_ADDR must be host:port"},
+		{map[string]string{"METRICS_ADDR": "localhost:http"}, "METRICS_ADDR must be host:port"},
+		{map[string]string{"METRICS_ADDR": ":70000"}, "METRICS_ADDR must be host:port"},
+		{map[string]string{"METRICS_ADDR": ":8080"}, "uses PORT (8080)"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -64,6 +69,16 @@ func goodProduction() map[string]string {
 		"DATABASE_URL":               "postgres://app@db.example.com/jobhook",
 		"REDIS_URL":                  "rediss://default:token@redis.example.com:6379",
 		"PUBLIC_URL":                 "https://jobs.example.com",
+	}
+}
+
+// TestMetricsAddrAccepted: the listener's usual forms load.
+func TestMetricsAddrAccepted(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:9090", ":9090", "[::1]:9090", "localhost:9090", "127.0.0.1:8080"} {
+		t.Setenv("METRICS_ADDR", addr)
+		cfg, err := config.FromEnv()
+		require.NoError(t, err, addr)
+		require.Equal(t, addr, cfg.MetricsAddr)
 	}
 }
 
